@@ -1,0 +1,39 @@
+# The two quickstart commands: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench clean
+
+$(BIN)/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(VENV)/.installed $@
+
+demo: $(VENV)/.installed
+	$(BIN)/batchrouter demo
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy batchrouter
+
+# The whole suite: lint, types, unit tests, and integration tests against the real Redis and
+# PostgreSQL (set CI=true to make an unreachable service fail the run instead of skipping).
+test: lint typecheck
+	$(BIN)/pytest -q
+
+unit: $(VENV)/.installed-dev
+	$(BIN)/pytest -q tests -m "not redis and not postgres"
+
+clean:
+	rm -rf .batchrouter .pytest_cache .mypy_cache .ruff_cache

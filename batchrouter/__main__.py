@@ -1,0 +1,3 @@
+from batchrouter.cli import main
+
+main()

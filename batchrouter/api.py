@@ -1,0 +1,64 @@
+"""The small public Python API: submit a batch, watch it, read its report and results."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from batchrouter.ledger.batches import BatchStatus
+from batchrouter.ledger.batches import batch_status as _batch_status
+from batchrouter.ledger.db import session_scope
+from batchrouter.ledger.report import BatchReport, build_report
+from batchrouter.ledger.results import write_results_jsonl
+from batchrouter.producers.submit import Submitted, submit_batch
+
+
+def batch_status(batch: str) -> BatchStatus:
+    """Items of a batch by state and by tier."""
+    with session_scope() as session:
+        return _batch_status(session, batch)
+
+
+def batch_report(batch: str) -> BatchReport:
+    """Cost by tier and model, escalations, and the saving against the premium tier alone."""
+    with session_scope() as session:
+        return build_report(session, batch)
+
+
+def export_results(batch: str, out: str | Path, state: str | None = None) -> int:
+    """Write one JSON line per item (the producer's id, output, tier, model, cost); return count."""
+    with session_scope() as session:
+        return write_results_jsonl(session, batch, Path(out), state)
+
+
+def wait_for_batch(
+    batch: str,
+    *,
+    timeout: float | None = None,
+    poll: float = 0.5,
+    on_progress: Callable[[BatchStatus], None] | None = None,
+) -> BatchStatus:
+    """Poll the ledger until every item of the batch is succeeded or failed."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        status = batch_status(batch)
+        if on_progress is not None:
+            on_progress(status)
+        if status.finished:
+            return status
+        if deadline is not None and time.monotonic() > deadline:
+            raise TimeoutError(f"batch {batch} not finished after {timeout} s: {status.by_state}")
+        time.sleep(poll)
+
+
+__all__ = [
+    "BatchReport",
+    "BatchStatus",
+    "Submitted",
+    "batch_report",
+    "batch_status",
+    "export_results",
+    "submit_batch",
+    "wait_for_batch",
+]

@@ -1,0 +1,122 @@
+"""The ledger's tables: batches, items and attempts. The ledger is the system of record.
+
+An item's text, outputs and costs live here; broker messages carry only item ids. Every provider
+call is one `attempts` row, unique on (item_id, attempt_no), so a redelivered message cannot add
+a second row for the same call.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ItemState(StrEnum):
+    QUEUED = "queued"  # waiting on its tier's queue
+    RUNNING = "running"  # claimed by a worker
+    SUCCEEDED = "succeeded"  # an output passed every check
+    FAILED = "failed"  # last tier failed, attempts exhausted, or a permanent error
+
+
+TERMINAL_STATES = (ItemState.SUCCEEDED.value, ItemState.FAILED.value)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    task_type: Mapped[str] = mapped_column(String(100))
+    project: Mapped[str | None] = mapped_column(String(100))
+    config_yaml: Mapped[str] = mapped_column(Text)  # the routing file as used by this batch
+    config_source: Mapped[str] = mapped_column(String(500))
+    total: Mapped[int] = mapped_column(Integer)
+    done: Mapped[int] = mapped_column(Integer, default=0)  # items in a terminal state
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Item(Base):
+    __tablename__ = "items"
+    __table_args__ = (
+        UniqueConstraint("batch_id", "external_id", name="uq_items_batch_external"),
+        Index("ix_items_batch_state", "batch_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    external_id: Mapped[str] = mapped_column(String(200))  # the producer's id: the join key
+    line_no: Mapped[int] = mapped_column(Integer)  # where it came from in the input file
+    text: Mapped[str] = mapped_column(Text)
+    expected: Mapped[str | None] = mapped_column(Text)  # gold answer, when the producer had one
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # other input columns
+    state: Mapped[str] = mapped_column(String(16), default=ItemState.QUEUED.value)
+    tier: Mapped[str] = mapped_column(String(100))  # the tier it is queued on or was settled by
+    attempts: Mapped[int] = mapped_column(Integer, default=0)  # provider calls made so far
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)  # sum over its attempts
+    output: Mapped[str | None] = mapped_column(Text)  # accepted output, or best failed one
+    deployment: Mapped[str | None] = mapped_column(String(200))  # that produced `output`
+    model: Mapped[str | None] = mapped_column(String(200))
+    error: Mapped[str | None] = mapped_column(Text)  # why it failed, or the last check reason
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Attempt(Base):
+    __tablename__ = "attempts"
+    __table_args__ = (
+        UniqueConstraint("item_id", "attempt_no", name="uq_attempts_item_no"),
+        Index("ix_attempts_batch", "batch_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"))
+    batch_id: Mapped[str] = mapped_column(String(32))  # denormalised for report queries
+    attempt_no: Mapped[int] = mapped_column(Integer)  # 1, 2, ... across all tiers
+    tier: Mapped[str] = mapped_column(String(100))
+    deployment: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cached_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    prices: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the prices used
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    outcome: Mapped[str] = mapped_column(String(20))  # passed | check_failed | error
+    verdicts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    error_class: Mapped[str | None] = mapped_column(String(30))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    output: Mapped[str | None] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

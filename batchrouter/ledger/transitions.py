@@ -1,0 +1,197 @@
+"""The worker's writes: claim items, then record each item's attempts and its next state.
+
+Every change is a compare-and-set on (state, tier), so a message delivered twice finds its
+items already claimed or settled and changes nothing, and (item_id, attempt_no) is unique, so no
+call is recorded or charged twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from batchrouter.ledger.models import TERMINAL_STATES, Attempt, Batch, Item, ItemState, utcnow
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    id: int
+    batch_id: str
+    external_id: str
+    text: str
+    expected: str | None
+    fields: dict[str, Any]
+    tier: str
+    attempts: int  # calls already made for this item, on earlier tiers
+    cost_usd: float
+    last_output: str | None
+    last_error: str | None
+
+
+@dataclass
+class AttemptRecord:
+    attempt_no: int
+    tier: str
+    deployment: str
+    provider: str
+    model: str
+    outcome: str  # passed | check_failed | error
+    input_tokens: int = 0
+    cached_input_tokens: int = 0
+    cache_write_tokens: int = 0
+    output_tokens: int = 0
+    reasoning_tokens: int = 0
+    usage_estimated: bool = False
+    cost_usd: float = 0.0
+    prices: dict[str, Any] = field(default_factory=dict)
+    latency_ms: float = 0.0
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
+    error_class: str | None = None
+    error_message: str | None = None
+    output: str | None = None
+    request_id: str | None = None
+
+
+@dataclass
+class ItemOutcome:
+    """What happened to one claimed item on its tier, and where it goes next."""
+
+    item_id: int
+    batch_id: str
+    tier: str  # the tier it was claimed on
+    attempts: list[AttemptRecord]
+    next_state: str  # succeeded | failed | queued (escalated)
+    next_tier: str
+    output: str | None = None
+    deployment: str | None = None
+    model: str | None = None
+    error: str | None = None
+
+
+def claim_items(session: Session, item_ids: Sequence[int], tier: str) -> list[ClaimedItem]:
+    """Move the given items from queued to running on `tier`; return those this call moved."""
+    if not item_ids:
+        return []
+    now = utcnow()
+    claimed_ids = list(
+        session.scalars(
+            update(Item)
+            .where(Item.id.in_(item_ids), Item.tier == tier, Item.state == ItemState.QUEUED.value)
+            .values(state=ItemState.RUNNING.value, claimed_at=now, updated_at=now)
+            .returning(Item.id)
+        )
+    )
+    if not claimed_ids:
+        return []
+    rows = session.scalars(select(Item).where(Item.id.in_(claimed_ids)).order_by(Item.id))
+    return [
+        ClaimedItem(
+            id=row.id,
+            batch_id=row.batch_id,
+            external_id=row.external_id,
+            text=row.text,
+            expected=row.expected,
+            fields=dict(row.fields or {}),
+            tier=row.tier,
+            attempts=row.attempts,
+            cost_usd=row.cost_usd,
+            last_output=row.output,
+            last_error=row.error,
+        )
+        for row in rows
+    ]
+
+
+def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> list[ItemOutcome]:
+    """Write each outcome whose item is still ours; return the ones written."""
+    written: list[ItemOutcome] = []
+    finished_per_batch: Counter[str] = Counter()
+    now = utcnow()
+    for outcome in outcomes:
+        spent = sum(a.cost_usd for a in outcome.attempts)
+        values: dict[str, Any] = {
+            "state": outcome.next_state,
+            "tier": outcome.next_tier,
+            "attempts": Item.attempts + len(outcome.attempts),
+            "cost_usd": Item.cost_usd + spent,
+            "error": outcome.error,
+            "updated_at": now,
+        }
+        if outcome.output is not None:
+            values.update(output=outcome.output, deployment=outcome.deployment, model=outcome.model)
+        result = session.execute(
+            update(Item)
+            .where(
+                Item.id == outcome.item_id,
+                Item.state == ItemState.RUNNING.value,
+                Item.tier == outcome.tier,
+            )
+            .values(**values)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            continue  # someone else settled or re-queued it: their record stands
+        if outcome.attempts:
+            session.execute(
+                insert(Attempt),
+                [_attempt_row(outcome, record, now) for record in outcome.attempts],
+            )
+        if outcome.next_state in TERMINAL_STATES:
+            finished_per_batch[outcome.batch_id] += 1
+        written.append(outcome)
+    for batch_id, count in finished_per_batch.items():
+        done, total = session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(done=Batch.done + count)
+            .returning(Batch.done, Batch.total)
+        ).one()
+        if done >= total:
+            session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id, Batch.finished_at.is_(None))
+                .values(finished_at=now)
+            )
+    return written
+
+
+def release_items(session: Session, item_ids: Sequence[int], tier: str) -> int:
+    """Put claimed items back on their queue state (used when a worker cannot finish them)."""
+    result = session.execute(
+        update(Item)
+        .where(Item.id.in_(item_ids), Item.tier == tier, Item.state == ItemState.RUNNING.value)
+        .values(state=ItemState.QUEUED.value, updated_at=utcnow())
+    )
+    return result.rowcount  # type: ignore[attr-defined,no-any-return]
+
+
+def _attempt_row(outcome: ItemOutcome, record: AttemptRecord, now: Any) -> dict[str, Any]:
+    return {
+        "item_id": outcome.item_id,
+        "batch_id": outcome.batch_id,
+        "attempt_no": record.attempt_no,
+        "tier": record.tier,
+        "deployment": record.deployment,
+        "provider": record.provider,
+        "model": record.model,
+        "input_tokens": record.input_tokens,
+        "cached_input_tokens": record.cached_input_tokens,
+        "cache_write_tokens": record.cache_write_tokens,
+        "output_tokens": record.output_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "usage_estimated": record.usage_estimated,
+        "cost_usd": record.cost_usd,
+        "prices": record.prices,
+        "latency_ms": record.latency_ms,
+        "outcome": record.outcome,
+        "verdicts": record.verdicts,
+        "error_class": record.error_class,
+        "error_message": record.error_message,
+        "output": record.output,
+        "request_id": record.request_id,
+        "created_at": now,
+    }

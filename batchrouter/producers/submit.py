@@ -1,0 +1,83 @@
+"""Submit a file as a batch: validate everything, register it in the ledger, then enqueue.
+
+Order matters: the whole input and the routing file are checked before anything is written;
+the ledger rows are committed before any message is published (a worker must find its items);
+if publishing fails, the batch is removed again, so nothing is left half-enqueued.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete
+
+from batchrouter.ledger.batches import register_batch
+from batchrouter.ledger.db import session_scope, upgrade_schema
+from batchrouter.ledger.models import Batch
+from batchrouter.producers.readers import read_items
+from batchrouter.routing.config import ConfigError, load_config
+from batchrouter.routing.yamlfile import read_text
+from batchrouter.settings import get_settings
+from batchrouter.worker.publish import publish_items
+
+log = logging.getLogger("batchrouter.submit")
+
+
+@dataclass(frozen=True)
+class Submitted:
+    batch_id: str
+    items: int
+    messages: int
+    entry_tier: str
+
+
+def submit_batch(
+    path: str | Path,
+    task_type: str,
+    *,
+    config: str | Path | None = None,
+    name: str | None = None,
+    project: str | None = None,
+) -> Submitted:
+    """Register the items of a JSONL or CSV file as a batch and enqueue them on the entry tier."""
+    settings = get_settings()
+    config_path = Path(config or settings.config)
+    routing = load_config(config_path)
+    if task_type not in routing.task_types:
+        known = ", ".join(sorted(routing.task_types))
+        raise ConfigError(f"unknown task type {task_type!r}; {config_path} defines: {known}")
+    task = routing.task_types[task_type]
+    for tier in task.ladder:  # fail now, not in a worker, when a price cannot be found
+        for deployment in routing.tier(tier).deployments:
+            try:
+                routing.prices_for(deployment)
+            except KeyError as exc:
+                raise ConfigError(f"{config_path}: deployment {deployment!r}: {exc}") from None
+    items = read_items(path)
+    entry_tier = task.ladder[0]
+
+    upgrade_schema()
+    with session_scope() as session:
+        batch_id, item_ids = register_batch(
+            session,
+            items=items,
+            task_type=task_type,
+            entry_tier=entry_tier,
+            config_yaml=read_text(config_path),
+            config_source=str(config_path),
+            name=name,
+            project=project,
+        )
+    try:
+        messages = publish_items(item_ids, entry_tier, settings.chunk_size)
+    except Exception:
+        # Workers that got a message for a removed item find nothing to claim.
+        with session_scope() as session:
+            session.execute(delete(Batch).where(Batch.id == batch_id))
+        log.exception("publishing batch %s failed; the batch was removed from the ledger", batch_id)
+        raise
+    return Submitted(
+        batch_id=batch_id, items=len(item_ids), messages=messages, entry_tier=entry_tier
+    )

@@ -1,0 +1,139 @@
+"""The routing file: deployments, tiers (cheapest first) and task types, validated by pydantic.
+
+A broken file fails at load with every error naming its field path and line, for example
+`routing.yaml:14: task_types.ticket_classification.ladder.1: unknown tier 'tier9'`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from batchrouter.routing.checks import CheckSpec, LabelCheck
+from batchrouter.routing.deployments import Deployment
+from batchrouter.routing.prices import Prices
+from batchrouter.routing.yamlfile import load_yaml_with_lines, nearest_line, read_text
+
+
+class Tier(BaseModel):
+    """An ordered rung of the ladder. Its name is also the name of its broker queue."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    deployments: list[str] = Field(min_length=1)
+
+
+class TaskType(BaseModel):
+    ladder: list[str] = Field(min_length=1)  # tier names, cheapest first; never stepped down
+    system_prompt: str | None = None
+    prompt: str = Field(min_length=1)  # a template; {text} is the item's text
+    checks: list[CheckSpec] = Field(default_factory=list)
+    max_attempts: int = Field(default=6, ge=1, le=100)  # calls per item, all tiers together
+    transient_retries: int = Field(default=2, ge=0, le=10)  # per deployment, before falling back
+    show_failed_output: bool = False  # let the next tier see the rejected answer and the reason
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_uses_text(cls, value: str) -> str:
+        if "{text}" not in value:
+            raise ValueError("the prompt template must contain {text}")
+        return value
+
+    @property
+    def labels(self) -> list[str]:
+        for check in self.checks:
+            if isinstance(check, LabelCheck):
+                return check.labels
+        return []
+
+
+class RoutingConfig(BaseModel):
+    deployments: dict[str, Deployment] = Field(min_length=1)
+    tiers: list[Tier] = Field(min_length=1)
+    task_types: dict[str, TaskType] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> RoutingConfig:
+        names = [tier.name for tier in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        for tier in self.tiers:
+            for name in tier.deployments:
+                if name not in self.deployments:
+                    raise ValueError(f"tier {tier.name!r} names unknown deployment {name!r}")
+        for task_name, task in self.task_types.items():
+            positions = []
+            for tier_name in task.ladder:
+                if tier_name not in names:
+                    raise ValueError(f"task type {task_name!r}: unknown tier {tier_name!r}")
+                positions.append(names.index(tier_name))
+            if positions != sorted(set(positions)):
+                raise ValueError(
+                    f"task type {task_name!r}: ladder {task.ladder} must climb the tiers in order"
+                )
+        return self
+
+    def tier(self, name: str) -> Tier:
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(f"unknown tier {name!r}; tiers are {[t.name for t in self.tiers]}")
+
+    def tier_by_ref(self, ref: str | int) -> Tier:
+        """A tier by name, or by its position in the tiers list (0 = cheapest)."""
+        if isinstance(ref, int) or str(ref).isdigit():
+            index = int(ref)
+            if not 0 <= index < len(self.tiers):
+                raise KeyError(f"tier {index} does not exist; there are {len(self.tiers)} tiers")
+            return self.tiers[index]
+        return self.tier(str(ref))
+
+    def task_type(self, name: str) -> TaskType:
+        if name not in self.task_types:
+            known = ", ".join(sorted(self.task_types))
+            raise KeyError(f"unknown task type {name!r}; the routing file defines: {known}")
+        return self.task_types[name]
+
+    def prices_for(self, deployment_name: str) -> Prices:
+        deployment = self.deployments[deployment_name]
+        if deployment.prices is not None:
+            return deployment.prices
+        from batchrouter.routing.price_table import lookup_prices
+
+        return lookup_prices(deployment.model)
+
+
+class ConfigError(ValueError):
+    """A routing file that cannot be used; the message names file, line and field path."""
+
+
+def parse_config(text: str, source: str = "<routing file>") -> RoutingConfig:
+    try:
+        data, lines = load_yaml_with_lines(text)
+    except Exception as exc:  # yaml's own errors carry the line already
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with deployments, tiers, task_types")
+    try:
+        return RoutingConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+            line = nearest_line(lines, loc)
+            where = f"{source}:{line}" if line else source
+            path = ".".join(str(part) for part in loc) or "(top level)"
+            problems.append(f"{where}: {path}: {error['msg']}")
+        raise ConfigError("invalid routing file\n  " + "\n  ".join(problems)) from None
+
+
+def load_config(path: str | Path) -> RoutingConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: routing file not found")
+    return parse_config(read_text(path), str(path))
+
+
+def _is_union_tag(part: str | int) -> bool:
+    # pydantic puts the discriminator value ("label", "length") into the location of union errors
+    return isinstance(part, str) and part in {"non_empty", "label", "length"}

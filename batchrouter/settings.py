@@ -1,0 +1,45 @@
+"""Runtime settings from the environment (BATCHROUTER_*), via pydantic-settings.
+
+The embedded default needs no server: a SQLite ledger and a filesystem broker under
+BATCHROUTER_HOME. Production sets a Redis broker and a PostgreSQL ledger.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BATCHROUTER_", extra="ignore")
+
+    home: Path = Path(".batchrouter")  # where the embedded ledger and broker keep their files
+    database_url: str | None = None  # default: sqlite:///<home>/ledger.db
+    broker_url: str | None = None  # default: filesystem broker in <home>/broker
+    config: Path = Path("examples/routing.yaml")  # the routing file
+    chunk_size: int = Field(default=25, ge=1, le=1000)  # item ids per broker message
+    concurrency: int = Field(default=8, ge=1)  # Celery task slots per worker process
+    visibility_timeout: int = Field(default=900, ge=60)  # seconds; longer than any task
+    sim_time_scale: float = Field(default=1.0, ge=0)  # shrink sim latencies (tests, demo)
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.home.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.home / 'ledger.db').resolve()}"
+
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or "filesystem://"
+
+    def broker_folder(self) -> Path:
+        folder = (self.home / "broker").resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

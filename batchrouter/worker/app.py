@@ -1,0 +1,48 @@
+"""The Celery app: one queue per tier, ids-only messages, at-least-once delivery settings.
+
+`celery -A batchrouter.worker worker -Q tier0` and `batchrouter worker --tier 0` both use it.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from batchrouter.settings import Settings, get_settings
+
+CONTROL_QUEUE = "batchrouter.control"
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("batchrouter", include=["batchrouter.worker.tasks"])
+    transport_options: dict = {"visibility_timeout": settings.visibility_timeout}
+    broker_url = settings.resolved_broker_url()
+    if broker_url.startswith("filesystem"):
+        # The embedded broker: messages are files in one folder shared by every local process.
+        folder = settings.broker_folder()
+        transport_options.update(
+            data_folder_in=str(folder),
+            data_folder_out=str(folder),
+            control_folder=str(folder / "control"),
+            polling_interval=0.05,
+        )
+    app.conf.update(
+        broker_url=broker_url,
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        result_backend=None,
+        task_ignore_result=True,  # results live in the ledger
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=CONTROL_QUEUE,
+        task_acks_late=True,  # a message is acked only when its items are recorded
+        task_reject_on_worker_lost=True,  # a killed worker's message goes back to the queue
+        worker_prefetch_multiplier=1,  # hold no more than we run (visibility timeout)
+        worker_send_task_events=True,  # Flower
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        broker_pool_limit=max(10, settings.concurrency * 2),
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_celery(get_settings())

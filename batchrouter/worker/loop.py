@@ -1,0 +1,45 @@
+"""One long-lived asyncio event loop per worker process, on a background thread.
+
+Celery tasks are synchronous; provider calls are async. Running `asyncio.run()` per task closes
+the loop that the pooled httpx client is bound to ("Event loop is closed"). Instead every task,
+whatever the pool (threads, solo, prefork), submits its coroutine to this one loop and waits.
+A forked child notices the pid change and starts its own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_pid: int | None = None
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _pid
+    with _lock:
+        if _loop is None or _pid != os.getpid() or not _loop.is_running():
+            loop = asyncio.new_event_loop()
+            started = threading.Event()
+
+            def serve() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(started.set)
+                loop.run_forever()
+
+            threading.Thread(target=serve, name="batchrouter-io", daemon=True).start()
+            started.wait()
+            _loop, _pid = loop, os.getpid()
+        return _loop
+
+
+def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+    """Run `coro` on the process's loop from any thread and return its result."""
+    future = asyncio.run_coroutine_threadsafe(coro, get_loop())
+    return future.result(timeout)
