@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from batchrouter import api
 from batchrouter.ledger.batches import UnknownBatch
@@ -23,15 +24,17 @@ from batchrouter.settings import get_settings
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 db_app = typer.Typer(no_args_is_help=True, help="Ledger schema.")
 app.add_typer(db_app, name="db")
-console = Console()
-errors = Console(stderr=True)
+# Piped output (CI logs, files) gets a width that fits the report's tables.
+console = Console(width=None if sys.stdout.isatty() else 120)
+errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 EXIT_FAILED_ITEMS = 1
 EXIT_BAD_INPUT = 2
 
 
 def _fail(message: str) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, markup=True)
+    # Text, not markup: a message may hold brackets ("[REDACTED]", "[a, b]").
+    errors.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     return typer.Exit(EXIT_BAD_INPUT)
 
 

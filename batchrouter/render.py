@@ -84,5 +84,10 @@ def print_report(report: BatchReport, console: Console) -> None:
         f"would have cost {_usd(report.premium_only_cost_usd)}: saving "
         f"[bold green]{_usd(report.saving_usd)} ({report.saving_pct:.1f}%)[/]"
     )
+    if report.with_expected:
+        console.print(
+            f"Accuracy against the expected answers: {report.correct}/{report.with_expected} "
+            f"({100 * report.correct / report.with_expected:.1f}%)"
+        )
     for note in report.notes:
         console.print(f"[dim]note: {note}[/]")

@@ -53,6 +53,8 @@ class BatchReport:
     saving_pct: float
     by_tier: list[TierLine] = field(default_factory=list)
     by_model: list[ModelLine] = field(default_factory=list)
+    with_expected: int = 0  # items whose producer gave an expected answer
+    correct: int = 0  # of those, items whose final output equals it
     simulated: bool = False  # the offline sim provider produced these numbers
     notes: list[str] = field(default_factory=list)
 
@@ -131,6 +133,14 @@ def build_report(session: Session, batch_ref: str) -> BatchReport:
         input_tokens * premium_prices.input + output_tokens * premium_prices.output
     ) / 1_000_000
     saving = premium_cost - total_cost
+    with_expected, correct = session.execute(
+        select(
+            func.count(Item.expected),
+            func.sum(
+                case((and_(Item.state == "succeeded", Item.output == Item.expected), 1), else_=0)
+            ),
+        ).where(Item.batch_id == batch.id)
+    ).one()
     simulated = bool(
         session.scalar(select(func.count()).where(of_batch, Attempt.provider == "sim"))
     )
@@ -156,6 +166,8 @@ def build_report(session: Session, batch_ref: str) -> BatchReport:
         saving_pct=(100.0 * saving / premium_cost) if premium_cost > 0 else 0.0,
         by_tier=by_tier,
         by_model=by_model,
+        with_expected=int(with_expected or 0),
+        correct=int(correct or 0),
         simulated=simulated,
         notes=notes,
     )

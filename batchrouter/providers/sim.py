@@ -16,6 +16,7 @@ import random
 import re
 
 from batchrouter.routing.deployments import Deployment, SimModel
+from batchrouter.routing.tokens import count_message_tokens, encode_len
 from batchrouter.routing.types import (
     CompletionRequest,
     CompletionResult,
@@ -26,8 +27,8 @@ from batchrouter.routing.types import (
 
 
 def approx_tokens(text: str) -> int:
-    """About four characters a token, the usual rule of thumb for English text."""
-    return max(1, math.ceil(len(text) / 4))
+    """Tokens of `text` in o200k_base (tiktoken, offline; the encoding is built once and cached)."""
+    return max(1, encode_len(text, "o200k_base"))
 
 
 class SimProvider:
@@ -52,10 +53,10 @@ class SimProvider:
         latency_ms = sim.latency_ms * math.exp(rng.gauss(0.0, sim.latency_spread))
         await asyncio.sleep(latency_ms / 1000 * self.time_scale)
         text = _answer(sim, request, rng)
-        prompt = "\n".join(m.content for m in request.messages)
         output_tokens = min(approx_tokens(text) + 1, request.max_output_tokens)
         usage = Usage(
-            input_tokens=approx_tokens(prompt) + 3 * len(request.messages) + 3,
+            # The OpenAI cookbook count in o200k: the sim behaves like an OpenAI-style model.
+            input_tokens=count_message_tokens(request.messages, "gpt-4o"),
             output_tokens=output_tokens,
         )
         return CompletionResult(

@@ -146,6 +146,7 @@ def check_length(spec: LengthCheck, output: str, source: str) -> Verdict:
 
 
 _RUNNERS = {"non_empty": check_non_empty, "label": check_label, "length": check_length}
+CHECK_KINDS = frozenset(_RUNNERS)
 
 
 def judge(checks: list[CheckSpec], output: str, source: str) -> Judgement:

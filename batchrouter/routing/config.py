@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
-from batchrouter.routing.checks import CheckSpec, LabelCheck
+from batchrouter.routing.checks import CHECK_KINDS, CheckSpec, LabelCheck
 from batchrouter.routing.deployments import Deployment
 from batchrouter.routing.prices import Prices
 from batchrouter.routing.yamlfile import load_yaml_with_lines, nearest_line, read_text
@@ -136,4 +136,4 @@ def load_config(path: str | Path) -> RoutingConfig:
 
 def _is_union_tag(part: str | int) -> bool:
     # pydantic puts the discriminator value ("label", "length") into the location of union errors
-    return isinstance(part, str) and part in {"non_empty", "label", "length"}
+    return isinstance(part, str) and part in CHECK_KINDS

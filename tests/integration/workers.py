@@ -1,0 +1,59 @@
+"""Start and stop real `batchrouter worker` processes for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import EXAMPLES
+
+
+@contextmanager
+def running_workers(
+    tiers: list[str],
+    *,
+    database_url: str,
+    broker_url: str,
+    log_dir: Path,
+    config: Path = EXAMPLES / "routing.yaml",
+    concurrency: int = 4,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[list[subprocess.Popen]]:
+    """One worker process per tier, like `batchrouter worker --tier N` in production."""
+    env = os.environ.copy()
+    env.update(
+        BATCHROUTER_DATABASE_URL=database_url,
+        BATCHROUTER_BROKER_URL=broker_url,
+        BATCHROUTER_HOME=str(log_dir / "home"),
+        **(extra_env or {}),
+    )
+    processes = []
+    for tier in tiers:
+        log = open(log_dir / f"worker-{tier}.log", "wb")  # noqa: SIM115 - closed with the worker
+        command = [sys.executable, "-m", "batchrouter", "worker", "--tier", tier]
+        command += ["--config", str(config), "--concurrency", str(concurrency)]
+        command += ["--loglevel", "INFO", "--hostname", f"{tier}-{os.getpid()}@%h"]
+        processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+    try:
+        yield processes
+    finally:
+        stop_workers(processes)
+
+
+def stop_workers(processes: list[subprocess.Popen], timeout: float = 20) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
