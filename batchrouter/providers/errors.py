@@ -247,7 +247,8 @@ def error_message(
     message, kind, code = error_fields(body)
     if not message:
         message = raw_text.strip() or (json.dumps(body)[:500] if body else "")
-    label = " ".join(part for part in (kind, code) if part and part not in message)
+    parts = dict.fromkeys(p for p in (kind, code) if p and p not in message)  # dedupe, keep order
+    label = " ".join(parts)
     head = f"{provider} HTTP {status}" if status is not None else provider
     text = f"{head} {label}: {message}" if label else f"{head}: {message}"
     return redact(text, secrets)[:MAX_MESSAGE_CHARS]
