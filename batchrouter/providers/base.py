@@ -23,6 +23,7 @@ class Provider(Protocol):
 _FACTORIES: dict[str, str] = {
     # provider name -> "module:factory"; imported lazily so `sim` needs no httpx setup
     "sim": "batchrouter.providers.sim:SimProvider",
+    "replay": "batchrouter.providers.replay:ReplayProvider",
     "openai": "batchrouter.providers.openai_compat:OpenAICompatProvider",
     "azure_openai": "batchrouter.providers.openai_compat:OpenAICompatProvider",
     "together": "batchrouter.providers.openai_compat:OpenAICompatProvider",

@@ -36,12 +36,13 @@ _CONTEXT_MARKERS = (
 )
 
 # 429s that no amount of waiting fixes: quota, billing, spend caps (langchainjs#1929).
-_QUOTA_MARKERS = (
-    "insufficient_quota",
+# Codes are decisive; words only count when the 429 carries no retry hint, because Gemini words
+# its ordinary per-minute 429s "You exceeded your current quota..." and adds a retryDelay.
+_QUOTA_CODES = ("insufficient_quota", "enforced_spend_limit_reached", "billing_error")
+_QUOTA_WORDS = (
     "exceeded your current quota",
     "billing",
     "spend limit",
-    "enforced_spend_limit_reached",
     "credit balance",
     "check your plan",
 )
@@ -78,7 +79,9 @@ def classify_status(status: int, body: Any, headers: Mapping[str, str] | None = 
     message, kind, code = error_fields(body)
     words = f"{message} {kind} {code}".lower()
     if status == 429:
-        if any(marker in words for marker in _QUOTA_MARKERS):
+        if any(code_ in words for code_ in _QUOTA_CODES):
+            return ErrorClass.PERMANENT
+        if any(word in words for word in _QUOTA_WORDS) and parse_retry_after(headers, body) is None:
             return ErrorClass.PERMANENT
         return ErrorClass.RATE_LIMITED
     if status in (400, 413, 422) and any(marker in words for marker in _CONTEXT_MARKERS):

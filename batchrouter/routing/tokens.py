@@ -85,17 +85,19 @@ def _build(name: str) -> tiktoken.Encoding:
 
     ranks = _read_ranks(name)
     # Reuse tiktoken's own constructor for the regex and special tokens, with its loader swapped
-    # for ours so it cannot reach for the URL. Done under our lock; the module is restored after.
+    # for ours so it cannot reach for the URL; the module is restored after.
     original = public.load_tiktoken_bpe
 
     def _offline_loader(*_args: Any, **_kwargs: Any) -> dict[bytes, int]:
         return ranks
 
-    public.load_tiktoken_bpe = _offline_loader  # type: ignore[assignment]
-    try:
-        spec = getattr(public, name)()
-    finally:
-        public.load_tiktoken_bpe = original
+    # tiktoken's registry lock too, so no concurrent tiktoken.get_encoding sees the swap.
+    with getattr(tiktoken.registry, "_lock", threading.RLock()):
+        public.load_tiktoken_bpe = _offline_loader  # type: ignore[assignment]
+        try:
+            spec = getattr(public, name)()
+        finally:
+            public.load_tiktoken_bpe = original
     return tiktoken.Encoding(**spec)
 
 

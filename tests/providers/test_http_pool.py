@@ -1,0 +1,97 @@
+"""The pooled client: one per event loop, reused, safe under a worker's long-lived loop and
+under repeated asyncio.run; and 1,000 calls in flight against the fake server at once."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+import time
+import warnings
+
+import httpx
+import pytest
+
+from batchrouter.providers import http
+from batchrouter.providers.fake_server import FakeServerConfig, LatencyConfig, running_fake_server
+from batchrouter.providers.openai_compat import OpenAICompatProvider
+from batchrouter.routing.deployments import Deployment, Timeouts
+from batchrouter.routing.types import CompletionRequest, Message
+
+
+def _request(i: int = 0) -> CompletionRequest:
+    return CompletionRequest(
+        deployment="d", model="gpt-4o-mini", messages=[Message(role="user", content=f"item {i}")]
+    )
+
+
+def test_default_read_timeout_suits_llm_calls() -> None:
+    timeout = http.timeout_for(Deployment(provider="openai", model="gpt-4o"))
+    assert timeout.read is not None and timeout.read >= 60 and timeout.connect == 5.0
+    custom = http.timeout_for(
+        Deployment(provider="openai", model="x", timeouts=Timeouts(connect=1, read=300))
+    )
+    assert (custom.connect, custom.read) == (1, 300)
+
+
+# Clients of loops closed by asyncio.run cannot be closed any more; their sockets are reclaimed
+# by the GC, which may emit ResourceWarnings. That is the documented cost of loop-per-call use.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_one_client_per_loop_and_no_closed_loop_errors(fake_url: str) -> None:
+    dep = Deployment(provider="openai", model="gpt-4o-mini", api_base=f"{fake_url}/v1")
+    provider = OpenAICompatProvider()
+    seen: list[httpx.AsyncClient] = []
+
+    async def call() -> str:
+        result = await provider.complete(_request(), dep)
+        seen.append(http.get_client())
+        return result.text
+
+    # Like a worker: one long-lived loop in a background thread, coroutines submitted to it.
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        for _ in range(3):
+            future = asyncio.run_coroutine_threadsafe(call(), loop)
+            assert future.result(10) == "item 0"
+        assert seen[0] is seen[1] is seen[2]  # pooled and reused
+    finally:
+        asyncio.run_coroutine_threadsafe(http.aclose_client(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+    # Like code that runs asyncio.run per task: each loop gets its own client, nothing breaks.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "Event loop is closed" would surface here
+        assert asyncio.run(call()) == "item 0"
+        assert asyncio.run(call()) == "item 0"
+    assert seen[3] is not seen[4] and seen[3] is not seen[0]
+    assert http.client_count() <= 1  # clients of closed loops are dropped
+
+
+def test_thousand_requests_in_flight() -> None:
+    config = FakeServerConfig(latency=LatencyConfig(ms=1500))
+    with running_fake_server(config) as url:
+        dep = Deployment(provider="openai", model="gpt-4o-mini", api_base=f"{url}/v1")
+        provider = OpenAICompatProvider()
+
+        async def many() -> tuple[list[str], dict]:
+            async def one(i: int) -> str:
+                return (await provider.complete(_request(i), dep)).text
+
+            try:
+                texts = await asyncio.gather(*(one(i) for i in range(1000)))
+                stats = (await http.get_client().get(f"{url}/_stats")).json()
+            finally:
+                await http.aclose_client()
+            return texts, stats
+
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # its own loop and thread
+            texts, stats = pool.submit(asyncio.run, many()).result(60)
+        elapsed = time.perf_counter() - started
+        assert texts == [f"item {i}" for i in range(1000)]
+        assert stats["peak_in_flight"] >= 1000, stats
+        assert stats["by_status"] == {"200": 1000}
+        assert elapsed < 15, elapsed  # all held open together, not queued
