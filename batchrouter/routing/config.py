@@ -62,6 +62,12 @@ class RoutingConfig(BaseModel):
                 if name not in self.deployments:
                     raise ValueError(f"tier {tier.name!r} names unknown deployment {name!r}")
         for task_name, task in self.task_types.items():
+            for check in task.checks:
+                for name in getattr(check, "deployments", None) or []:
+                    if name not in self.deployments:
+                        raise ValueError(
+                            f"task type {task_name!r}: consensus names unknown deployment {name!r}"
+                        )
             positions = []
             for tier_name in task.ladder:
                 if tier_name not in names:
@@ -119,7 +125,7 @@ def parse_config(text: str, source: str = "<routing file>") -> RoutingConfig:
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
+            loc = _without_union_tags(tuple(error["loc"]))
             line = nearest_line(lines, loc)
             where = f"{source}:{line}" if line else source
             path = ".".join(str(part) for part in loc) or "(top level)"
@@ -134,6 +140,15 @@ def load_config(path: str | Path) -> RoutingConfig:
     return parse_config(read_text(path), str(path))
 
 
-def _is_union_tag(part: str | int) -> bool:
-    # pydantic puts the discriminator value ("label", "length") into the location of union errors
-    return isinstance(part, str) and part in CHECK_KINDS
+def _without_union_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """pydantic puts the discriminator value into a union error's location, right after the
+    list index (`checks.0.label.labels`); drop it there, and only there."""
+    cleaned: list[str | int] = []
+    for index, part in enumerate(loc):
+        after_check_index = (
+            index >= 2 and loc[index - 2] == "checks" and isinstance(loc[index - 1], int)
+        )
+        if after_check_index and part in CHECK_KINDS:
+            continue
+        cleaned.append(part)
+    return tuple(cleaned)

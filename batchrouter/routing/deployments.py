@@ -43,6 +43,7 @@ class Deployment(BaseModel):
     rpm: int | None = Field(default=None, ge=1)
     tpm: int | None = Field(default=None, ge=1)
     sim: SimModel | None = None
+    replay_file: str | None = None  # replay only: the recorded-outcomes table (JSONL or CSV)
     # OpenAI-compatible servers: which quirk profile to use (openai, azure_openai, together, groq,
     # fireworks, deepseek, openrouter, vllm, llamacpp, ollama). None: the provider name decides.
     profile: str | None = None

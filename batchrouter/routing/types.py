@@ -63,6 +63,9 @@ class CompletionResult(BaseModel):
     request_id: str | None = None
     token_logprobs: list[float] | None = None
     raw_usage: dict = Field(default_factory=dict)
+    # A cost recorded elsewhere (the replay provider's `cost_usd` column): when set, it is the
+    # attempt's cost instead of usage x prices.
+    cost_usd_override: float | None = Field(default=None, ge=0)
 
 
 class ErrorClass(StrEnum):

@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 
 from batchrouter.ledger.models import ItemState
 from batchrouter.ledger.transitions import AttemptRecord, ClaimedItem, ItemOutcome
 from batchrouter.providers.base import get_provider
 from batchrouter.providers.errors import backoff_delay, redact
-from batchrouter.routing.checks import judge
-from batchrouter.routing.config import RoutingConfig
+from batchrouter.routing.checks import ConsensusCheck, agreement, judge
+from batchrouter.routing.config import RoutingConfig, TaskType
 from batchrouter.routing.policy import (
     Step,
     after_check_failure,
@@ -25,18 +26,100 @@ from batchrouter.routing.policy import (
     next_tier,
     when_tier_exhausted,
 )
-from batchrouter.routing.prices import cost_usd
+from batchrouter.routing.prices import Prices, cost_usd
 from batchrouter.routing.prompts import render_messages
 from batchrouter.routing.tokens import count_message_tokens
 from batchrouter.routing.types import (
     CompletionRequest,
+    CompletionResult,
     ErrorClass,
+    Message,
     ProviderError,
     RequestMeta,
     Usage,
 )
 
 Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class _Run:
+    """The state of one item's round on its tier: its calls so far and how to make another."""
+
+    item: ClaimedItem
+    config: RoutingConfig
+    task: TaskType
+    messages: list[Message]
+    records: list[AttemptRecord] = field(default_factory=list)
+    calls: int = 0  # counted against the task type's attempt cap
+
+    def can_call(self) -> bool:
+        return self.calls < self.task.max_attempts
+
+    async def call(self, name: str) -> tuple[AttemptRecord, CompletionResult | ProviderError]:
+        """One provider call on deployment `name`, recorded whatever happens."""
+        deployment = self.config.deployments[name]
+        prices = self.config.prices_for(name)
+        self.calls += 1
+        attempt_no = self.item.attempt_no_base + self.calls
+        record = AttemptRecord(
+            attempt_no=attempt_no,
+            tier=self.item.tier,
+            deployment=name,
+            provider=deployment.provider,
+            model=deployment.model,
+            outcome="error",
+            prices=prices.model_dump(),
+        )
+        self.records.append(record)
+        request = CompletionRequest(
+            deployment=name,
+            model=deployment.model,
+            messages=self.messages,
+            max_output_tokens=deployment.max_output_tokens,
+            temperature=deployment.temperature,
+            logprobs=deployment.logprobs,
+            meta=RequestMeta(
+                item_key=self.item.external_id,
+                expected=self.item.expected,
+                labels=self.task.labels,
+                attempt_no=attempt_no,
+            ),
+        )
+        try:
+            result = await get_provider(deployment.provider).complete(request, deployment)
+        except ProviderError as error:
+            _fill_usage(record, error.billed_usage, prices)
+            record.latency_ms = error.latency_ms
+            record.error_class = error.error_class.value
+            record.error_message = redact(error.message)
+            return record, error
+        except Exception as exc:  # a bug in an adapter must not kill the worker
+            record.error_class = ErrorClass.INTERNAL.value
+            record.error_message = redact(f"{type(exc).__name__}: {exc}")
+            return record, ProviderError(ErrorClass.INTERNAL, record.error_message)
+        _fill_usage(record, result.usage, prices, result.cost_usd_override)
+        record.latency_ms = result.latency_ms
+        record.request_id = result.request_id
+        record.output = result.text
+        return record, result
+
+    def outcome(
+        self, state: str, to_tier: str, error: str | None, record: AttemptRecord | None
+    ) -> ItemOutcome:
+        return ItemOutcome(
+            item_id=self.item.id,
+            batch_id=self.item.batch_id,
+            tier=self.item.tier,
+            attempts=self.records,
+            next_state=state,
+            next_tier=to_tier,
+            output=record.output if record else None,
+            deployment=record.deployment if record else None,
+            model=record.model if record else None,
+            error=error,
+            claim_no=self.item.claim_no,
+        )
 
 
 async def run_item(
@@ -50,23 +133,6 @@ async def run_item(
     task = config.task_type(task_name)
     tier = item.tier
     rng = rng or random.Random()
-    records: list[AttemptRecord] = []
-    attempt_no = item.attempts
-
-    def outcome(state: str, to_tier: str, error: str | None, record: AttemptRecord | None):
-        return ItemOutcome(
-            item_id=item.id,
-            batch_id=item.batch_id,
-            tier=tier,
-            attempts=records,
-            next_state=state,
-            next_tier=to_tier,
-            output=record.output if record else None,
-            deployment=record.deployment if record else None,
-            model=record.model if record else None,
-            error=error,
-        )
-
     feedback = None
     if task.show_failed_output and item.last_output is not None and item.last_error:
         feedback = (
@@ -74,13 +140,14 @@ async def run_item(
             f"The rejected answer was:\n{item.last_output}"
         )
     fields = {key: str(value) for key, value in item.fields.items()}
-    messages = render_messages(task, item.text, fields, feedback)
+    run = _Run(item, config, task, render_messages(task, item.text, fields, feedback))
+    run.calls = item.attempts
     last_error: ErrorClass | None = None
     last_message = "no deployment could take the item"
 
     for name in config.tier(tier).deployments:
         deployment = config.deployments[name]
-        prompt_tokens = count_message_tokens(messages, deployment.model)
+        prompt_tokens = count_message_tokens(run.messages, deployment.model)
         if not fits_context(config, name, prompt_tokens):
             last_error = ErrorClass.CONTEXT_LENGTH
             last_message = (
@@ -88,48 +155,17 @@ async def run_item(
                 f"tokens exceeds its {deployment.context_window}-token window"
             )
             continue
-        prices = config.prices_for(name)
         retries = 0
         while True:
-            if attempt_no >= task.max_attempts:
+            if not run.can_call():
                 reason = f"attempt cap reached ({task.max_attempts} calls); last: {last_message}"
-                return outcome(ItemState.FAILED, tier, reason, _best(records))
-            attempt_no += 1
-            record = AttemptRecord(
-                attempt_no=attempt_no,
-                tier=tier,
-                deployment=name,
-                provider=deployment.provider,
-                model=deployment.model,
-                outcome="error",
-                prices=prices.model_dump(),
-            )
-            records.append(record)
-            request = CompletionRequest(
-                deployment=name,
-                model=deployment.model,
-                messages=messages,
-                max_output_tokens=deployment.max_output_tokens,
-                temperature=deployment.temperature,
-                logprobs=deployment.logprobs,
-                meta=RequestMeta(
-                    item_key=item.external_id,
-                    expected=item.expected,
-                    labels=task.labels,
-                    attempt_no=attempt_no,
-                ),
-            )
-            try:
-                result = await get_provider(deployment.provider).complete(request, deployment)
-            except ProviderError as error:
-                _fill_usage(record, error.billed_usage, prices)
-                record.latency_ms = error.latency_ms
-                record.error_class = error.error_class.value
-                record.error_message = redact(error.message)
-                last_error, last_message = error.error_class, f"{name}: {record.error_message}"
-                step = after_error(error.error_class, retries, task)
+                return run.outcome(ItemState.FAILED, tier, reason, _best(run.records))
+            record, result = await run.call(name)
+            if isinstance(result, ProviderError):
+                last_error, last_message = result.error_class, f"{name}: {record.error_message}"
+                step = after_error(result.error_class, retries, task)
                 if step is Step.RETRY:
-                    delay = backoff_delay(retries, error.retry_after_s, rng=rng)
+                    delay = backoff_delay(retries, result.retry_after_s, rng=rng)
                     if delay is not None:
                         retries += 1
                         await sleep(delay)
@@ -137,39 +173,72 @@ async def run_item(
                     step = Step.NEXT_DEPLOYMENT
                 if step is Step.NEXT_DEPLOYMENT:
                     break
-                return outcome(ItemState.FAILED, tier, last_message, _best(records))
-            except Exception as exc:  # a bug in an adapter must not kill the worker
-                record.error_class = ErrorClass.INTERNAL.value
-                record.error_message = redact(f"{type(exc).__name__}: {exc}")
-                return outcome(ItemState.FAILED, tier, record.error_message, _best(records))
-
-            _fill_usage(record, result.usage, prices)
-            record.latency_ms = result.latency_ms
-            record.request_id = result.request_id
-            judgement = judge(task.checks, result.text, item.text)
-            record.output = judgement.output if judgement.passed else result.text
-            record.verdicts = [
-                {"check": v.check, "passed": v.passed, "reason": v.reason, "score": v.score}
-                for v in judgement.verdicts
-            ]
-            if judgement.passed:
-                record.outcome = "passed"
-                return outcome(ItemState.SUCCEEDED, tier, None, record)
-            record.outcome = "check_failed"
-            if after_check_failure(task, tier) is Step.ESCALATE:
-                return outcome(
-                    ItemState.QUEUED, next_tier(task, tier) or tier, judgement.reason, record
-                )
-            return outcome(
-                ItemState.FAILED, tier, f"last tier failed its checks: {judgement.reason}", record
-            )
+                return run.outcome(ItemState.FAILED, tier, last_message, _best(run.records))
+            return await _judge_and_decide(run, record, result)
 
     if when_tier_exhausted(last_error, task, tier) is Step.ESCALATE:
-        return outcome(ItemState.QUEUED, next_tier(task, tier) or tier, last_message, None)
-    return outcome(ItemState.FAILED, tier, f"tier {tier} exhausted: {last_message}", _best(records))
+        return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, last_message, None)
+    return run.outcome(
+        ItemState.FAILED, tier, f"tier {tier} exhausted: {last_message}", _best(run.records)
+    )
 
 
-def _fill_usage(record: AttemptRecord, usage: Usage | None, prices) -> None:  # type: ignore[no-untyped-def]
+async def _judge_and_decide(
+    run: _Run, record: AttemptRecord, result: CompletionResult
+) -> ItemOutcome:
+    task, tier = run.task, run.item.tier
+    answer, samples = result.text, None
+    consensus = next((c for c in task.checks if isinstance(c, ConsensusCheck)), None)
+    if consensus is not None:
+        samples = [result.text] + await _collect_samples(run, consensus, record.deployment)
+        answer, _votes = agreement(samples, consensus.normalizer)
+    judgement = judge(
+        task.checks,
+        answer,
+        run.item.text,
+        logprobs=result.token_logprobs,
+        fields=run.item.fields,
+        samples=samples,
+    )
+    record.output = judgement.output if judgement.passed else answer
+    record.verdicts = [
+        {"check": v.check, "passed": v.passed, "reason": v.reason, "score": v.score}
+        for v in judgement.verdicts
+    ]
+    if judgement.passed:
+        record.outcome = "passed"
+        return run.outcome(ItemState.SUCCEEDED, tier, None, record)
+    record.outcome = "check_failed"
+    if after_check_failure(task, tier) is Step.ESCALATE:
+        return run.outcome(
+            ItemState.QUEUED, next_tier(task, tier) or tier, judgement.reason, record
+        )
+    return run.outcome(
+        ItemState.FAILED, tier, f"last tier failed its checks: {judgement.reason}", record
+    )
+
+
+async def _collect_samples(run: _Run, spec: ConsensusCheck, first: str) -> list[str]:
+    """The other answers a consensus check needs: k-1 more samples of the same deployment, or
+    one answer from each other listed deployment. Each is a paid call and an attempt row."""
+    if spec.deployments is not None:
+        names = [name for name in spec.deployments if name != first]
+    else:
+        names = [first] * ((spec.k or 1) - 1)
+    answers = []
+    for name in names:
+        if not run.can_call():
+            break  # the attempt cap also bounds what consensus may spend
+        sample, result = await run.call(name)
+        sample.outcome = "sample"
+        if isinstance(result, CompletionResult):
+            answers.append(result.text)
+    return answers
+
+
+def _fill_usage(
+    record: AttemptRecord, usage: Usage | None, prices: Prices, override: float | None = None
+) -> None:
     if usage is None:
         return  # the provider does not bill this failure
     record.input_tokens = usage.input_tokens
@@ -178,12 +247,13 @@ def _fill_usage(record: AttemptRecord, usage: Usage | None, prices) -> None:  # 
     record.output_tokens = usage.output_tokens
     record.reasoning_tokens = usage.reasoning_tokens
     record.usage_estimated = usage.estimated
-    record.cost_usd = cost_usd(usage, prices)
+    # A recorded cost (replay of an earlier run) is what was paid; else price the usage.
+    record.cost_usd = override if override is not None else cost_usd(usage, prices)
 
 
 def _best(records: list[AttemptRecord]) -> AttemptRecord | None:
     """The last attempt that produced any output: kept on a failed item for review."""
     for record in reversed(records):
-        if record.output:
+        if record.output and record.outcome != "sample":
             return record
     return None

@@ -217,3 +217,60 @@ def test_the_request_carries_the_rendered_prompt_and_item_meta(provider, config)
     assert request.messages[-1].content == "Label this: double charge"
     assert request.meta.item_key == "T-1" and request.meta.labels == ["billing", "refund"]
     assert request.max_output_tokens == 100
+
+
+CONSENSUS = CONFIG.replace(
+    "checks: [{kind: label, labels: [billing, refund]}]",
+    "checks: [{kind: label, labels: [billing, refund]}, {kind: consensus, k: 3, m: 2}]",
+)
+
+
+def test_consensus_accepts_when_m_of_k_samples_agree(provider) -> None:
+    provider.scripts = {"a": ["Billing", "refund", "billing."]}
+    outcome = run(parse_config(CONSENSUS), item())
+    assert outcome.next_state == "succeeded" and outcome.output == "billing"
+    assert [r.outcome for r in outcome.attempts] == ["passed", "sample", "sample"]
+    assert sum(r.cost_usd for r in outcome.attempts) == pytest.approx(3 * (1000 + 20) / 1e6)
+
+
+def test_consensus_escalates_when_the_samples_disagree(provider) -> None:
+    provider.scripts = {"a": ["billing", "refund", "no idea"]}
+    outcome = run(parse_config(CONSENSUS), item())
+    assert (outcome.next_state, outcome.next_tier) == ("queued", "t1")
+    assert "consensus" in (outcome.error or "")
+
+
+def test_consensus_across_deployments(provider) -> None:
+    config = parse_config(
+        CONFIG.replace(
+            "checks: [{kind: label, labels: [billing, refund]}]",
+            "checks: [{kind: consensus, deployments: [a, b, c], m: 2}]",
+        )
+    )
+    provider.scripts = {"a": ["refund"], "b": ["Refund!"], "c": ["billing"]}
+    outcome = run(config, item())
+    assert outcome.next_state == "succeeded"
+    assert [r.deployment for r in outcome.attempts] == ["a", "b", "c"]
+
+
+def test_consensus_naming_an_unknown_deployment_fails_at_load() -> None:
+    from batchrouter.routing.config import ConfigError
+
+    with pytest.raises(ConfigError, match="consensus names unknown deployment 'zz'"):
+        parse_config(
+            CONFIG.replace(
+                "checks: [{kind: label, labels: [billing, refund]}]",
+                "checks: [{kind: consensus, deployments: [a, zz], m: 2}]",
+            )
+        )
+
+
+def test_a_recorded_cost_overrides_the_price_table(provider, config, monkeypatch) -> None:
+    async def complete(request, deployment):
+        return CompletionResult(
+            text="billing", usage=Usage(input_tokens=10, output_tokens=1), cost_usd_override=0.5
+        )
+
+    monkeypatch.setattr(provider, "complete", complete)
+    outcome = run(config, item())
+    assert outcome.attempts[0].cost_usd == 0.5

@@ -1,0 +1,466 @@
+"""Evaluate a cascade against every single model, over recorded outcomes and gold answers.
+
+The real pipeline minus the queue: each item goes through the worker's own inner loop
+(`batchrouter.worker.attempt.run_item`: same prompts, same checks, same escalation policy) tier
+after tier, exactly as the workers would move it, with the deployments usually served by the
+`replay` provider. No database and no broker: items are in-memory `ClaimedItem`s and items run
+concurrently on one event loop, in chunks.
+
+For the configured ladder and for every deployment alone (a one-tier ladder) it reports
+accuracy (items that ended succeeded with the expected answer, compared after label
+normalisation), total and per-item cost (every call, escalated and failed ones included), both as
+a percentage of the most expensive single model's, and the escalation rate of each tier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from batchrouter.ledger.models import ItemState
+from batchrouter.ledger.transitions import ClaimedItem
+from batchrouter.producers.readers import InputItem, read_items
+from batchrouter.routing.checks import normalize_label
+from batchrouter.routing.config import RoutingConfig, Tier
+from batchrouter.worker.attempt import run_item
+
+MISSING_PREFIX = "no recorded outcome"
+SINGLE_TIER = "single"
+
+
+class EvaluationError(ValueError):
+    """An evaluation that cannot run: the message says what to fix."""
+
+
+@dataclass
+class ItemResult:
+    external_id: str
+    state: str  # succeeded | failed
+    output: str | None
+    correct: bool | None  # None when the item has no expected answer
+    cost_usd: float
+    calls: int
+    path: list[tuple[str, str]]  # (tier, what happened there: succeeded | failed | escalated)
+    missing_outcome: bool = False  # a call found no recorded outcome in the replay table
+
+
+@dataclass
+class TierFlow:
+    tier: str
+    reached: int = 0
+    escalated: int = 0
+
+    @property
+    def rate(self) -> float:
+        return self.escalated / self.reached if self.reached else 0.0
+
+
+@dataclass
+class StrategyResult:
+    name: str
+    kind: Literal["cascade", "single"]
+    ladder: list[str]
+    models: list[str]
+    items: int = 0
+    with_expected: int = 0
+    correct: int = 0
+    succeeded: int = 0
+    calls: int = 0
+    cost_usd: float = 0.0
+    missing_outcomes: int = 0
+    tiers: list[TierFlow] = field(default_factory=list)
+    accuracy_pct_of_reference: float | None = None
+    cost_pct_of_reference: float | None = None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.with_expected if self.with_expected else None
+
+    @property
+    def cost_per_item(self) -> float:
+        return self.cost_usd / self.items if self.items else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "ladder": self.ladder,
+            "models": self.models,
+            "items": self.items,
+            "with_expected": self.with_expected,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "succeeded": self.succeeded,
+            "calls": self.calls,
+            "cost_usd": self.cost_usd,
+            "cost_per_item_usd": self.cost_per_item,
+            "accuracy_pct_of_reference": self.accuracy_pct_of_reference,
+            "cost_pct_of_reference": self.cost_pct_of_reference,
+            "missing_outcomes": self.missing_outcomes,
+            "escalation": [
+                {"tier": t.tier, "reached": t.reached, "escalated": t.escalated, "rate": t.rate}
+                for t in self.tiers
+            ],
+        }
+
+
+@dataclass
+class Evaluation:
+    task_type: str
+    items: int
+    rows: list[StrategyResult]
+    reference: str | None  # the single model with the highest total cost
+    elapsed_s: float = 0.0
+
+    def row(self, name: str) -> StrategyResult:
+        for row in self.rows:
+            if row.name == name:
+                return row
+        raise KeyError(name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "task_type": self.task_type,
+            "items": self.items,
+            "reference": self.reference,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "rows": [row.as_dict() for row in self.rows],
+        }
+
+
+# ---------------------------------------------------------------- running
+
+
+async def _no_sleep(_seconds: float) -> None:
+    return None
+
+
+def is_correct(output: str | None, expected: str) -> bool:
+    if output is None:
+        return False
+    return output.strip() == expected.strip() or normalize_label(output) == normalize_label(
+        expected
+    )
+
+
+async def walk_item(
+    item: InputItem, index: int, config: RoutingConfig, task_name: str
+) -> ItemResult:
+    """One item up the ladder, claim after claim, as the workers would move it."""
+    task = config.task_type(task_name)
+    claimed = ClaimedItem(
+        id=index,
+        batch_id="evaluate",
+        external_id=item.external_id,
+        text=item.text,
+        expected=item.expected,
+        fields=dict(item.fields),
+        tier=task.ladder[0],
+        attempts=0,
+        cost_usd=0.0,
+        last_output=None,
+        last_error=None,
+    )
+    rng = random.Random(index)
+    path: list[tuple[str, str]] = []
+    cost, calls, missing = 0.0, 0, False
+    output: str | None = None
+    while True:
+        outcome = await run_item(claimed, config, task_name, sleep=_no_sleep, rng=rng)
+        cost += sum(record.cost_usd for record in outcome.attempts)
+        calls += len(outcome.attempts)
+        missing = missing or any(
+            (record.error_message or "").startswith(MISSING_PREFIX) for record in outcome.attempts
+        )
+        if outcome.output is not None:
+            output = outcome.output
+        climbs = outcome.next_state == ItemState.QUEUED and outcome.next_tier != claimed.tier
+        if climbs:
+            path.append((claimed.tier, "escalated"))
+            claimed = replace(
+                claimed,
+                tier=outcome.next_tier,
+                attempts=claimed.attempts + len(outcome.attempts),
+                cost_usd=cost,
+                last_output=output,
+                last_error=outcome.error,
+            )
+            continue
+        state = (
+            ItemState.SUCCEEDED.value
+            if outcome.next_state == ItemState.SUCCEEDED
+            else ItemState.FAILED.value
+        )
+        path.append((claimed.tier, state))
+        break
+    correct = None
+    if item.expected is not None:
+        correct = state == ItemState.SUCCEEDED.value and is_correct(output, item.expected)
+    return ItemResult(item.external_id, state, output, correct, cost, calls, path, missing)
+
+
+async def run_strategy(
+    config: RoutingConfig, task_name: str, items: Sequence[InputItem], chunk_size: int = 500
+) -> list[ItemResult]:
+    results: list[ItemResult] = []
+    for start in range(0, len(items), chunk_size):
+        chunk = items[start : start + chunk_size]
+        results.extend(
+            await asyncio.gather(
+                *(
+                    walk_item(item, start + offset, config, task_name)
+                    for offset, item in enumerate(chunk)
+                )
+            )
+        )
+    return results
+
+
+def summarize(
+    name: str,
+    kind: Literal["cascade", "single"],
+    config: RoutingConfig,
+    task_name: str,
+    results: Sequence[ItemResult],
+) -> StrategyResult:
+    ladder = config.task_type(task_name).ladder
+    models: list[str] = []
+    for tier in ladder:
+        for deployment in config.tier(tier).deployments:
+            model = config.deployments[deployment].model
+            if model not in models:
+                models.append(model)
+    flows = {tier: TierFlow(tier) for tier in ladder}
+    row = StrategyResult(name, kind, list(ladder), models, tiers=list(flows.values()))
+    for result in results:
+        row.items += 1
+        row.calls += result.calls
+        row.cost_usd += result.cost_usd
+        row.succeeded += result.state == ItemState.SUCCEEDED.value
+        row.missing_outcomes += result.missing_outcome
+        if result.correct is not None:
+            row.with_expected += 1
+            row.correct += result.correct
+        for tier, what in result.path:
+            flows[tier].reached += 1
+            flows[tier].escalated += what == "escalated"
+    return row
+
+
+def single_model_config(config: RoutingConfig, task_name: str, deployment: str) -> RoutingConfig:
+    """The routing file with one tier holding one deployment, and the task's ladder on it."""
+    task = config.task_type(task_name)
+    return RoutingConfig(
+        deployments={deployment: config.deployments[deployment]},
+        tiers=[Tier(name=SINGLE_TIER, deployments=[deployment])],
+        task_types={task_name: task.model_copy(update={"ladder": [SINGLE_TIER]})},
+    )
+
+
+def check_runnable(config: RoutingConfig, task_name: str) -> None:
+    """Fail before running: unknown task type, deployments without prices, unreadable tables."""
+    try:
+        config.task_type(task_name)
+    except KeyError as exc:
+        raise EvaluationError(str(exc.args[0])) from None
+    from batchrouter.providers.replay import load_table
+    from batchrouter.routing.replay_table import ReplayTableError
+
+    for name, deployment in config.deployments.items():
+        try:
+            config.prices_for(name)
+        except KeyError as exc:
+            raise EvaluationError(
+                f"deployment {name!r}: {exc.args[0]}; give it `prices:` in the routing file"
+            ) from None
+        if deployment.provider == "replay":
+            if not deployment.replay_file:
+                raise EvaluationError(f"deployment {name!r}: provider replay needs replay_file")
+            try:
+                load_table(deployment.replay_file)
+            except ReplayTableError as exc:
+                raise EvaluationError(f"deployment {name!r}: {exc}") from None
+
+
+def resolve_replay_files(config: RoutingConfig, base: Path) -> RoutingConfig:
+    """Relative replay_file paths are read from the routing file's folder (when found there)."""
+    deployments = {}
+    for name, deployment in config.deployments.items():
+        file = deployment.replay_file
+        if file and not Path(file).is_absolute() and (base / file).is_file():
+            deployment = deployment.model_copy(update={"replay_file": str((base / file).resolve())})
+        deployments[name] = deployment
+    return config.model_copy(update={"deployments": deployments})
+
+
+def evaluate(
+    config: RoutingConfig,
+    task_name: str,
+    items: Sequence[InputItem],
+    *,
+    baselines: bool = True,
+    chunk_size: int = 500,
+) -> Evaluation:
+    """The cascade, then (with `baselines`) every deployment alone, over the same items."""
+    check_runnable(config, task_name)
+    if not items:
+        raise EvaluationError("no items to evaluate")
+    started = time.perf_counter()
+    plans: list[tuple[str, Literal["cascade", "single"], RoutingConfig]] = [
+        ("cascade", "cascade", config)
+    ]
+    if baselines:
+        for name in config.deployments:
+            plans.append((name, "single", single_model_config(config, task_name, name)))
+
+    async def run_all() -> list[StrategyResult]:
+        rows = []
+        for name, kind, plan in plans:
+            results = await run_strategy(plan, task_name, items, chunk_size)
+            rows.append(summarize(name, kind, plan, task_name, results))
+        return rows
+
+    rows = asyncio.run(run_all())
+    singles = [row for row in rows if row.kind == "single"]
+    reference = max(singles, key=lambda row: row.cost_usd) if singles else None
+    if reference is not None:
+        for row in rows:
+            if reference.accuracy and row.accuracy is not None:
+                row.accuracy_pct_of_reference = 100 * row.accuracy / reference.accuracy
+            if reference.cost_usd:
+                row.cost_pct_of_reference = 100 * row.cost_usd / reference.cost_usd
+    return Evaluation(
+        task_type=task_name,
+        items=len(items),
+        rows=rows,
+        reference=reference.name if reference else None,
+        elapsed_s=time.perf_counter() - started,
+    )
+
+
+def evaluate_files(
+    config_path: str | Path,
+    task_name: str,
+    items_path: str | Path,
+    *,
+    baselines: bool = True,
+    chunk_size: int = 500,
+) -> Evaluation:
+    """`evaluate` over a routing file and an items file (JSONL or CSV with id, text, expected).
+
+    Raises ConfigError, InputError or EvaluationError with a message naming what is wrong.
+    """
+    from batchrouter.routing.config import load_config
+
+    config_path = Path(config_path)
+    config = resolve_replay_files(load_config(config_path), config_path.resolve().parent)
+    items = read_items(items_path)
+    return evaluate(config, task_name, items, baselines=baselines, chunk_size=chunk_size)
+
+
+# ---------------------------------------------------------------- rendering
+
+HEADERS = [
+    "strategy",
+    "models",
+    "accuracy",
+    "% of ref. accuracy",
+    "total cost",
+    "cost / item",
+    "% of ref. cost",
+    "escalated per tier",
+]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _usd(value: float) -> str:
+    if value == 0:
+        return "$0"
+    if abs(value) >= 100:
+        return f"${value:,.2f}"
+    if abs(value) >= 0.01:
+        return f"${value:,.4f}"
+    digits = 2 - math.floor(math.log10(abs(value)))  # three significant figures, no exponent
+    return f"${value:.{digits}f}"
+
+
+def table_rows(evaluation: Evaluation) -> list[list[str]]:
+    lines = []
+    for row in evaluation.rows:
+        name = row.name + (" (ref.)" if row.name == evaluation.reference else "")
+        escalation = (
+            " / ".join(f"{t.tier} {100 * t.rate:.1f}%" for t in row.tiers[:-1])
+            if len(row.tiers) > 1
+            else "-"
+        )
+        lines.append(
+            [
+                name,
+                " > ".join(row.models),
+                _pct(None if row.accuracy is None else 100 * row.accuracy),
+                _pct(row.accuracy_pct_of_reference),
+                _usd(row.cost_usd),
+                _usd(row.cost_per_item),
+                _pct(row.cost_pct_of_reference),
+                escalation,
+            ]
+        )
+    return lines
+
+
+def notes(evaluation: Evaluation) -> list[str]:
+    notes = []
+    for row in evaluation.rows:
+        if row.missing_outcomes:
+            notes.append(
+                f"{row.name}: {row.missing_outcomes} items met a call with no recorded outcome "
+                "(they count as failed)"
+            )
+    return notes
+
+
+def render_markdown(evaluation: Evaluation) -> str:
+    reference = (
+        f"; reference (most expensive single model): `{evaluation.reference}`"
+        if evaluation.reference
+        else ""
+    )
+    out = [
+        f"Task type `{evaluation.task_type}`, {evaluation.items} items{reference}.",
+        "",
+        "| " + " | ".join(HEADERS) + " |",
+        "| " + " | ".join(["---"] + ["---"] + ["---:"] * 5 + ["---"]) + " |",
+    ]
+    out += ["| " + " | ".join(line) + " |" for line in table_rows(evaluation)]
+    out += [""] + [f"- {note}" for note in notes(evaluation)]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def render_json(evaluation: Evaluation) -> str:
+    return json.dumps(evaluation.as_dict(), indent=2)
+
+
+def render_table(evaluation: Evaluation) -> Any:
+    """A rich Table (the CLI prints it, with any notes after it)."""
+    from rich.table import Table
+
+    table = Table(
+        title=f"{evaluation.task_type}: {evaluation.items} items, cascade vs single models",
+        caption=f"ref. = most expensive single model ({evaluation.reference}); "
+        f"evaluated in {evaluation.elapsed_s:.1f} s",
+    )
+    for index, header in enumerate(HEADERS):
+        table.add_column(header, justify="left" if index in (0, 1, 7) else "right")
+    for line in table_rows(evaluation):
+        table.add_row(*line, style="bold" if line[0] == "cascade" else None)
+    return table
