@@ -9,6 +9,8 @@ from pathlib import Path
 from batchrouter.ledger.batches import BatchStatus
 from batchrouter.ledger.batches import batch_status as _batch_status
 from batchrouter.ledger.db import session_scope
+from batchrouter.ledger.lifecycle import FailedItem
+from batchrouter.ledger.lifecycle import failed_items as _failed_items
 from batchrouter.ledger.report import BatchReport, build_report
 from batchrouter.ledger.results import write_results_jsonl
 from batchrouter.producers.submit import Submitted, submit_batch
@@ -24,6 +26,12 @@ def batch_report(batch: str) -> BatchReport:
     """Cost by tier and model, escalations, and the saving against the premium tier alone."""
     with session_scope() as session:
         return build_report(session, batch)
+
+
+def failed_items(batch: str) -> list[FailedItem]:
+    """The dead-letter view: failed items with their reason and last output."""
+    with session_scope() as session:
+        return _failed_items(session, batch)
 
 
 def export_results(batch: str, out: str | Path, state: str | None = None) -> int:
@@ -59,6 +67,7 @@ __all__ = [
     "batch_report",
     "batch_status",
     "export_results",
+    "failed_items",
     "submit_batch",
     "wait_for_batch",
 ]

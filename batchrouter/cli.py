@@ -8,34 +8,35 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.text import Text
 
-from batchrouter import api
+from batchrouter import api, cli_lifecycle, cli_ops
+from batchrouter.cli_common import (  # noqa: E402
+    EXIT_FAILED_ITEMS,
+    console,
+    errors,
+    fail,
+)
 from batchrouter.ledger.batches import UnknownBatch
 from batchrouter.producers.readers import InputError
 from batchrouter.routing.config import ConfigError, load_config
 from batchrouter.settings import get_settings
+from batchrouter.worker.publish import CONTROL_QUEUE
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Send each LLM task to the cheapest tier its rules allow; escalate what fails its checks.",
+    epilog="Exit codes: 0 ok; 1 the batch ended with failed items; "
+    "2 bad input, bad routing file, unknown batch or wrong usage.",
+)
 db_app = typer.Typer(no_args_is_help=True, help="Ledger schema.")
 app.add_typer(db_app, name="db")
-# Piped output (CI logs, files) gets a width that fits the report's tables.
-console = Console(width=None if sys.stdout.isatty() else 120)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
-
-EXIT_FAILED_ITEMS = 1
-EXIT_BAD_INPUT = 2
-
-
-def _fail(message: str) -> typer.Exit:
-    # Text, not markup: a message may hold brackets ("[REDACTED]", "[a, b]").
-    errors.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
-    return typer.Exit(EXIT_BAD_INPUT)
+_fail = fail
 
 
 @app.command()
@@ -79,8 +80,11 @@ def worker(
     pool: Annotated[str, typer.Option(help="Celery pool: threads, prefork, solo")] = "threads",
     loglevel: Annotated[str, typer.Option(help="log level")] = "INFO",
     hostname: Annotated[str | None, typer.Option(help="worker name (default <tier>@%h)")] = None,
+    control: Annotated[
+        bool, typer.Option(help="also take control tasks (reconcile, batch callbacks)")
+    ] = True,
 ) -> None:
-    """Run a Celery worker consuming one tier's queue."""
+    """Run a Celery worker consuming one tier's queue (and the control queue)."""
     settings = get_settings()
     try:
         queue = load_config(config or settings.config).tier_by_ref(tier).name
@@ -92,7 +96,7 @@ def worker(
         [
             "worker",
             "-Q",
-            queue,
+            f"{queue},{CONTROL_QUEUE}" if control else queue,
             "-n",
             hostname or f"{queue}@%h",
             "-P",
@@ -110,52 +114,33 @@ def worker(
 def status(
     batch: Annotated[str, typer.Argument(help="batch id, id prefix or name")],
     format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    failed: Annotated[
+        bool, typer.Option("--failed", help="list failed items with reason and last output")
+    ] = False,
 ) -> None:
-    """Items of a batch by state and by tier."""
+    """Items of a batch by state and by tier (or, with --failed, the dead-letter list)."""
     try:
         current = api.batch_status(batch)
+        dead = api.failed_items(batch) if failed else []
     except UnknownBatch as exc:
         raise _fail(str(exc.args[0])) from None
     if format == "json":
-        print(json.dumps(current.as_dict(), indent=2))
+        shown = [asdict(item) for item in dead] if failed else current.as_dict()
+        print(json.dumps(shown, indent=2))
+        return
+    if failed:
+        console.print(cli_lifecycle.failed_table(current.batch_id, dead))
         return
     from batchrouter.render import status_table
 
     console.print(status_table(current))
+    if current.state != "running":
+        reason = f": {current.paused_reason}" if current.paused_reason else ""
+        console.print(f"batch is {current.state}{reason}")
 
 
-@app.command()
-def report(
-    batch: Annotated[str, typer.Argument(help="batch id, id prefix or name")],
-    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
-) -> None:
-    """Cost by tier and model, escalations, and the saving against the premium tier alone."""
-    try:
-        built = api.batch_report(batch)
-    except UnknownBatch as exc:
-        raise _fail(str(exc.args[0])) from None
-    if format == "json":
-        print(json.dumps(built.as_dict(), indent=2))
-        return
-    from batchrouter.render import print_report
-
-    print_report(built, console)
-
-
-@app.command()
-def results(
-    batch: Annotated[str, typer.Argument(help="batch id, id prefix or name")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL file to write")],
-    state: Annotated[str | None, typer.Option(help="only succeeded or failed items")] = None,
-) -> None:
-    """Write one JSON line per item: producer id, output, tier, model, state, attempts, cost."""
-    if state not in (None, "succeeded", "failed"):
-        raise _fail("--state must be succeeded or failed")
-    try:
-        count = api.export_results(batch, out, state)
-    except UnknownBatch as exc:
-        raise _fail(str(exc.args[0])) from None
-    errors.print(f"wrote {count} items to {out}")
+# report, results, flower: batchrouter/cli_ops.py
+cli_ops.register(app)
 
 
 @db_app.command("upgrade")
@@ -175,6 +160,38 @@ def demo(
     from batchrouter.demo import run_demo
 
     raise typer.Exit(run_demo(items, console))
+
+
+cli_lifecycle.register(app)
+
+
+@app.command()
+def evaluate(
+    config: Annotated[Path, typer.Option(help="routing file (deployments: provider replay)")],
+    task_type: Annotated[str, typer.Option("--type", "-t", help="task type in the routing file")],
+    items: Annotated[Path, typer.Option(help="JSONL or CSV items with id, text and expected")],
+    format: Annotated[str, typer.Option("--format", help="table, json or markdown")] = "table",
+    baselines: Annotated[
+        bool, typer.Option("--baselines/--no-baselines", help="also run every model alone")
+    ] = True,
+) -> None:
+    """Run the cascade and every single model over recorded outcomes; compare accuracy and cost."""
+    from batchrouter import evaluate as evaluation
+
+    if format not in ("table", "json", "markdown"):
+        raise _fail("--format must be table, json or markdown")
+    try:
+        result = evaluation.evaluate_files(config, task_type, items, baselines=baselines)
+    except (InputError, ConfigError, evaluation.EvaluationError) as exc:
+        raise _fail(str(exc)) from None
+    if format == "json":
+        print(evaluation.render_json(result))
+    elif format == "markdown":
+        print(evaluation.render_markdown(result), end="")
+    else:
+        console.print(evaluation.render_table(result))
+        for note in evaluation.notes(result):
+            errors.print(f"note: {note}", markup=False)
 
 
 def main() -> None:

@@ -1,12 +1,16 @@
-"""Terminal rendering of status and reports with rich."""
+"""Terminal rendering of status and reports with rich, and a report's CSV rows."""
 
 from __future__ import annotations
+
+import csv
+import io
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 from batchrouter.ledger.batches import BatchStatus
-from batchrouter.ledger.report import BatchReport
+from batchrouter.ledger.report import BatchReport, GroupLine, Report
 
 
 def status_table(status: BatchStatus) -> Table:
@@ -25,49 +29,48 @@ def status_table(status: BatchStatus) -> Table:
     return table
 
 
-def _usd(value: float) -> str:
-    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
+def usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    sign = "-" if value < 0 else ""
+    return f"{sign}${abs(value):,.4f}" if abs(value) < 100 else f"{sign}${abs(value):,.2f}"
 
 
-def print_report(report: BatchReport, console: Console) -> None:
-    title = report.name or report.batch_id
-    console.print(
-        f"[bold]Batch {title}[/] ({report.task_type}): {report.items} items, "
-        f"{report.succeeded} succeeded, {report.failed} failed"
-        + (f", {report.pending} pending" if report.pending else "")
-        + f"; {report.attempts} attempts"
+def _table(title: str, columns: list[str], left: int = 1) -> Table:
+    """A table whose first `left` columns are labels and the rest right-aligned figures."""
+    table = Table(title=title)
+    for index, column in enumerate(columns):
+        if index < left:
+            table.add_column(column, justify="left", no_wrap=True)
+        else:
+            table.add_column(column, justify="right")
+    return table
+
+
+def _tiers_table(report: BatchReport | Report) -> Table:
+    table = _table(
+        "By tier (cheapest first): the escalation funnel",
+        ["tier", "items in", "attempts", "cost", "resolved", "escalated", "failed", "in progress"],
     )
-    tiers = Table(title="By tier (cheapest first)")
-    for column in ("tier", "items in", "attempts", "cost", "resolved", "escalated", "failed"):
-        tiers.add_column(column, justify="left" if column == "tier" else "right")
     for line in report.by_tier:
-        tiers.add_row(
+        table.add_row(
             line.tier,
             str(line.items_received),
             str(line.attempts),
-            _usd(line.cost_usd),
+            usd(line.cost_usd),
             str(line.resolved),
             str(line.escalated),
             str(line.failed),
+            str(line.in_progress),
         )
-    console.print(tiers)
-    models = Table(title="By model")
-    for column in (
-        "tier",
-        "deployment",
-        "model",
-        "attempts",
-        "passed",
-        "in tok",
-        "cached",
-        "out tok",
-        "cost",
-    ):
-        models.add_column(
-            column, justify="left" if column in ("tier", "deployment", "model") else "right"
-        )
+    return table
+
+
+def _models_table(report: BatchReport | Report) -> Table:
+    columns = ["tier", "deployment", "model", "attempts", "passed", "in tok", "cached", "out tok"]
+    table = _table("By model", [*columns, "cost"], left=3)
     for m in report.by_model:
-        models.add_row(
+        table.add_row(
             m.tier,
             m.deployment,
             m.model,
@@ -76,13 +79,84 @@ def print_report(report: BatchReport, console: Console) -> None:
             f"{m.input_tokens:,}",
             f"{m.cached_input_tokens:,}",
             f"{m.output_tokens:,}",
-            _usd(m.cost_usd),
+            usd(m.cost_usd),
         )
-    console.print(models)
+    return table
+
+
+def _groups_table(report: Report) -> Table:
+    by = report.group_by
+    columns = [*by, "items", "calls", "ok", "errors", "in tok", "out tok", "cost"]
+    columns += ["per ok", "premium"]
+    table = _table(f"By {', '.join(by)}", columns, left=len(by))
+    for g in report.groups:
+        table.add_row(
+            *(g.key.get(name) or "-" for name in by),
+            str(g.items),
+            str(g.attempts),
+            str(g.succeeded),
+            str(g.errors),
+            f"{g.input_tokens:,}",
+            f"{g.output_tokens:,}",
+            usd(g.cost_usd),
+            usd(g.cost_per_succeeded_usd),
+            usd(g.premium_only_cost_usd),
+        )
+    return table
+
+
+def print_report(report: BatchReport | Report, console: Console) -> None:
+    if isinstance(report, Report):
+        console.print(
+            f"[bold]Report: {report.title}[/]: {report.batches} batches, {report.items} items, "
+            f"{report.succeeded} succeeded, {report.failed} failed"
+            + (f", {report.pending} pending" if report.pending else "")
+            + f"; {report.attempts} attempts"
+        )
+        console.print(
+            f"Tokens: {report.input_tokens:,} in ({report.cached_input_tokens:,} cached), "
+            f"{report.output_tokens:,} out; cost per succeeded item "
+            f"{usd(report.cost_per_succeeded_usd)}"
+        )
+    else:
+        console.print(
+            f"[bold]Batch {report.name or report.batch_id}[/] ({report.task_type}): "
+            f"{report.items} items, {report.succeeded} succeeded, {report.failed} failed"
+            + (f", {report.pending} pending" if report.pending else "")
+            + f"; {report.attempts} attempts"
+        )
+    console.print(_tiers_table(report))
+    console.print(_models_table(report))
+    if isinstance(report, Report):
+        if report.group_by != ["tier"]:
+            console.print(_groups_table(report))
+        latency = _table("Latency per deployment (ms)", ["deployment", "model", "calls"], left=2)
+        for column in ("p50", "p95", "p99", "mean"):
+            latency.add_column(column, justify="right")
+        for line in report.latency:
+            latency.add_row(
+                line.deployment,
+                line.model,
+                str(line.calls),
+                *(f"{v:,.0f}" for v in (line.p50_ms, line.p95_ms, line.p99_ms, line.mean_ms)),
+            )
+        console.print(latency)
+        if report.failure_reasons:
+            failures = _table("Top failure reasons", ["kind", "name", "count", "share"], left=2)
+            failures.add_column("example", justify="left", overflow="fold")
+            for reason in report.failure_reasons:
+                failures.add_row(
+                    reason.kind,
+                    reason.name,
+                    str(reason.count),
+                    f"{reason.share_pct:.1f}%",
+                    (reason.example or "")[:80],
+                )
+            console.print(failures)
     console.print(
-        f"Total cost [bold]{_usd(report.cost_usd)}[/]; premium tier ({report.premium_tier}) alone "
-        f"would have cost {_usd(report.premium_only_cost_usd)}: saving "
-        f"[bold green]{_usd(report.saving_usd)} ({report.saving_pct:.1f}%)[/]"
+        f"Total cost [bold]{usd(report.cost_usd)}[/]; premium tier ({report.premium_tier}) alone "
+        f"would have cost {usd(report.premium_only_cost_usd)}: saving "
+        f"[bold green]{usd(report.saving_usd)} ({report.saving_pct:.1f}%)[/]"
     )
     if report.with_expected:
         console.print(
@@ -91,3 +165,54 @@ def print_report(report: BatchReport, console: Console) -> None:
         )
     for note in report.notes:
         console.print(f"[dim]note: {note}[/]")
+
+
+CSV_METRICS = [
+    "items",
+    "attempts",
+    "succeeded",
+    "errors",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_per_succeeded_usd",
+    "premium_only_cost_usd",
+    "saving_usd",
+]
+
+
+def report_csv(report: Report) -> str:
+    """The report's groups as CSV (one row per group, then a `total` row), for spreadsheets."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*report.group_by, *CSV_METRICS])
+
+    def cells(line: GroupLine | dict[str, Any]) -> list[Any]:
+        values = line if isinstance(line, dict) else line.__dict__
+        return [
+            ""
+            if values.get(m) is None
+            else round(values[m], 10)
+            if isinstance(values[m], float)
+            else values[m]
+            for m in CSV_METRICS
+        ]
+
+    for group in report.groups:
+        writer.writerow([*(group.key.get(name) or "" for name in report.group_by), *cells(group)])
+    total = {
+        "items": report.items,
+        "attempts": report.attempts,
+        "succeeded": report.succeeded,
+        "errors": sum(g.errors for g in report.groups),
+        "input_tokens": report.input_tokens,
+        "cached_input_tokens": report.cached_input_tokens,
+        "output_tokens": report.output_tokens,
+        "cost_usd": report.cost_usd,
+        "cost_per_succeeded_usd": report.cost_per_succeeded_usd,
+        "premium_only_cost_usd": report.premium_only_cost_usd,
+        "saving_usd": report.saving_usd,
+    }
+    writer.writerow(["total", *([""] * (len(report.group_by) - 1)), *cells(total)])
+    return buffer.getvalue()

@@ -22,8 +22,12 @@ class Settings(BaseSettings):
     config: Path = Path("examples/routing.yaml")  # the routing file
     chunk_size: int = Field(default=25, ge=1, le=1000)  # item ids per broker message
     concurrency: int = Field(default=8, ge=1)  # Celery task slots per worker process
-    visibility_timeout: int = Field(default=900, ge=60)  # seconds; longer than any task
+    visibility_timeout: int = Field(default=900, ge=1)  # seconds; longer than any task
+    soft_shutdown_timeout: int = Field(default=30, ge=0)  # seconds a stopping worker finishes
+    reconcile_interval: int = Field(default=60, ge=1)  # seconds between beat reconcile runs
+    max_claims: int = Field(default=5, ge=1)  # claims without an outcome before an item fails
     sim_time_scale: float = Field(default=1.0, ge=0)  # shrink sim latencies (tests, demo)
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # worker /metrics (Prometheus)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -29,6 +29,8 @@ def register_batch(
     config_source: str,
     name: str | None = None,
     project: str | None = None,
+    callback_url: str | None = None,
+    callback_task: str | None = None,
 ) -> tuple[str, list[int]]:
     """Insert the batch and all its items as queued on the entry tier; return their ids."""
     batch_id = new_batch_id()
@@ -42,6 +44,8 @@ def register_batch(
             config_source=config_source,
             total=len(items),
             done=0,
+            callback_url=callback_url,
+            callback_task=callback_task,
         )
     )
     session.flush()
@@ -76,6 +80,8 @@ class BatchStatus:
     total: int
     done: int
     finished: bool
+    state: str = "running"  # running | paused | cancelled
+    paused_reason: str | None = None
     by_state: dict[str, int] = field(default_factory=dict)
     by_tier_state: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -95,6 +101,8 @@ class BatchStatus:
             "total": self.total,
             "done": self.done,
             "finished": self.finished,
+            "state": self.state,
+            "paused_reason": self.paused_reason,
             "by_state": self.by_state,
             "by_tier": [
                 {"tier": tier, "state": state, "items": count}
@@ -142,6 +150,8 @@ def batch_status(session: Session, batch_ref: str) -> BatchStatus:
         total=batch.total,
         done=done,
         finished=done >= batch.total,
+        state=batch.state,
+        paused_reason=batch.paused_reason,
         by_state=by_state,
         by_tier_state=by_tier_state,
     )

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from batchrouter.settings import get_settings
 
+log = logging.getLogger("batchrouter.ledger")
+T = TypeVar("T")
 _lock = threading.Lock()
 _engines: dict[tuple[str, int], Engine] = {}
 
@@ -77,3 +83,30 @@ def upgrade_schema(url: str | None = None) -> None:
     from alembic import command
 
     command.upgrade(alembic_config(url), "head")
+
+
+RETRYABLE_DB_ERRORS = (OperationalError, InterfaceError)
+
+
+def with_db_retry(
+    work: Callable[[], T], *, timeout: float = 120.0, first_delay: float = 0.2, what: str = "ledger"
+) -> T:
+    """Run `work` (which opens its own session) again while the database is unreachable.
+
+    A PostgreSQL restart or a busy SQLite file should delay a worker, not lose its items:
+    every write the worker makes is idempotent, so running it again is safe.
+    """
+    deadline = time.monotonic() + timeout
+    delay = first_delay
+    while True:
+        try:
+            return work()
+        except DBAPIError as exc:
+            retryable = isinstance(exc, RETRYABLE_DB_ERRORS) or exc.connection_invalidated
+            if not retryable or time.monotonic() + delay > deadline:
+                raise
+            log.warning(
+                "%s write failed (%s); retrying in %.1f s", what, exc.__class__.__name__, delay
+            )
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)

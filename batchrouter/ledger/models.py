@@ -39,9 +39,16 @@ class ItemState(StrEnum):
     RUNNING = "running"  # claimed by a worker
     SUCCEEDED = "succeeded"  # an output passed every check
     FAILED = "failed"  # last tier failed, attempts exhausted, or a permanent error
+    CANCELLED = "cancelled"  # its batch was cancelled while it waited
 
 
-TERMINAL_STATES = (ItemState.SUCCEEDED.value, ItemState.FAILED.value)
+TERMINAL_STATES = (ItemState.SUCCEEDED.value, ItemState.FAILED.value, ItemState.CANCELLED.value)
+
+
+class BatchState(StrEnum):
+    RUNNING = "running"  # workers take its items
+    PAUSED = "paused"  # workers leave its queued items alone until it is resumed
+    CANCELLED = "cancelled"  # queued items were dropped; running ones finished
 
 
 class Base(DeclarativeBase):
@@ -50,6 +57,11 @@ class Base(DeclarativeBase):
 
 class Batch(Base):
     __tablename__ = "batches"
+    __table_args__ = (
+        # report filters (--project, --type) select batches first (migration 0002)
+        Index("ix_batches_project", "project"),
+        Index("ix_batches_task_type", "task_type"),
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
@@ -59,6 +71,12 @@ class Batch(Base):
     config_source: Mapped[str] = mapped_column(String(500))
     total: Mapped[int] = mapped_column(Integer)
     done: Mapped[int] = mapped_column(Integer, default=0)  # items in a terminal state
+    state: Mapped[str] = mapped_column(
+        String(16), default=BatchState.RUNNING.value, server_default=BatchState.RUNNING.value
+    )
+    paused_reason: Mapped[str | None] = mapped_column(Text)
+    callback_url: Mapped[str | None] = mapped_column(String(1000))  # POSTed when the batch ends
+    callback_task: Mapped[str | None] = mapped_column(String(200))  # or a Celery task to send
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -68,6 +86,7 @@ class Item(Base):
     __table_args__ = (
         UniqueConstraint("batch_id", "external_id", name="uq_items_batch_external"),
         Index("ix_items_batch_state", "batch_id", "state"),
+        Index("ix_items_state_updated", "state", "updated_at"),  # the reconciler's scan
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -86,6 +105,12 @@ class Item(Base):
     model: Mapped[str | None] = mapped_column(String(200))
     error: Mapped[str | None] = mapped_column(Text)  # why it failed, or the last check reason
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The broker message (task id) that holds the claim, and how many times the item was
+    # claimed: a redelivery of the same message may take its claim back, and an item whose
+    # claims keep dying with their worker is failed instead of looping forever.
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    retry_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # see retry
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -94,6 +119,9 @@ class Attempt(Base):
     __table_args__ = (
         UniqueConstraint("item_id", "attempt_no", name="uq_attempts_item_no"),
         Index("ix_attempts_batch", "batch_id"),
+        # report queries (migration 0002): date ranges, and a batch's failures by outcome
+        Index("ix_attempts_created_at", "created_at"),
+        Index("ix_attempts_batch_outcome", "batch_id", "outcome"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)

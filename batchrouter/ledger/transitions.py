@@ -12,10 +12,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from batchrouter.ledger.models import TERMINAL_STATES, Attempt, Batch, Item, ItemState, utcnow
+from batchrouter.ledger.models import (
+    TERMINAL_STATES,
+    Attempt,
+    Batch,
+    BatchState,
+    Item,
+    ItemState,
+    utcnow,
+)
 
 
 @dataclass(frozen=True)
@@ -27,10 +35,12 @@ class ClaimedItem:
     expected: str | None
     fields: dict[str, Any]
     tier: str
-    attempts: int  # calls already made for this item, on earlier tiers
+    attempts: int  # calls that count against the attempt cap (since the last manual retry)
     cost_usd: float
     last_output: str | None
     last_error: str | None
+    claim_no: int = 1  # this claim's number: the outcome is written only if it is still current
+    attempt_no_base: int = 0  # attempt numbers continue after calls made before a retry
 
 
 @dataclass
@@ -71,24 +81,46 @@ class ItemOutcome:
     deployment: str | None = None
     model: str | None = None
     error: str | None = None
+    claim_no: int = 1
 
 
-def claim_items(session: Session, item_ids: Sequence[int], tier: str) -> list[ClaimedItem]:
-    """Move the given items from queued to running on `tier`; return those this call moved."""
+def claim_items(
+    session: Session, item_ids: Sequence[int], tier: str, token: str, max_claims: int = 5
+) -> list[ClaimedItem]:
+    """Move the given items from queued to running on `tier`; return those this call moved.
+
+    `token` is the broker message's task id. A redelivery of the same message (its worker died
+    or shut down) takes back the items it had claimed; any other message finds them taken.
+    Items of paused or cancelled batches are left alone. An item claimed `max_claims` times
+    without an outcome (its worker died each time) is failed rather than tried forever.
+    """
     if not item_ids:
         return []
     now = utcnow()
-    claimed_ids = list(
-        session.scalars(
-            update(Item)
-            .where(Item.id.in_(item_ids), Item.tier == tier, Item.state == ItemState.QUEUED.value)
-            .values(state=ItemState.RUNNING.value, claimed_at=now, updated_at=now)
-            .returning(Item.id)
-        )
+    live_batches = select(Batch.id).where(Batch.state == BatchState.RUNNING.value)
+    mine = or_(
+        Item.state == ItemState.QUEUED.value,
+        and_(Item.state == ItemState.RUNNING.value, Item.claimed_by == token),
     )
-    if not claimed_ids:
+    claimed = session.execute(
+        update(Item)
+        .where(Item.id.in_(item_ids), Item.tier == tier, mine, Item.batch_id.in_(live_batches))
+        .values(
+            state=ItemState.RUNNING.value,
+            claimed_at=now,
+            claimed_by=token,
+            claims=Item.claims + 1,
+            updated_at=now,
+        )
+        .returning(Item.id, Item.claims)
+    ).all()
+    poisoned = [item_id for item_id, claims in claimed if claims > max_claims]
+    if poisoned:
+        _fail_poisoned(session, poisoned, max_claims, now)
+    keep = {item_id: claims for item_id, claims in claimed if claims <= max_claims}
+    if not keep:
         return []
-    rows = session.scalars(select(Item).where(Item.id.in_(claimed_ids)).order_by(Item.id))
+    rows = session.scalars(select(Item).where(Item.id.in_(keep)).order_by(Item.id))
     return [
         ClaimedItem(
             id=row.id,
@@ -98,17 +130,35 @@ def claim_items(session: Session, item_ids: Sequence[int], tier: str) -> list[Cl
             expected=row.expected,
             fields=dict(row.fields or {}),
             tier=row.tier,
-            attempts=row.attempts,
+            attempts=row.attempts - row.retry_base,
+            attempt_no_base=row.retry_base,
             cost_usd=row.cost_usd,
             last_output=row.output,
             last_error=row.error,
+            claim_no=keep[row.id],
         )
         for row in rows
     ]
 
 
-def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> list[ItemOutcome]:
-    """Write each outcome whose item is still ours; return the ones written."""
+def _fail_poisoned(session: Session, item_ids: list[int], max_claims: int, now: Any) -> None:
+    rows = session.execute(
+        update(Item)
+        .where(Item.id.in_(item_ids), Item.state == ItemState.RUNNING.value)
+        .values(
+            state=ItemState.FAILED.value,
+            error=f"claimed {max_claims} times without an outcome: its worker died each time",
+            updated_at=now,
+        )
+        .returning(Item.batch_id)
+    ).all()
+    _count_done(session, Counter(batch_id for (batch_id,) in rows), now)
+
+
+def record_outcomes(
+    session: Session, outcomes: Sequence[ItemOutcome]
+) -> tuple[list[ItemOutcome], list[str]]:
+    """Write each outcome whose claim is still current; return them and the batches finished."""
     written: list[ItemOutcome] = []
     finished_per_batch: Counter[str] = Counter()
     now = utcnow()
@@ -130,11 +180,12 @@ def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> list[I
                 Item.id == outcome.item_id,
                 Item.state == ItemState.RUNNING.value,
                 Item.tier == outcome.tier,
+                Item.claims == outcome.claim_no,
             )
             .values(**values)
         )
         if result.rowcount != 1:  # type: ignore[attr-defined]
-            continue  # someone else settled or re-queued it: their record stands
+            continue  # a later claim or the reconciler took it over: their record stands
         if outcome.attempts:
             session.execute(
                 insert(Attempt),
@@ -143,7 +194,13 @@ def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> list[I
         if outcome.next_state in TERMINAL_STATES:
             finished_per_batch[outcome.batch_id] += 1
         written.append(outcome)
-    for batch_id, count in finished_per_batch.items():
+    return written, _count_done(session, finished_per_batch, now)
+
+
+def _count_done(session: Session, finished: Counter[str], now: Any) -> list[str]:
+    """Add newly settled items to their batches; return the batches this call finished."""
+    completed = []
+    for batch_id, count in finished.items():
         done, total = session.execute(
             update(Batch)
             .where(Batch.id == batch_id)
@@ -151,22 +208,14 @@ def record_outcomes(session: Session, outcomes: Sequence[ItemOutcome]) -> list[I
             .returning(Batch.done, Batch.total)
         ).one()
         if done >= total:
-            session.execute(
+            marked = session.execute(
                 update(Batch)
                 .where(Batch.id == batch_id, Batch.finished_at.is_(None))
                 .values(finished_at=now)
             )
-    return written
-
-
-def release_items(session: Session, item_ids: Sequence[int], tier: str) -> int:
-    """Put claimed items back on their queue state (used when a worker cannot finish them)."""
-    result = session.execute(
-        update(Item)
-        .where(Item.id.in_(item_ids), Item.tier == tier, Item.state == ItemState.RUNNING.value)
-        .values(state=ItemState.QUEUED.value, updated_at=utcnow())
-    )
-    return result.rowcount  # type: ignore[attr-defined,no-any-return]
+            if marked.rowcount == 1:  # type: ignore[attr-defined]
+                completed.append(batch_id)
+    return completed
 
 
 def _attempt_row(outcome: ItemOutcome, record: AttemptRecord, now: Any) -> dict[str, Any]:

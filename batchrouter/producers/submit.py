@@ -40,6 +40,8 @@ def submit_batch(
     config: str | Path | None = None,
     name: str | None = None,
     project: str | None = None,
+    callback_url: str | None = None,
+    callback_task: str | None = None,
 ) -> Submitted:
     """Register the items of a JSONL or CSV file as a batch and enqueue them on the entry tier."""
     settings = get_settings()
@@ -69,6 +71,8 @@ def submit_batch(
             config_source=str(config_path),
             name=name,
             project=project,
+            callback_url=callback_url,
+            callback_task=callback_task,
         )
     try:
         messages = publish_items(item_ids, entry_tier, settings.chunk_size)

@@ -8,12 +8,12 @@ from __future__ import annotations
 from celery import Celery
 
 from batchrouter.settings import Settings, get_settings
-
-CONTROL_QUEUE = "batchrouter.control"
+from batchrouter.worker.publish import CONTROL_QUEUE
 
 
 def make_celery(settings: Settings) -> Celery:
     app = Celery("batchrouter", include=["batchrouter.worker.tasks"])
+    # Redis redelivers a message unacked for longer than this; every app and worker must agree.
     transport_options: dict = {"visibility_timeout": settings.visibility_timeout}
     broker_url = settings.resolved_broker_url()
     if broker_url.startswith("filesystem"):
@@ -28,6 +28,8 @@ def make_celery(settings: Settings) -> Celery:
     app.conf.update(
         broker_url=broker_url,
         broker_transport_options=transport_options,
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+        visibility_timeout=settings.visibility_timeout,
         broker_connection_retry_on_startup=True,
         result_backend=None,
         task_ignore_result=True,  # results live in the ledger
@@ -41,6 +43,17 @@ def make_celery(settings: Settings) -> Celery:
         worker_cancel_long_running_tasks_on_connection_loss=True,
         broker_pool_limit=max(10, settings.concurrency * 2),
         worker_hijack_root_logger=False,
+        # A worker told to stop finishes what it holds for this long, then hands back
+        # (requeues) the late-acked messages it could not finish.
+        worker_soft_shutdown_timeout=float(settings.soft_shutdown_timeout),
+        worker_enable_soft_shutdown_on_idle=True,
+        beat_schedule={
+            "reconcile": {
+                "task": "batchrouter.reconcile",
+                "schedule": float(settings.reconcile_interval),
+                "options": {"queue": CONTROL_QUEUE},
+            }
+        },
     )
     return app
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
-from batchrouter.ledger.db import session_scope
+from batchrouter.ledger.db import session_scope, with_db_retry
 from batchrouter.ledger.models import Batch, ItemState
 from batchrouter.ledger.transitions import (
     ClaimedItem,
@@ -27,6 +27,7 @@ from batchrouter.routing.config import RoutingConfig, parse_config
 from batchrouter.settings import get_settings
 from batchrouter.worker import loop
 from batchrouter.worker.attempt import run_item
+from batchrouter.worker.callbacks import notify_batch_finished
 from batchrouter.worker.publish import publish_items
 
 log = logging.getLogger("batchrouter.worker")
@@ -43,21 +44,32 @@ class ChunkSummary:
     recorded: int = 0
     by_state: dict[str, int] = field(default_factory=dict)
     escalated_to: dict[str, int] = field(default_factory=dict)
+    # one entry per recorded provider call: what metrics and logs need, never item text
+    calls: list[dict] = field(default_factory=list)
 
 
-def process_chunk(item_ids: list[int], tier: str) -> ChunkSummary:
+def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
+    """`token` identifies the broker message (its task id): see ledger.transitions.claim_items."""
+    settings = get_settings()
     summary = ChunkSummary(tier=tier, received=len(item_ids))
-    with session_scope() as session:
-        claimed = claim_items(session, item_ids, tier)
-        batches = _batch_configs(session, {item.batch_id for item in claimed})
+
+    def claim() -> tuple[list[ClaimedItem], dict[str, tuple[str, RoutingConfig]]]:
+        with session_scope() as session:
+            claimed = claim_items(session, item_ids, tier, token, settings.max_claims)
+            return claimed, _batch_configs(session, {item.batch_id for item in claimed})
+
+    claimed, batches = with_db_retry(claim, what="claim")
     summary.claimed = len(claimed)
     if not claimed:
         return summary  # a duplicate delivery: its work is done or owned by another worker
 
     outcomes = loop.run(_run_all(claimed, batches))
 
-    with session_scope() as session:
-        written = record_outcomes(session, outcomes)
+    def record() -> tuple[list[ItemOutcome], list[str]]:
+        with session_scope() as session:
+            return record_outcomes(session, outcomes)
+
+    written, finished_batches = with_db_retry(record, what="record")
     summary.recorded = len(written)
 
     escalations: dict[str, list[int]] = defaultdict(list)
@@ -65,9 +77,25 @@ def process_chunk(item_ids: list[int], tier: str) -> ChunkSummary:
         summary.by_state[outcome.next_state] = summary.by_state.get(outcome.next_state, 0) + 1
         if outcome.next_state == ItemState.QUEUED.value:
             escalations[outcome.next_tier].append(outcome.item_id)
+        summary.calls.extend(
+            {
+                "tier": a.tier,
+                "deployment": a.deployment,
+                "model": a.model,
+                "outcome": a.outcome,
+                "error_class": a.error_class,
+                "cost_usd": a.cost_usd,
+                "latency_ms": a.latency_ms,
+                "input_tokens": a.input_tokens,
+                "output_tokens": a.output_tokens,
+            }
+            for a in outcome.attempts
+        )
     for next_tier, ids in escalations.items():
-        publish_items(ids, next_tier, get_settings().chunk_size)
+        publish_items(ids, next_tier, settings.chunk_size)
         summary.escalated_to[next_tier] = len(ids)
+    for batch_id in finished_batches:
+        notify_batch_finished(batch_id)
     log.info(
         "tier %s: %d received, %d claimed, %d recorded %s",
         tier,

@@ -9,6 +9,7 @@ from kombu import Queue
 from batchrouter.ledger.batches import chunked
 
 ATTEMPT_TASK = "batchrouter.attempt"
+CONTROL_QUEUE = "batchrouter.control"  # reconcile and batch callbacks; tier workers take it too
 
 
 def tier_queue(tier: str) -> Queue:

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
+from batchrouter.worker import metrics  # noqa: F401  (registers the Prometheus signal handlers)
 from batchrouter.worker.app import app
 from batchrouter.worker.pipeline import process_chunk
 
 
-@app.task(name="batchrouter.attempt", acks_late=True)
-def attempt(item_ids: list[int], tier: str) -> dict:
+@app.task(name="batchrouter.attempt", bind=True, acks_late=True)
+def attempt(self, item_ids: list[int], tier: str) -> dict:  # type: ignore[no-untyped-def]
     """Run one attempt round for a chunk of items on `tier`; see worker/pipeline.py."""
-    return asdict(process_chunk(item_ids, tier))
+    return asdict(process_chunk(item_ids, tier, token=self.request.id))
+
+
+@app.task(name="batchrouter.reconcile", ignore_result=True)
+def reconcile_task() -> dict:
+    """Re-queue items the ledger says are waiting but no message carries (see reconcile.py)."""
+    from batchrouter.worker.reconcile import reconcile
+
+    return asdict(reconcile())

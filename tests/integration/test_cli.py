@@ -98,6 +98,21 @@ def test_a_missing_file_and_a_broken_routing_file_exit_2(
     nothing_enqueued(env)
 
 
+def test_a_10mb_text_and_invalid_utf8_are_refused_by_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    big = tmp_path / "big.jsonl"
+    big.write_text('{"id": 1, "text": "fine"}\n{"id": 2, "text": "' + "x" * 10_000_000 + '"}\n')
+    result = cli("submit", str(big), "--type", "ticket_classification", env=env)
+    assert result.returncode == 2
+    assert "big.jsonl:2: 'text' is 10,000,000 bytes" in result.stderr
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"id,text\n1,fine\n2,caf\xe9 au lait\n")
+    result = cli("submit", str(latin), "--type", "ticket_classification", env=env)
+    assert result.returncode == 2 and "latin.csv:3: not valid UTF-8" in result.stderr
+    nothing_enqueued(env)
+
+
 def test_submit_wait_status_report_results(env: dict[str, str], tmp_path: Path) -> None:
     with running_workers(
         LADDER,

@@ -69,10 +69,10 @@ def _outcome(item_id: int, batch_id: str, state: str, to_tier: str = "t0") -> It
 def test_an_item_is_claimed_once(ledger_url: str) -> None:
     _, ids = _register(3)
     with session_scope() as session:
-        first = claim_items(session, ids, "t0")
+        first = claim_items(session, ids, "t0", "msg-1")
     with session_scope() as session:
-        second = claim_items(session, ids, "t0")
-        other_tier = claim_items(session, ids, "t1")
+        second = claim_items(session, ids, "t0", "another-message")
+        other_tier = claim_items(session, ids, "t1", "msg-2")
     assert [c.id for c in first] == ids
     assert second == [] and other_tier == []
 
@@ -80,12 +80,12 @@ def test_an_item_is_claimed_once(ledger_url: str) -> None:
 def test_outcomes_are_written_once_and_finish_the_batch(ledger_url: str) -> None:
     batch_id, ids = _register(2)
     with session_scope() as session:
-        claim_items(session, ids, "t0")
+        claim_items(session, ids, "t0", "msg-1")
     outcomes = [_outcome(ids[0], batch_id, "succeeded"), _outcome(ids[1], batch_id, "queued", "t1")]
     with session_scope() as session:
-        assert len(record_outcomes(session, outcomes)) == 2
+        assert len(record_outcomes(session, outcomes)[0]) == 2
     with session_scope() as session:
-        assert record_outcomes(session, outcomes) == []  # a replay finds nothing of its own
+        assert record_outcomes(session, outcomes) == ([], [])  # a replay finds nothing of its own
         attempts = session.scalar(select(func.count()).where(Attempt.batch_id == batch_id))
         batch = session.get(Batch, batch_id)
         assert batch is not None
@@ -94,13 +94,48 @@ def test_outcomes_are_written_once_and_finish_the_batch(ledger_url: str) -> None
     assert status.by_tier_state == {("t0", "succeeded"): 1, ("t1", "queued"): 1}
 
     with session_scope() as session:
-        [claimed] = claim_items(session, ids, "t1")
+        [claimed] = claim_items(session, ids, "t1", "msg-2")
         assert claimed.attempts == 1 and claimed.cost_usd == 0.25
         escalated = _outcome(ids[1], batch_id, "failed", "t1")
         escalated.tier = "t1"
         escalated.attempts[0].attempt_no = 2
-        record_outcomes(session, [escalated])
+        escalated.claim_no = claimed.claim_no
+        assert record_outcomes(session, [escalated]) == ([escalated], [batch_id])
     with session_scope() as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None and batch.done == 2 and batch.finished_at is not None
         assert batch_status(session, batch_id).finished
+
+
+def test_a_redelivered_message_takes_its_claim_back_and_the_old_claim_writes_nothing(
+    ledger_url: str,
+) -> None:
+    batch_id, ids = _register(1)
+    with session_scope() as session:
+        [first] = claim_items(session, ids, "t0", "msg-1")
+    with session_scope() as session:  # the same message again: its worker was presumed dead
+        [second] = claim_items(session, ids, "t0", "msg-1")
+    assert (first.claim_no, second.claim_no) == (1, 2)
+    stale = _outcome(ids[0], batch_id, "succeeded")
+    stale.claim_no = first.claim_no
+    with session_scope() as session:
+        assert record_outcomes(session, [stale]) == ([], [])  # the first worker woke up late
+    current = _outcome(ids[0], batch_id, "succeeded")
+    current.claim_no = second.claim_no
+    with session_scope() as session:
+        assert record_outcomes(session, [current]) == ([current], [batch_id])
+        assert session.scalar(select(func.count()).where(Attempt.batch_id == batch_id)) == 1
+
+
+def test_an_item_whose_worker_keeps_dying_fails_after_max_claims(ledger_url: str) -> None:
+    batch_id, ids = _register(1)
+    for _ in range(3):
+        with session_scope() as session:
+            assert len(claim_items(session, ids, "t0", "poison", max_claims=3)) == 1
+    with session_scope() as session:
+        assert claim_items(session, ids, "t0", "poison", max_claims=3) == []
+    with session_scope() as session:
+        status = batch_status(session, batch_id)
+        batch = session.get(Batch, batch_id)
+        assert batch is not None and batch.finished_at is not None
+    assert status.by_state == {"failed": 1}

@@ -1,0 +1,1 @@
+"""Nightly summarization of a folder of documents: see README.md in this folder."""
