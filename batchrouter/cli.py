@@ -165,6 +165,20 @@ def demo(
 cli_lifecycle.register(app)
 
 
+@app.command("fake-provider")
+def fake_provider(
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8199,
+    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
+    config: Annotated[
+        Path | None, typer.Option(help="YAML/JSON: latency, errors, limits, answers")
+    ] = None,
+) -> None:
+    """Run the fake provider server (OpenAI, Anthropic and Gemini formats) for load tests."""
+    from batchrouter.providers.fake_server import run_fake_provider
+
+    run_fake_provider(port, host, str(config) if config else None)
+
+
 @app.command()
 def evaluate(
     config: Annotated[Path, typer.Option(help="routing file (deployments: provider replay)")],

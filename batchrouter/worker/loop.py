@@ -43,3 +43,18 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run `coro` on the process's loop from any thread and return its result."""
     future = asyncio.run_coroutine_threadsafe(coro, get_loop())
     return future.result(timeout)
+
+
+def close() -> None:
+    """Close the loop's pooled HTTP clients and stop it (worker shutdown)."""
+    global _loop
+    with _lock:
+        loop, _loop = _loop, None
+    if loop is None or not loop.is_running():
+        return
+    from batchrouter.providers.http import aclose_client
+
+    try:
+        asyncio.run_coroutine_threadsafe(aclose_client(), loop).result(10)
+    finally:
+        loop.call_soon_threadsafe(loop.stop)

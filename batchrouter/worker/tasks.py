@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from batchrouter.worker import metrics  # noqa: F401  (registers the Prometheus signal handlers)
+from celery.signals import worker_shutdown
+
+from batchrouter.worker import (
+    loop,
+    metrics,  # noqa: F401  (registers the Prometheus signal handlers)
+)
 from batchrouter.worker.app import app
 from batchrouter.worker.pipeline import process_chunk
 
@@ -21,3 +26,9 @@ def reconcile_task() -> dict:
     from batchrouter.worker.reconcile import reconcile
 
     return asdict(reconcile())
+
+
+@worker_shutdown.connect
+def _close_connections(**_: object) -> None:
+    """Close pooled provider connections when the worker stops."""
+    loop.close()
