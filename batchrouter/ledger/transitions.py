@@ -82,6 +82,8 @@ class ItemOutcome:
     model: str | None = None
     error: str | None = None
     claim_no: int = 1
+    parked: bool = False  # queued again on the same tier without a message (awaits a resume)
+    pause_reason: str | None = None  # pause the whole batch with this reason
 
 
 def claim_items(
@@ -193,6 +195,12 @@ def record_outcomes(
             )
         if outcome.next_state in TERMINAL_STATES:
             finished_per_batch[outcome.batch_id] += 1
+        if outcome.pause_reason:
+            session.execute(
+                update(Batch)
+                .where(Batch.id == outcome.batch_id, Batch.state == BatchState.RUNNING.value)
+                .values(state=BatchState.PAUSED.value, paused_reason=outcome.pause_reason)
+            )
         written.append(outcome)
     return written, _count_done(session, finished_per_batch, now)
 

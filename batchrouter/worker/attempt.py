@@ -18,6 +18,7 @@ from batchrouter.providers.base import get_provider
 from batchrouter.providers.errors import backoff_delay, redact
 from batchrouter.routing.checks import ConsensusCheck, agreement, judge
 from batchrouter.routing.config import RoutingConfig, TaskType
+from batchrouter.routing.deployments import Deployment
 from batchrouter.routing.policy import (
     Step,
     after_check_failure,
@@ -38,6 +39,7 @@ from batchrouter.routing.types import (
     RequestMeta,
     Usage,
 )
+from batchrouter.worker.middleware import CallContext, Denied, Middleware, installed
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -52,14 +54,35 @@ class _Run:
     messages: list[Message]
     records: list[AttemptRecord] = field(default_factory=list)
     calls: int = 0  # counted against the task type's attempt cap
+    middleware: list[Middleware] = field(default_factory=list)
+    prompt_tokens: int = 0
 
     def can_call(self) -> bool:
         return self.calls < self.task.max_attempts
 
-    async def call(self, name: str) -> tuple[AttemptRecord, CompletionResult | ProviderError]:
-        """One provider call on deployment `name`, recorded whatever happens."""
+    async def call(
+        self, name: str
+    ) -> tuple[AttemptRecord, CompletionResult | ProviderError] | Denied:
+        """One provider call on deployment `name`, recorded whatever happens, unless a
+        middleware denies it (then nothing is called, recorded or counted)."""
         deployment = self.config.deployments[name]
         prices = self.config.prices_for(name)
+        ctx = CallContext(
+            self.item, self.config, self.task, name, deployment, prices,
+            self.prompt_tokens, deployment.max_output_tokens,
+        )  # fmt: skip
+        for layer in self.middleware:
+            denied = await layer.before_call(ctx)
+            if denied is not None:
+                return denied
+        record, result = await self._call(name, deployment, prices)
+        for layer in reversed(self.middleware):
+            await layer.after_call(ctx, record, result)
+        return record, result
+
+    async def _call(
+        self, name: str, deployment: Deployment, prices: Prices
+    ) -> tuple[AttemptRecord, CompletionResult | ProviderError]:
         self.calls += 1
         attempt_no = self.item.attempt_no_base + self.calls
         record = AttemptRecord(
@@ -104,6 +127,13 @@ class _Run:
         record.output = result.text
         return record, result
 
+    def parked(self, denied: Denied) -> ItemOutcome:
+        """Back to queued on the same tier, not published: it waits for a resume."""
+        parked = self.outcome(ItemState.QUEUED, self.item.tier, denied.reason, None)
+        parked.parked = True
+        parked.pause_reason = denied.reason if denied.pause_batch else None
+        return parked
+
     def outcome(
         self, state: str, to_tier: str, error: str | None, record: AttemptRecord | None
     ) -> ItemOutcome:
@@ -129,6 +159,7 @@ async def run_item(
     *,
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
+    middleware: list[Middleware] | None = None,
 ) -> ItemOutcome:
     task = config.task_type(task_name)
     tier = item.tier
@@ -140,14 +171,22 @@ async def run_item(
             f"The rejected answer was:\n{item.last_output}"
         )
     fields = {key: str(value) for key, value in item.fields.items()}
+    layers = installed() if middleware is None else middleware
     run = _Run(item, config, task, render_messages(task, item.text, fields, feedback))
-    run.calls = item.attempts
+    run.calls, run.middleware = item.attempts, layers
     last_error: ErrorClass | None = None
     last_message = "no deployment could take the item"
 
-    for name in config.tier(tier).deployments:
+    names = list(config.tier(tier).deployments)
+    first_model = config.deployments[names[0]].model
+    for layer in layers:
+        names = await layer.order(
+            config, tier, names, count_message_tokens(run.messages, first_model)
+        )
+    for name in names:
         deployment = config.deployments[name]
         prompt_tokens = count_message_tokens(run.messages, deployment.model)
+        run.prompt_tokens = prompt_tokens
         if not fits_context(config, name, prompt_tokens):
             last_error = ErrorClass.CONTEXT_LENGTH
             last_message = (
@@ -160,7 +199,10 @@ async def run_item(
             if not run.can_call():
                 reason = f"attempt cap reached ({task.max_attempts} calls); last: {last_message}"
                 return run.outcome(ItemState.FAILED, tier, reason, _best(run.records))
-            record, result = await run.call(name)
+            called = await run.call(name)
+            if isinstance(called, Denied):
+                return run.parked(called)
+            record, result = called
             if isinstance(result, ProviderError):
                 last_error, last_message = result.error_class, f"{name}: {record.error_message}"
                 step = after_error(result.error_class, retries, task)
@@ -229,7 +271,10 @@ async def _collect_samples(run: _Run, spec: ConsensusCheck, first: str) -> list[
     for name in names:
         if not run.can_call():
             break  # the attempt cap also bounds what consensus may spend
-        sample, result = await run.call(name)
+        called = await run.call(name)
+        if isinstance(called, Denied):
+            break  # fewer answers; the consensus check judges what it has
+        sample, result = called
         sample.outcome = "sample"
         if isinstance(result, CompletionResult):
             answers.append(result.text)

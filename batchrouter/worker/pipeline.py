@@ -75,7 +75,7 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     escalations: dict[str, list[int]] = defaultdict(list)
     for outcome in written:
         summary.by_state[outcome.next_state] = summary.by_state.get(outcome.next_state, 0) + 1
-        if outcome.next_state == ItemState.QUEUED.value:
+        if outcome.next_state == ItemState.QUEUED.value and not outcome.parked:
             escalations[outcome.next_tier].append(outcome.item_id)
         summary.calls.extend(
             {

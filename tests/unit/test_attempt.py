@@ -274,3 +274,35 @@ def test_a_recorded_cost_overrides_the_price_table(provider, config, monkeypatch
     monkeypatch.setattr(provider, "complete", complete)
     outcome = run(config, item())
     assert outcome.attempts[0].cost_usd == 0.5
+
+
+def test_middleware_orders_deployments_and_sees_every_call(provider, config) -> None:
+    from batchrouter.worker.middleware import Middleware
+
+    seen: list[tuple[str, str]] = []
+
+    class PreferB(Middleware):
+        async def order(self, config, tier, names, prompt_tokens):
+            return sorted(names, reverse=True)
+
+        async def after_call(self, ctx, record, result):
+            seen.append((ctx.deployment_name, record.outcome))
+
+    provider.scripts = {"b": ["billing"]}
+    outcome = asyncio.run(run_item(item(), config, "tickets", middleware=[PreferB()]))
+    assert [r.deployment for r in outcome.attempts] == ["b"]
+    assert seen == [("b", "error")] or seen[0][0] == "b"  # after_call runs before judging
+
+
+def test_a_denied_call_parks_the_item_without_spending_an_attempt(provider, config) -> None:
+    from batchrouter.worker.middleware import Denied, Middleware
+
+    class NoBudget(Middleware):
+        async def before_call(self, ctx):
+            assert ctx.estimated_cost_usd > 0
+            return Denied("budget exhausted", pause_batch=True)
+
+    outcome = asyncio.run(run_item(item(), config, "tickets", middleware=[NoBudget()]))
+    assert (outcome.next_state, outcome.next_tier, outcome.attempts) == ("queued", "t0", [])
+    assert outcome.parked and outcome.pause_reason == "budget exhausted"
+    assert provider.calls == []
