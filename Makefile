@@ -22,7 +22,7 @@ demo: $(VENV)/.installed
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check batchrouter tests examples
+	$(BIN)/ruff format --check batchrouter tests examples bench
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy batchrouter

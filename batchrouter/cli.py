@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from batchrouter import api, cli_lifecycle, cli_ops
+from batchrouter import api, cli_budget, cli_lifecycle, cli_ops
 from batchrouter.cli_common import (  # noqa: E402
     EXIT_FAILED_ITEMS,
     console,
@@ -48,13 +48,19 @@ def submit(
     ] = None,
     name: Annotated[str | None, typer.Option(help="a name to find the batch by")] = None,
     project: Annotated[str | None, typer.Option(help="project tag for reports")] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option("--budget", help="USD this batch may spend; it pauses there", min=0),
+    ] = None,
     wait: Annotated[
         bool, typer.Option("--wait", help="show progress until the batch ends")
     ] = False,
 ) -> None:
     """Register FILE as a batch and enqueue its items on the entry tier; print the batch id."""
     try:
-        submitted = api.submit_batch(file, task_type, config=config, name=name, project=project)
+        submitted = api.submit_batch(
+            file, task_type, config=config, name=name, project=project, budget_usd=budget
+        )
     except (InputError, ConfigError) as exc:
         raise _fail(str(exc)) from None
     errors.print(
@@ -131,12 +137,17 @@ def status(
     if failed:
         console.print(cli_lifecycle.failed_table(current.batch_id, dead))
         return
-    from batchrouter.render import status_table
+    from batchrouter.render import status_table, usd
 
     console.print(status_table(current))
     if current.state != "running":
         reason = f": {current.paused_reason}" if current.paused_reason else ""
         console.print(f"batch is {current.state}{reason}")
+    limit = "unlimited" if current.budget_usd is None else usd(current.budget_usd)
+    console.print(
+        f"budget {limit}, spent {usd(current.spent_usd)}, "
+        f"reserved {usd(max(current.reserved_usd, 0.0))}"
+    )
 
 
 # report, results, flower: batchrouter/cli_ops.py
@@ -163,6 +174,7 @@ def demo(
 
 
 cli_lifecycle.register(app)
+cli_budget.register(app)
 
 
 @app.command("fake-provider")

@@ -28,6 +28,16 @@ class Settings(BaseSettings):
     max_claims: int = Field(default=5, ge=1)  # claims without an outcome before an item fails
     sim_time_scale: float = Field(default=1.0, ge=0)  # shrink sim latencies (tests, demo)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # worker /metrics (Prometheus)
+    # Provider calls one worker process runs at once, over all its task slots (bounds memory).
+    max_in_flight: int = Field(default=500, ge=1)
+    # Global RPM/TPM buckets (worker/ratelimit.py): the Redis holding them (default: the broker,
+    # when it is Redis; else per-process buckets), the burst a bucket allows (seconds of its
+    # per-minute rate), and how far ahead a waiting call may be given a slot.
+    ratelimit_redis_url: str | None = None
+    ratelimit_burst_s: float = Field(default=10.0, gt=0, le=60)
+    ratelimit_max_reserve_s: float = Field(default=30.0, ge=0)
+    # Messages published per Redis round trip when enqueueing (worker/publish.py).
+    publish_pipeline: int = Field(default=500, ge=1)
 
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -37,6 +47,12 @@ class Settings(BaseSettings):
 
     def resolved_broker_url(self) -> str:
         return self.broker_url or "filesystem://"
+
+    def resolved_ratelimit_redis_url(self) -> str | None:
+        if self.ratelimit_redis_url:
+            return self.ratelimit_redis_url
+        broker = self.resolved_broker_url()
+        return broker if broker.startswith(("redis://", "rediss://", "unix://")) else None
 
     def broker_folder(self) -> Path:
         folder = (self.home / "broker").resolve()

@@ -64,9 +64,11 @@ def postgres_url() -> Iterator[str]:
     """A fresh, empty PostgreSQL database, dropped afterwards."""
     require_service("PostgreSQL", TEST_POSTGRES_ADMIN_URL)
     from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
 
     name = f"batchrouter_test_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(TEST_POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    # No pool: a fault test may restart PostgreSQL between creating and dropping the database.
+    admin = create_engine(TEST_POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     with admin.connect() as connection:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = TEST_POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"

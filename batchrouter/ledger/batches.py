@@ -31,6 +31,7 @@ def register_batch(
     project: str | None = None,
     callback_url: str | None = None,
     callback_task: str | None = None,
+    budget_usd: float | None = None,
 ) -> tuple[str, list[int]]:
     """Insert the batch and all its items as queued on the entry tier; return their ids."""
     batch_id = new_batch_id()
@@ -46,6 +47,7 @@ def register_batch(
             done=0,
             callback_url=callback_url,
             callback_task=callback_task,
+            budget_usd=budget_usd,
         )
     )
     session.flush()
@@ -84,6 +86,9 @@ class BatchStatus:
     paused_reason: str | None = None
     by_state: dict[str, int] = field(default_factory=dict)
     by_tier_state: dict[tuple[str, str], int] = field(default_factory=dict)
+    budget_usd: float | None = None  # None: no budget of its own
+    spent_usd: float = 0.0  # settled cost of its calls
+    reserved_usd: float = 0.0  # held by calls in flight
 
     @property
     def succeeded(self) -> int:
@@ -103,6 +108,9 @@ class BatchStatus:
             "finished": self.finished,
             "state": self.state,
             "paused_reason": self.paused_reason,
+            "budget_usd": self.budget_usd,
+            "spent_usd": self.spent_usd,
+            "reserved_usd": self.reserved_usd,
             "by_state": self.by_state,
             "by_tier": [
                 {"tier": tier, "state": state, "items": count}
@@ -154,6 +162,9 @@ def batch_status(session: Session, batch_ref: str) -> BatchStatus:
         paused_reason=batch.paused_reason,
         by_state=by_state,
         by_tier_state=by_tier_state,
+        budget_usd=batch.budget_usd,
+        spent_usd=batch.spent_usd or 0.0,
+        reserved_usd=batch.reserved_usd or 0.0,
     )
 
 

@@ -79,6 +79,22 @@ class Batch(Base):
     callback_task: Mapped[str | None] = mapped_column(String(200))  # or a Celery task to send
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Spend control (ledger/budgets.py): a call reserves its estimate before it runs and is
+    # settled to its real cost after, so spent + reserved never passes the budget.
+    budget_usd: Mapped[float | None] = mapped_column(Float)  # None: unlimited
+    reserved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    spent_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+
+
+class ProjectBudget(Base):
+    """A budget shared by every batch with this project tag (no row: unlimited)."""
+
+    __tablename__ = "project_budgets"
+
+    project: Mapped[str] = mapped_column(String(100), primary_key=True)
+    budget_usd: Mapped[float | None] = mapped_column(Float)  # None: unlimited, spend tracked
+    reserved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    spent_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
 class Item(Base):

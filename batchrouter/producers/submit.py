@@ -8,6 +8,7 @@ if publishing fails, the batch is removed again, so nothing is left half-enqueue
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,9 @@ from batchrouter.settings import get_settings
 from batchrouter.worker.publish import publish_items
 
 log = logging.getLogger("batchrouter.submit")
+
+# progress(stage, done, total): stage is "read", "ledger" or "publish"; done/total count items.
+Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,8 @@ def submit_batch(
     project: str | None = None,
     callback_url: str | None = None,
     callback_task: str | None = None,
+    budget_usd: float | None = None,
+    progress: Progress | None = None,
 ) -> Submitted:
     """Register the items of a JSONL or CSV file as a batch and enqueue them on the entry tier."""
     settings = get_settings()
@@ -57,7 +63,12 @@ def submit_batch(
                 routing.prices_for(deployment)
             except KeyError as exc:
                 raise ConfigError(f"{config_path}: deployment {deployment!r}: {exc}") from None
+    if budget_usd is not None and budget_usd < 0:
+        raise ConfigError(f"a budget must be >= 0 USD, got {budget_usd}")
+    report = progress or (lambda stage, done, total: None)
     items = read_items(path)
+    total = len(items)
+    report("read", total, total)
     entry_tier = task.ladder[0]
 
     upgrade_schema()
@@ -73,9 +84,18 @@ def submit_batch(
             project=project,
             callback_url=callback_url,
             callback_task=callback_task,
+            budget_usd=budget_usd,
         )
+    report("ledger", total, total)
+    published = 0
+
+    def on_publish(count: int) -> None:
+        nonlocal published
+        published += count
+        report("publish", published, total)
+
     try:
-        messages = publish_items(item_ids, entry_tier, settings.chunk_size)
+        messages = publish_items(item_ids, entry_tier, settings.chunk_size, progress=on_publish)
     except Exception:
         # Workers that got a message for a removed item find nothing to claim.
         with session_scope() as session:

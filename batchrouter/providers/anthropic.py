@@ -31,6 +31,25 @@ DEFAULT_KEY_ENV = "ANTHROPIC_API_KEY"
 API_VERSION = "2023-06-01"  # override with extra_headers: {anthropic-version: ...}
 
 
+def rate_limit_headers(headers: Any) -> dict[str, float] | None:
+    """`anthropic-ratelimit-{requests,tokens}-{remaining,reset}` (resets are RFC 3339 times)."""
+    from datetime import UTC, datetime
+
+    found: dict[str, float] = {}
+    for what in ("requests", "tokens"):
+        remaining = headers.get(f"anthropic-ratelimit-{what}-remaining")
+        try:
+            if remaining is not None and float(remaining) >= 0:
+                found[f"{what}_remaining"] = float(remaining)
+            reset = headers.get(f"anthropic-ratelimit-{what}-reset")
+            if reset:
+                when = datetime.fromisoformat(reset.replace("Z", "+00:00"))
+                found[f"{what}_reset_s"] = max(0.0, (when - datetime.now(UTC)).total_seconds())
+        except ValueError:
+            pass
+    return found or None
+
+
 def build_payload(request: CompletionRequest, deployment: Deployment) -> dict[str, Any]:
     system = "\n\n".join(m.content for m in request.messages if m.role in ("system", "developer"))
     turns: list[dict[str, Any]] = []
@@ -122,6 +141,7 @@ def parse_response(raw: RawResponse, request: CompletionRequest) -> CompletionRe
         latency_ms=raw.latency_ms,
         request_id=raw.headers.get("request-id") or body.get("id"),
         raw_usage=body.get("usage") or {},
+        rate_limit=rate_limit_headers(raw.headers),
     )
 
 

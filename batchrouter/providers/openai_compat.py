@@ -174,6 +174,35 @@ def _text(content: Any) -> str | None:
     return None
 
 
+_GO_DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def go_duration_s(text: str) -> float | None:
+    """OpenAI's reset times are Go durations: "6m0s", "2s81ms", "20ms"."""
+    parts = _GO_DURATION.findall(text or "")
+    if not parts:
+        return None
+    return sum(float(value) * _UNIT_S[unit] for value, unit in parts)
+
+
+def rate_limit_headers(headers: Any) -> dict[str, float] | None:
+    """`x-ratelimit-{remaining,reset}-{requests,tokens}` as numbers (negative values, which Azure
+    may send, are left out); None when the server sent none (vLLM, Ollama, ...)."""
+    found: dict[str, float] = {}
+    for what in ("requests", "tokens"):
+        remaining = headers.get(f"x-ratelimit-remaining-{what}")
+        try:
+            if remaining is not None and float(remaining) >= 0:
+                found[f"{what}_remaining"] = float(remaining)
+        except ValueError:
+            pass
+        reset = go_duration_s(headers.get(f"x-ratelimit-reset-{what}") or "")
+        if reset is not None:
+            found[f"{what}_reset_s"] = reset
+    return found or None
+
+
 def parse_response(
     raw: RawResponse, request: CompletionRequest, provider: str = "openai"
 ) -> CompletionResult:
@@ -214,6 +243,7 @@ def parse_response(
         request_id=raw.headers.get("x-request-id") or body.get("id"),
         token_logprobs=_logprobs(choice),
         raw_usage=body.get("usage") if isinstance(body.get("usage"), dict) else {},
+        rate_limit=rate_limit_headers(raw.headers),
     )
 
 

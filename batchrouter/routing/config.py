@@ -7,6 +7,7 @@ A broken file fails at load with every error naming its field path and line, for
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
@@ -21,6 +22,25 @@ class Tier(BaseModel):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     deployments: list[str] = Field(min_length=1)
+    # How a call picks among the tier's deployments (routing/selection.py, docs/routing.md).
+    strategy: Literal["ordered", "cheapest", "weighted", "least_busy", "lowest_latency"] = (
+        "ordered"
+    )
+    weights: dict[str, float] = Field(default_factory=dict)  # weighted: missing names weigh 1
+    # A deployment failing this many calls in a row (transient, rate limited, bad response)
+    # is tried last for cooldown_s seconds, by every worker (the cooldown lives in Redis).
+    cooldown_after_failures: int = Field(default=3, ge=1, le=1000)
+    cooldown_s: float = Field(default=30.0, ge=0, le=86_400)
+
+    @model_validator(mode="after")
+    def _weights_name_deployments(self) -> Tier:
+        unknown = sorted(set(self.weights) - set(self.deployments))
+        if unknown:
+            raise ValueError(f"weights name deployments not in this tier: {unknown}")
+        negative = sorted(name for name, weight in self.weights.items() if weight < 0)
+        if negative:
+            raise ValueError(f"weights must be >= 0, got a negative weight for {negative}")
+        return self
 
 
 class TaskType(BaseModel):
@@ -31,6 +51,9 @@ class TaskType(BaseModel):
     max_attempts: int = Field(default=6, ge=1, le=100)  # calls per item, all tiers together
     transient_retries: int = Field(default=2, ge=0, le=10)  # per deployment, before falling back
     show_failed_output: bool = False  # let the next tier see the rejected answer and the reason
+    # Spend cap per item, all tiers together: a call whose estimate would pass it is not made
+    # and the item fails with the reason (worker/budget.py).
+    max_item_cost_usd: float | None = Field(default=None, gt=0)
 
     @field_validator("prompt")
     @classmethod

@@ -66,6 +66,9 @@ class CompletionResult(BaseModel):
     # A cost recorded elsewhere (the replay provider's `cost_usd` column): when set, it is the
     # attempt's cost instead of usage x prices.
     cost_usd_override: float | None = Field(default=None, ge=0)
+    # What the provider's rate-limit headers said (requests_remaining, tokens_remaining,
+    # requests_reset_s, tokens_reset_s); None when it sent none. Feeds the global limiter.
+    rate_limit: dict | None = None
 
 
 class ErrorClass(StrEnum):

@@ -6,9 +6,15 @@
 from __future__ import annotations
 
 from celery import Celery
+from celery.app import trace
 
 from batchrouter.settings import Settings, get_settings
 from batchrouter.worker.publish import CONTROL_QUEUE
+
+
+# Celery logs every task's return value at INFO; ours is a per-call summary for metrics, too
+# long for a log line. Keep the line, drop the value.
+trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -40,7 +46,12 @@ def make_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,  # a killed worker's message goes back to the queue
         worker_prefetch_multiplier=1,  # hold no more than we run (visibility timeout)
         worker_send_task_events=True,  # Flower
-        worker_cancel_long_running_tasks_on_connection_loss=True,
+        # Not cancelling: the threads pool cannot kill a job (its attempt raises inside the
+        # reconnect path and leaves the consumer stuck after a Redis restart). A task that
+        # outlives its connection finishes; its redelivered twin finds the items settled.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,  # a broker outage delays work, it never ends a worker
         broker_pool_limit=max(10, settings.concurrency * 2),
         worker_hijack_root_logger=False,
         # A worker told to stop finishes what it holds for this long, then hands back

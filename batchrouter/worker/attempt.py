@@ -70,10 +70,13 @@ class _Run:
         ctx = CallContext(
             self.item, self.config, self.task, name, deployment, prices,
             self.prompt_tokens, deployment.max_output_tokens,
+            sum(record.cost_usd for record in self.records),
         )  # fmt: skip
-        for layer in self.middleware:
+        for index, layer in enumerate(self.middleware):
             denied = await layer.before_call(ctx)
             if denied is not None:
+                for admitted in reversed(self.middleware[:index]):
+                    await admitted.release(ctx)
                 return denied
         record, result = await self._call(name, deployment, prices)
         for layer in reversed(self.middleware):
@@ -128,7 +131,10 @@ class _Run:
         return record, result
 
     def parked(self, denied: Denied) -> ItemOutcome:
-        """Back to queued on the same tier, not published: it waits for a resume."""
+        """Back to queued on the same tier, not published: it waits for a resume. A denial
+        that fails the item (a spend cap) ends it instead, keeping its best output."""
+        if denied.fail_item:
+            return self.outcome(ItemState.FAILED, self.item.tier, denied.reason, _best(self.records))
         parked = self.outcome(ItemState.QUEUED, self.item.tier, denied.reason, None)
         parked.parked = True
         parked.pause_reason = denied.reason if denied.pause_batch else None

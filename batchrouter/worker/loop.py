@@ -39,6 +39,26 @@ def get_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+_in_flight: dict[asyncio.AbstractEventLoop, asyncio.Semaphore] = {}
+
+
+def in_flight_slots() -> asyncio.Semaphore:
+    """The running loop's cap on items being worked on at once (BATCHROUTER_MAX_IN_FLIGHT).
+
+    Celery slots x chunk size can exceed it; the excess items wait here, holding nothing but
+    their claimed row, so a process's memory stays bounded whatever the pool settings.
+    """
+    loop = asyncio.get_running_loop()
+    slots = _in_flight.get(loop)
+    if slots is None:
+        from batchrouter.settings import get_settings
+
+        for closed in [lp for lp in _in_flight if lp.is_closed()]:
+            del _in_flight[closed]
+        slots = _in_flight[loop] = asyncio.Semaphore(get_settings().max_in_flight)
+    return slots
+
+
 def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
     """Run `coro` on the process's loop from any thread and return its result."""
     future = asyncio.run_coroutine_threadsafe(coro, get_loop())

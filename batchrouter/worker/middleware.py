@@ -27,6 +27,7 @@ class CallContext:
     prices: Prices
     prompt_tokens: int  # estimated before the call (tiktoken)
     max_output_tokens: int
+    round_cost_usd: float = 0.0  # what this item's earlier calls of this round cost
 
     @property
     def estimated_cost_usd(self) -> float:
@@ -39,10 +40,12 @@ class CallContext:
 @dataclass(frozen=True)
 class Denied:
     """A call that must not happen now. The item is parked on its tier (not failed, no attempt
-    spent); `pause_batch` also pauses the batch with the reason, until an operator resumes it."""
+    spent); `pause_batch` also pauses the batch with the reason, until an operator resumes it.
+    `fail_item` fails the item instead, keeping its best output (a per-item spend cap)."""
 
     reason: str
     pause_batch: bool = False
+    fail_item: bool = False
 
 
 class Middleware:
@@ -61,6 +64,11 @@ class Middleware:
     ) -> None:
         return None
 
+    async def release(self, ctx: CallContext) -> None:
+        """This layer admitted the call but a later one denied it: undo what before_call took
+        (a budget reservation, an in-flight count). Called instead of after_call."""
+        return None
+
 
 _stack: list[Middleware] = []
 
@@ -72,3 +80,17 @@ def installed() -> list[Middleware]:
 
 def install(*middleware: Middleware) -> None:
     _stack[:] = list(middleware)
+
+
+def default_middleware() -> list[Middleware]:
+    """The worker's stack, installed once per worker process (worker/tasks.py). Order matters:
+    before_call runs first to last (a layer that admitted a call a later one refuses gets
+    `release`), after_call last to first. The budget guard goes first, so a refused call
+    touches nothing else."""
+    from batchrouter.worker.budget import BudgetGuard
+    from batchrouter.worker.deployment_stats import DeploymentStats
+    from batchrouter.worker.ratelimit import RateLimiter
+
+    # The rate limiter comes last: it never denies, and a call waits for its slot only once
+    # every other layer has admitted it.
+    return [BudgetGuard(), DeploymentStats.from_settings(), RateLimiter.from_settings()]

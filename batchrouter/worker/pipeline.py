@@ -110,11 +110,14 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
 async def _run_all(
     claimed: list[ClaimedItem], batches: dict[str, tuple[str, RoutingConfig]]
 ) -> list[ItemOutcome]:
-    jobs = []
-    for item in claimed:
+    slots = loop.in_flight_slots()
+
+    async def one(item: ClaimedItem) -> ItemOutcome:
         task_name, config = batches[item.batch_id]
-        jobs.append(run_item(item, config, task_name))
-    return list(await asyncio.gather(*jobs))
+        async with slots:
+            return await run_item(item, config, task_name)
+
+    return list(await asyncio.gather(*(one(item) for item in claimed)))
 
 
 def _batch_configs(session, batch_ids: set[str]) -> dict[str, tuple[str, RoutingConfig]]:  # type: ignore[no-untyped-def]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from celery.signals import worker_shutdown
+from celery.signals import worker_init, worker_shutdown
 
 from batchrouter.worker import (
     loop,
@@ -26,6 +26,15 @@ def reconcile_task() -> dict:
     from batchrouter.worker.reconcile import reconcile
 
     return asdict(reconcile())
+
+
+@worker_init.connect
+def _install_middleware(**_: object) -> None:
+    """Deployment statistics, budgets (and the rate limiter) around every provider call of
+    this worker; forked pool processes inherit the stack."""
+    from batchrouter.worker.middleware import default_middleware, install
+
+    install(*default_middleware())
 
 
 @worker_shutdown.connect

@@ -1,0 +1,95 @@
+"""Spend control around each provider call: the item's spend cap, then the budgets.
+
+`before_call` first checks the task type's `max_item_cost_usd`: when the item's spend so far
+(earlier rounds, from the ledger, plus this round's calls) plus the call's estimate would pass
+it, the call is not made and the item fails with the reason. Then it reserves the call's
+estimate on the batch's and the project's budgets (ledger/budgets.py: one conditional UPDATE
+per scope, atomic across workers and hosts); when a budget refuses, the item is parked and the
+batch pauses with `budget of $X for batch B exhausted (spent $Y)` until the budget is raised.
+`after_call` settles the reservation to what the call really cost; `release` (a later layer
+denied the call) gives it back.
+
+The ledger calls are synchronous SQLAlchemy: they run in a thread, with the ledger's retry on
+a lost connection, so the event loop keeps serving the other calls in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from batchrouter.ledger.budgets import reserve, settle, usd
+from batchrouter.ledger.db import session_scope, with_db_retry
+from batchrouter.ledger.transitions import AttemptRecord
+from batchrouter.routing.types import CompletionResult, ProviderError
+from batchrouter.worker.middleware import CallContext, Denied, Middleware
+
+log = logging.getLogger("batchrouter.budget")
+
+
+def spend_cap_denial(ctx: CallContext) -> Denied | None:
+    """A Denied that fails the item when this call could take it past its spend cap."""
+    cap = ctx.task.max_item_cost_usd
+    if cap is None:
+        return None
+    spent = ctx.item.cost_usd + ctx.round_cost_usd
+    estimate = ctx.estimated_cost_usd
+    if spent + estimate <= cap:
+        return None
+    return Denied(
+        f"spend cap of {usd(cap)} per item reached: spent {usd(spent)}, "
+        f"the next call ({ctx.deployment_name}) may cost up to {usd(estimate)}",
+        fail_item=True,
+    )
+
+
+class BudgetGuard(Middleware):
+    def __init__(self, database_url: str | None = None) -> None:
+        self.database_url = database_url  # None: the settings' ledger
+
+    def _reserve(self, batch_id: str, amount: float) -> str | None:
+        def work() -> str | None:
+            with session_scope(self.database_url) as session:
+                return reserve(session, batch_id, amount).reason
+
+        return with_db_retry(work, what="budget reservation")
+
+    def _settle(self, batch_id: str, reserved: float, actual: float) -> None:
+        def work() -> None:
+            with session_scope(self.database_url) as session:
+                settle(session, batch_id, reserved, actual)
+
+        with_db_retry(work, what="budget settlement")
+
+    async def before_call(self, ctx: CallContext) -> Denied | None:
+        capped = spend_cap_denial(ctx)
+        if capped is not None:
+            return capped
+        try:
+            refused = await asyncio.to_thread(
+                self._reserve, ctx.item.batch_id, ctx.estimated_cost_usd
+            )
+        except Exception as exc:  # no ledger, no spend: park the item, the reconciler requeues
+            log.exception("batch %s: budget reservation failed", ctx.item.batch_id)
+            return Denied(f"budget reservation failed: {type(exc).__name__}")
+        if refused is not None:
+            log.warning("batch %s pauses: %s", ctx.item.batch_id, refused)
+            return Denied(refused, pause_batch=True)
+        return None
+
+    async def after_call(
+        self, ctx: CallContext, record: AttemptRecord, result: CompletionResult | ProviderError
+    ) -> None:
+        await self._settle_safely(ctx, record.cost_usd)
+
+    async def release(self, ctx: CallContext) -> None:
+        await self._settle_safely(ctx, 0.0)
+
+    async def _settle_safely(self, ctx: CallContext, actual: float) -> None:
+        try:
+            await asyncio.to_thread(self._settle, ctx.item.batch_id, ctx.estimated_cost_usd, actual)
+        except Exception:  # the call happened: its outcome must still be recorded
+            log.exception(
+                "batch %s: settling a call's cost failed; its reservation stays held",
+                ctx.item.batch_id,
+            )

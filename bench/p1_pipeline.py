@@ -1,0 +1,135 @@
+"""P1: items/s through the whole pipeline over bare Celery no-op tasks/s (bar 1.0x, goal 2x).
+
+Both run on the same Redis in the same run, with two worker processes each (this machine has
+2 cores). Ours: Redis broker, PostgreSQL ledger, the claim / call / quality checks / record
+cycle for every item, with the in-process `sim` provider answering instantly
+(BATCHROUTER_SIM_TIME_SCALE=0, skill 1.0 so every item passes on its first tier). The baseline:
+`bench.noop` tasks on `celery worker -P prefork -c 2`. Both queues are filled first; the rate is
+taken from the first finished item/task to the last, so worker start-up does not count.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import (
+    REDIS_URL,
+    Result,
+    bench_env,
+    done_counter,
+    flush_redis,
+    postgres_database,
+    start_worker,
+    stop,
+    write_items,
+    write_routing,
+)
+
+BAR, GOAL = 1.0, 2.0
+
+
+def noop_rate(count: int, log: Path) -> float:
+    import redis
+
+    from bench import noop
+
+    flush_redis()
+    client = redis.Redis.from_url(REDIS_URL)
+    with noop.app.producer_or_acquire() as producer, producer.batch(max_size=1000):
+        for _ in range(count):
+            noop.noop.apply_async(producer=producer)
+    command = [sys.executable, "-m", "celery", "-A", "bench.noop", "worker", "-P", "prefork"]
+    command += ["-c", "2", "--loglevel", "WARNING", "-n", "noop@%h", "--without-heartbeat"]
+    command += ["--without-gossip", "--without-mingle"]
+    worker = subprocess.Popen(
+        command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=bench_env()
+    )
+    try:
+        return _rate(lambda: int(client.get(noop.COUNTER) or 0), count, timeout=120)
+    finally:
+        stop([worker])
+        client.close()
+        flush_redis()
+
+
+def _rate(done, total: int, timeout: float) -> float:  # type: ignore[no-untyped-def]
+    """Items per second from the first finished one to the last (start-up excluded)."""
+    deadline = time.monotonic() + timeout
+    first: tuple[float, int] | None = None
+    while time.monotonic() < deadline:
+        count = done()
+        now = time.perf_counter()
+        if count and first is None:
+            first = (now, count)
+        if count >= total and first is not None:
+            return (total - first[1]) / max(now - first[0], 1e-6)
+        time.sleep(0.02)
+    raise TimeoutError(f"{done()} of {total} done in {timeout:.0f} s")
+
+
+def pipeline_rate(count: int, tmp: Path, *, workers: int = 2, **env: str) -> tuple[float, str]:
+    from batchrouter.producers.submit import submit_batch
+    from batchrouter.settings import get_settings
+
+    routing = write_routing(
+        tmp / "p1.yaml",
+        {
+            "instant": {
+                "provider": "sim",
+                "model": "sim-instant",
+                "prices": {"input": 0.1, "output": 0.4},
+                "max_output_tokens": 16,
+                "sim": {"skill": 1.0, "latency_ms": 0},
+            }
+        },
+        ["instant"],
+    )
+    flush_redis()
+    with postgres_database("batchrouter_p1") as url:
+        import os
+
+        os.environ["BATCHROUTER_DATABASE_URL"] = url
+        get_settings.cache_clear()
+        try:
+            submitted = submit_batch(write_items(tmp / "p1.jsonl", count), "ticket_classification",
+                                     config=routing)  # fmt: skip
+        finally:
+            os.environ.pop("BATCHROUTER_DATABASE_URL", None)
+            get_settings.cache_clear()
+        settings = {"BATCHROUTER_SIM_TIME_SCALE": "0", **env}
+        processes = [
+            start_worker(
+                "tier0", routing, url, tmp / f"p1-worker{i}.log", concurrency=8, **settings
+            )  # fmt: skip
+            for i in range(workers)
+        ]
+        done = done_counter(submitted.batch_id, url)
+        try:
+            rate = _rate(done, count, timeout=600)
+        finally:
+            stop(processes)
+            flush_redis()
+    return rate, f"{workers} worker processes (threads pool), {count:,} items"
+
+
+def run(quick: bool = False, **env: str) -> Result:
+    count = 2_000 if quick else 30_000
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        baseline = noop_rate(2_000 if quick else 20_000, tmp / "noop.log")
+        rate, how = pipeline_rate(count, tmp, **env)
+    return Result(
+        "P1",
+        "items/s, whole pipeline, instant in-process provider",
+        rate,
+        "items/s",
+        baseline,
+        "no-op tasks/s (bare Celery, prefork -c 2)",
+        f">= {BAR:.1f}x",
+        rate / baseline >= BAR,
+        [how],
+    )
