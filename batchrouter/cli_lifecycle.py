@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
 import typer
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from batchrouter.cli_common import errors, fail
 from batchrouter.ledger.batches import UnknownBatch
@@ -31,13 +33,21 @@ def _publish(by_tier: dict[str, list[int]]) -> int:
     return sum(len(ids) for ids in by_tier.values())
 
 
-def cancel(batch: BatchArg) -> None:
-    """Cancel a batch: its queued items are dropped, items already running finish."""
+T = TypeVar("T")
+
+
+def _on_batch(change: Callable[[Session], T]) -> T:
+    """Run one ledger change in its own transaction; an unknown batch exits with code 2."""
     try:
         with session_scope() as session:
-            dropped = cancel_batch(session, batch)
+            return change(session)
     except UnknownBatch as exc:
         raise fail(str(exc.args[0])) from None
+
+
+def cancel(batch: BatchArg) -> None:
+    """Cancel a batch: its queued items are dropped, items already running finish."""
+    dropped = _on_batch(lambda session: cancel_batch(session, batch))
     errors.print(f"batch cancelled: {dropped} queued items dropped")
 
 
@@ -46,21 +56,13 @@ def pause(
     reason: Annotated[str, typer.Option(help="shown by status")] = "paused by an operator",
 ) -> None:
     """Pause a batch: workers leave its queued items alone until it is resumed."""
-    try:
-        with session_scope() as session:
-            changed = pause_batch(session, batch, reason)
-    except UnknownBatch as exc:
-        raise fail(str(exc.args[0])) from None
+    changed = _on_batch(lambda session: pause_batch(session, batch, reason))
     errors.print("batch paused" if changed else "batch was not running; nothing changed")
 
 
 def resume(batch: BatchArg) -> None:
     """Resume a paused batch and put its queued items back on their queues."""
-    try:
-        with session_scope() as session:
-            waiting = resume_batch(session, batch)
-    except UnknownBatch as exc:
-        raise fail(str(exc.args[0])) from None
+    waiting = _on_batch(lambda session: resume_batch(session, batch))
     errors.print(f"batch resumed: {_publish(waiting)} queued items republished")
 
 
@@ -71,11 +73,7 @@ def retry(
     """Re-run a batch's failed items on the tier where they failed, with a fresh attempt cap."""
     if not failed:
         raise fail("say what to retry: --failed")
-    try:
-        with session_scope() as session:
-            again = retry_failed(session, batch)
-    except UnknownBatch as exc:
-        raise fail(str(exc.args[0])) from None
+    again = _on_batch(lambda session: retry_failed(session, batch))
     errors.print(f"{_publish(again)} failed items queued again")
 
 

@@ -13,6 +13,7 @@ from batchrouter.providers.http import (
     RawResponse,
     api_key,
     bad_response,
+    positive_int,
     post_json,
     raise_for_status,
 )
@@ -80,24 +81,22 @@ def build_payload(request: CompletionRequest, deployment: Deployment) -> dict[st
     return body
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def parse_usage(raw: Any) -> Usage | None:
     """Normalise: input = input_tokens + cache_creation_input_tokens + cache_read_input_tokens."""
     if not isinstance(raw, dict) or "input_tokens" not in raw:
         return None
-    uncached = _int(raw.get("input_tokens"))
-    written = _int(raw.get("cache_creation_input_tokens"))
+    uncached = positive_int(raw.get("input_tokens"))
+    written = positive_int(raw.get("cache_creation_input_tokens"))
     if not written and isinstance(raw.get("cache_creation"), dict):
-        written = sum(_int(v) for v in raw["cache_creation"].values())
-    read = _int(raw.get("cache_read_input_tokens"))
+        written = sum(positive_int(v) for v in raw["cache_creation"].values())
+    read = positive_int(raw.get("cache_read_input_tokens"))
     return Usage(
         input_tokens=uncached + written + read,
         cached_input_tokens=read,
         cache_write_tokens=written,
-        output_tokens=_int(raw.get("output_tokens")),  # includes thinking; no separate count
+        output_tokens=positive_int(
+            raw.get("output_tokens")
+        ),  # includes thinking; no separate count
     )
 
 

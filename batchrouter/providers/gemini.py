@@ -12,6 +12,7 @@ from batchrouter.providers.http import (
     RawResponse,
     api_key,
     bad_response,
+    positive_int,
     post_json,
     raise_for_status,
 )
@@ -49,19 +50,15 @@ def build_payload(request: CompletionRequest, deployment: Deployment) -> dict[st
     return body
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def parse_usage(raw: Any) -> Usage | None:
     if not isinstance(raw, dict) or "promptTokenCount" not in raw:
         return None
-    prompt = _int(raw.get("promptTokenCount"))
-    thoughts = _int(raw.get("thoughtsTokenCount"))
+    prompt = positive_int(raw.get("promptTokenCount"))
+    thoughts = positive_int(raw.get("thoughtsTokenCount"))
     return Usage(
         input_tokens=prompt,
-        cached_input_tokens=min(_int(raw.get("cachedContentTokenCount")), prompt),
-        output_tokens=_int(raw.get("candidatesTokenCount")) + thoughts,
+        cached_input_tokens=min(positive_int(raw.get("cachedContentTokenCount")), prompt),
+        output_tokens=positive_int(raw.get("candidatesTokenCount")) + thoughts,
         reasoning_tokens=thoughts,
     )
 

@@ -295,3 +295,8 @@ def api_key(deployment: Deployment, default_env: str | None) -> str | None:
             f"{deployment.provider}: environment variable {env} (the API key) is not set",
         )
     return value
+
+
+def positive_int(value: Any) -> int:
+    """A usage count as the provider sent it, or 0 when it is missing, negative or not a number."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0

@@ -16,6 +16,7 @@ from batchrouter.providers.http import (
     RawResponse,
     api_key,
     bad_response,
+    positive_int,
     post_json,
     raise_for_status,
 )
@@ -128,24 +129,22 @@ def build_payload(
     return body
 
 
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
 def parse_usage(raw: Any) -> Usage | None:
     """OpenAI usage: `cached_tokens` is inside `prompt_tokens`, `reasoning_tokens` inside
     `completion_tokens`, so both map straight onto the normalised Usage. Details are optional.
     DeepSeek reports `prompt_cache_hit_tokens` instead of `prompt_tokens_details`."""
     if not isinstance(raw, dict) or "prompt_tokens" not in raw:
         return None
-    prompt = _int(raw.get("prompt_tokens"))
+    prompt = positive_int(raw.get("prompt_tokens"))
     details = raw.get("prompt_tokens_details") or {}
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
+    cached = positive_int(details.get("cached_tokens")) if isinstance(details, dict) else 0
     if not cached:
-        cached = _int(raw.get("prompt_cache_hit_tokens"))
+        cached = positive_int(raw.get("prompt_cache_hit_tokens"))
     out_details = raw.get("completion_tokens_details") or {}
-    reasoning = _int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
-    completion = _int(raw.get("completion_tokens"))
+    reasoning = (
+        positive_int(out_details.get("reasoning_tokens")) if isinstance(out_details, dict) else 0
+    )
+    completion = positive_int(raw.get("completion_tokens"))
     return Usage(
         input_tokens=prompt,
         cached_input_tokens=min(cached, prompt),
