@@ -11,7 +11,6 @@ from celery.app import trace
 from batchrouter.settings import Settings, get_settings
 from batchrouter.worker.publish import CONTROL_QUEUE
 
-
 # Celery logs every task's return value at INFO; ours is a per-call summary for metrics, too
 # long for a log line. Keep the line, drop the value.
 trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
