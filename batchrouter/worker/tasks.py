@@ -21,11 +21,11 @@ def attempt(self, item_ids: list[int], tier: str) -> dict:  # type: ignore[no-un
 
 
 @app.task(name="batchrouter.reconcile", ignore_result=True)
-def reconcile_task() -> dict:
+def reconcile_task(running_timeout_s: float | None = None, queued_grace_s: float = 30.0) -> dict:
     """Re-queue items the ledger says are waiting but no message carries (see reconcile.py)."""
     from batchrouter.worker.reconcile import reconcile
 
-    return asdict(reconcile())
+    return asdict(reconcile(running_timeout_s, queued_grace_s))
 
 
 @worker_init.connect

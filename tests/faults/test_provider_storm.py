@@ -9,8 +9,10 @@ fake API key, which must appear nowhere: not in logs, ledger rows, stored errors
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from sqlalchemy import select
@@ -27,7 +29,8 @@ from batchrouter.providers.fake_server import (
 )
 from tests.conftest import EXAMPLES
 from tests.faults.helpers import assert_nothing_lost_or_charged_twice
-from tests.integration.workers import running_workers
+from tests.integration.workers import running_flower, running_workers
+from tests.ops.helpers import free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(600)]
 KEY = "sk-test-Fj3kQ9zVbW7pL2mN8xR4tY6u"  # fake, but shaped like a real key
@@ -101,7 +104,11 @@ def test_a_provider_storm_ends_every_item_priced_right_and_leaks_no_key(
     source = tmp_path / "tickets.jsonl"
     source.write_text("".join((EXAMPLES / "tickets.jsonl").read_text().splitlines(True)[:150]))
 
-    with running_fake_server(stormy) as flaky, running_fake_server(quiet) as steady:
+    with (
+        running_fake_server(stormy) as flaky,
+        running_fake_server(quiet) as steady,
+        running_flower(redis_url, free_port(), tmp_path / "flower.out") as flower,
+    ):
         config = routing_file(tmp_path / "rules.yaml", flaky, steady)
         with running_workers(
             ["tier0", "tier1"],
@@ -113,6 +120,7 @@ def test_a_provider_storm_ends_every_item_priced_right_and_leaks_no_key(
         ):
             submitted = submit_batch(source, "ticket_classification", config=config)
             status = wait_for_batch(submitted.batch_id, timeout=300)
+            flower_seen = _flower_dump(flower)
 
     assert status.done == 150
     assert_nothing_lost_or_charged_twice(submitted.batch_id, 150)
@@ -155,5 +163,21 @@ def test_a_provider_storm_ends_every_item_priced_right_and_leaks_no_key(
         texts += [row.error_message or "", row.output or "", json.dumps(row.prices)]
     for item in items:
         texts += [item.error or "", item.output or ""]
+    texts.append(flower_seen)
     assert not [t for t in texts if KEY in t]
+    first_text = json.loads(source.read_text().splitlines()[0])["text"]
+    assert first_text[:40] not in flower_seen  # Flower saw ids, never texts
     assert "STORM_TEST_KEY" in stored  # the file names the variable, never the value
+
+
+def _flower_dump(base: str) -> str:
+    """Everything Flower's API says about tasks and workers, once it has seen the tasks."""
+    auth = ("ops", "s3cret")
+    deadline = time.monotonic() + 30
+    tasks = {}
+    while time.monotonic() < deadline and not tasks:
+        tasks = httpx.get(f"{base}/api/tasks", params={"limit": 10000}, auth=auth).json()
+        time.sleep(0.5)
+    assert tasks, "Flower saw the tasks"
+    workers = httpx.get(f"{base}/api/workers", auth=auth).json()
+    return json.dumps(tasks) + json.dumps(workers)

@@ -142,3 +142,28 @@ def test_a_finished_batch_posts_its_notice(env, tmp_path: Path) -> None:
     notice = received[0]
     assert notice["event"] == "batch.finished" and notice["batch_id"] == submitted.batch_id
     assert notice["done"] == 50
+
+
+def test_beat_reconciles_through_the_control_queue(env, tmp_path: Path) -> None:
+    import redis
+
+    from batchrouter.worker.app import app
+    from batchrouter.worker.publish import CONTROL_QUEUE
+
+    schedule = app.conf.beat_schedule["reconcile"]
+    assert schedule["task"] == "batchrouter.reconcile"
+    assert schedule["options"]["queue"] == CONTROL_QUEUE
+
+    submitted = submit_batch(tickets(tmp_path, 40), "ticket_classification")
+    redis.Redis.from_url(env["BATCHROUTER_BROKER_URL"]).delete("tier0")  # the queue is lost
+    urls = dict(
+        database_url=env["BATCHROUTER_DATABASE_URL"], broker_url=env["BATCHROUTER_BROKER_URL"]
+    )
+    with running_workers(LADDER, log_dir=tmp_path, **urls):
+        time.sleep(2)
+        assert batch_status(submitted.batch_id).by_state == {"queued": 40}  # nothing to take
+        app.send_task(
+            "batchrouter.reconcile", kwargs={"queued_grace_s": 0.0}, queue=CONTROL_QUEUE
+        )  # what beat sends every BATCHROUTER_RECONCILE_INTERVAL seconds
+        status = wait_for_batch(submitted.batch_id, timeout=120)
+    assert status.done == 40

@@ -57,3 +57,30 @@ def stop_workers(processes: list[subprocess.Popen], timeout: float = 20) -> None
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+@contextmanager
+def running_flower(broker_url: str, port: int, log_path: Path, auth: str = "ops:s3cret"):  # type: ignore[no-untyped-def]
+    """`batchrouter flower` against the given broker, behind basic auth; yields its base URL."""
+    import httpx
+
+    env = {**os.environ, "BATCHROUTER_BROKER_URL": broker_url, "FLOWER_BASIC_AUTH": auth}
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    command = [sys.executable, "-m", "batchrouter", "flower", "--port", str(port)]
+    process = subprocess.Popen(
+        command + ["--address", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthcheck", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        yield base
+    finally:
+        stop_workers([process], timeout=15)
+        log.close()
