@@ -23,9 +23,7 @@ class Tier(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     deployments: list[str] = Field(min_length=1)
     # How a call picks among the tier's deployments (routing/selection.py, docs/routing.md).
-    strategy: Literal["ordered", "cheapest", "weighted", "least_busy", "lowest_latency"] = (
-        "ordered"
-    )
+    strategy: Literal["ordered", "cheapest", "weighted", "least_busy", "lowest_latency"] = "ordered"
     weights: dict[str, float] = Field(default_factory=dict)  # weighted: missing names weigh 1
     # A deployment failing this many calls in a row (transient, rate limited, bad response)
     # is tried last for cooldown_s seconds, by every worker (the cooldown lives in Redis).

@@ -134,7 +134,9 @@ class _Run:
         """Back to queued on the same tier, not published: it waits for a resume. A denial
         that fails the item (a spend cap) ends it instead, keeping its best output."""
         if denied.fail_item:
-            return self.outcome(ItemState.FAILED, self.item.tier, denied.reason, _best(self.records))
+            return self.outcome(
+                ItemState.FAILED, self.item.tier, denied.reason, _best(self.records)
+            )
         parked = self.outcome(ItemState.QUEUED, self.item.tier, denied.reason, None)
         parked.parked = True
         parked.pause_reason = denied.reason if denied.pause_batch else None

@@ -24,7 +24,14 @@ def deployment(**limits: int) -> Deployment:
 def ctx(dep: Deployment, prompt: int = 100, max_out: int = 50) -> CallContext:
     item = ClaimedItem(1, "b", "1", "text", None, {}, "tier0", 0, 0.0, None, None)
     return CallContext(
-        item, None, None, "d", dep, Prices(input=1, output=1), prompt, max_out  # type: ignore[arg-type]
+        item,
+        None,
+        None,
+        "d",
+        dep,
+        Prices(input=1, output=1),
+        prompt,
+        max_out,  # type: ignore[arg-type]
     )
 
 
