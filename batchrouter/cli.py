@@ -16,6 +16,7 @@ import typer
 
 from batchrouter import api, cli_budget, cli_lifecycle, cli_ops
 from batchrouter.cli_common import (  # noqa: E402
+    EXIT_BAD_INPUT,
     EXIT_FAILED_ITEMS,
     console,
     errors,
@@ -221,7 +222,12 @@ def evaluate(
 
 
 def main() -> None:
+    from batchrouter.ledger.db import LedgerSchemaError
+
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except LedgerSchemaError as exc:
+        fail(str(exc))
+        sys.exit(EXIT_BAD_INPUT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from typing import Any
 
 from rich.console import Console
@@ -32,8 +33,14 @@ def status_table(status: BatchStatus) -> Table:
 def usd(value: float | None) -> str:
     if value is None:
         return "-"
-    sign = "-" if value < 0 else ""
-    return f"{sign}${abs(value):,.4f}" if abs(value) < 100 else f"{sign}${abs(value):,.2f}"
+    sign, size = ("-" if value < 0 else ""), abs(value)
+    if size >= 100:
+        return f"{sign}${size:,.2f}"
+    if size >= 0.01 or size == 0:
+        return f"{sign}${size:,.4f}"
+    # Per-item and per-call costs are fractions of a cent: keep three significant figures.
+    decimals = min(12, 2 - math.floor(math.log10(size)))
+    return f"{sign}${size:.{decimals}f}"
 
 
 def _table(title: str, columns: list[str], left: int = 1) -> Table:

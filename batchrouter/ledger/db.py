@@ -48,8 +48,31 @@ def get_engine(url: str | None = None) -> Engine:
     key = (url, os.getpid())
     with _lock:
         if key not in _engines:
-            _engines[key] = make_engine(url)
+            engine = make_engine(url)
+            check_schema(engine)
+            _engines[key] = engine
         return _engines[key]
+
+
+class LedgerSchemaError(RuntimeError):
+    """The ledger's tables are missing or older than this version of batchrouter."""
+
+
+def check_schema(engine: Engine) -> None:
+    """Fail with an instruction, not a 'no such column' error, when the ledger needs a migration."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    with engine.connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current != head:
+        where = engine.url.render_as_string(hide_password=True)
+        state = "has no batchrouter tables" if current is None else f"is at revision {current}"
+        raise LedgerSchemaError(
+            f"the ledger at {where} {state}; this version needs {head}: "
+            "run `batchrouter db upgrade` (submit does it too)"
+        )
 
 
 @contextmanager
