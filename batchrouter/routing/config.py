@@ -61,6 +61,17 @@ class TaskType(BaseModel):
         return value
 
     @property
+    def output_schema(self) -> dict | None:
+        """The JSON Schema of the task's `json` check, sent to deployments with json_output."""
+        for check in self.checks:
+            schema = getattr(check, "output_schema", None)
+            if callable(schema):
+                found = schema()
+                if found is not None:
+                    return dict(found)
+        return None
+
+    @property
     def labels(self) -> list[str]:
         for check in self.checks:
             if isinstance(check, LabelCheck):

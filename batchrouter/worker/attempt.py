@@ -105,6 +105,7 @@ class _Run:
             max_output_tokens=deployment.max_output_tokens,
             temperature=deployment.temperature,
             logprobs=deployment.logprobs,
+            json_schema=self.task.output_schema if deployment.json_output else None,
             meta=RequestMeta(
                 item_key=self.item.external_id,
                 expected=self.item.expected,

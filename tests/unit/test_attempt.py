@@ -7,6 +7,7 @@ MockTransport plays HTTP responses, so every row of design.md's outcome table is
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -306,3 +307,19 @@ def test_a_denied_call_parks_the_item_without_spending_an_attempt(provider, conf
     assert (outcome.next_state, outcome.next_tier, outcome.attempts) == ("queued", "t0", [])
     assert outcome.parked and outcome.pause_reason == "budget exhausted"
     assert provider.calls == []
+
+
+def test_a_json_deployment_is_asked_for_the_json_checks_schema(provider) -> None:
+    schema = {"type": "object", "properties": {"label": {"type": "string"}}, "required": ["label"]}
+    config = parse_config(
+        CONFIG.replace(
+            "max_output_tokens: 100}", "max_output_tokens: 100, json_output: true}", 1
+        ).replace(
+            "checks: [{kind: label, labels: [billing, refund]}]",
+            "checks: [{kind: json, schema: " + json.dumps(schema) + "}]",
+        )
+    )
+    provider.scripts = {"a": ['{"label": "billing"}']}
+    outcome = run(config, item())
+    assert outcome.next_state == "succeeded"
+    assert provider.calls[0].json_schema == schema

@@ -118,6 +118,16 @@ class JsonCheck(CheckBase):
             self._model = _pydantic_model(self.model)
         return self
 
+    def output_schema(self) -> dict[str, Any] | None:
+        """The JSON Schema to ask the provider for (structured output), when there is one."""
+        if self.schema_ is not None:
+            return self.schema_
+        if self.schema_file is not None:
+            return load_schema_file(self.schema_file)
+        if self._model is not None:
+            return self._model.model_json_schema()
+        return None
+
     def run(self, given: CheckInput) -> Verdict:
         text = extract_fenced(given.output, ("json", "jsonc"))
         if not text:
