@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from batchrouter import api, cli_budget, cli_lifecycle, cli_ops
-from batchrouter.cli_common import (  # noqa: E402
+from batchrouter.cli_common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED_ITEMS,
     console,
@@ -56,14 +56,46 @@ def submit(
     wait: Annotated[
         bool, typer.Option("--wait", help="show progress until the batch ends")
     ] = False,
+    on_done_url: Annotated[
+        str | None, typer.Option(help="POST a JSON notice here when the batch ends")
+    ] = None,
+    on_done_task: Annotated[
+        str | None, typer.Option(help="Celery task to send when the batch ends")
+    ] = None,
 ) -> None:
     """Register FILE as a batch and enqueue its items on the entry tier; print the batch id."""
-    try:
-        submitted = api.submit_batch(
-            file, task_type, config=config, name=name, project=project, budget_usd=budget
-        )
-    except (InputError, ConfigError) as exc:
-        raise _fail(str(exc)) from None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+    # One bar per stage (read and check, ledger insert, publish), on stderr; rich draws
+    # nothing when stderr is not a terminal.
+    with Progress(
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=errors,
+        transient=True,
+    ) as bar:
+        bars: dict[str, TaskID] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = bar.add_task(stage, total=total)
+            bar.update(bars[stage], completed=done)
+
+        try:
+            submitted = api.submit_batch(
+                file,
+                task_type,
+                config=config,
+                name=name,
+                project=project,
+                budget_usd=budget,
+                callback_url=on_done_url,
+                callback_task=on_done_task,
+                progress=progress,
+            )
+        except (InputError, ConfigError) as exc:
+            raise _fail(str(exc)) from None
     errors.print(
         f"submitted {submitted.items} items in {submitted.messages} messages "
         f"to tier {submitted.entry_tier}"

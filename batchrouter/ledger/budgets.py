@@ -47,6 +47,9 @@ def exhausted_reason(
 class Reservation:
     ok: bool
     reason: str | None = None  # why not, when not ok
+    # Refused only because of what calls in flight hold: the spend alone leaves room for this
+    # call, so it may fit once they settle (their real cost is usually below their estimate).
+    may_fit_later: bool = False
 
 
 def reserve(session: Session, batch_id: str, amount: float) -> Reservation:
@@ -70,7 +73,8 @@ def reserve(session: Session, batch_id: str, amount: float) -> Reservation:
         if batch is None or batch.budget_usd is None:
             return Reservation(ok=True)  # a removed batch: nothing to hold against
         reason = exhausted_reason("batch", batch_id, batch.budget_usd, *batch[1:3])
-        return Reservation(ok=False, reason=reason)
+        later = batch.spent_usd + amount <= batch.budget_usd
+        return Reservation(ok=False, reason=reason, may_fit_later=later)
     project = row.project
     if project is None:
         return Reservation(ok=True)
@@ -102,7 +106,8 @@ def reserve(session: Session, batch_id: str, amount: float) -> Reservation:
         .values(reserved_usd=_minus(Batch.reserved_usd, amount))
     )
     reason = exhausted_reason("project", project, limit.budget_usd, *limit[1:3])
-    return Reservation(ok=False, reason=reason)
+    later = limit.spent_usd + amount <= limit.budget_usd
+    return Reservation(ok=False, reason=reason, may_fit_later=later)
 
 
 def settle(session: Session, batch_id: str, reserved: float, actual: float) -> None:

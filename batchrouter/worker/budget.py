@@ -6,6 +6,9 @@ it, the call is not made and the item fails with the reason. Then it reserves th
 estimate on the batch's and the project's budgets (ledger/budgets.py: one conditional UPDATE
 per scope, atomic across workers and hosts); when a budget refuses, the item is parked and the
 batch pauses with `budget of $X for batch B exhausted (spent $Y)` until the budget is raised.
+A call refused only because of what other calls in flight hold waits (up to `wait_s`) for them
+to settle first: they usually cost less than their estimate, and pausing at once would leave
+that part of the budget unused.
 `after_call` settles the reservation to what the call really cost; `release` (a later layer
 denied the call) gives it back.
 
@@ -17,8 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+import time
 
-from batchrouter.ledger.budgets import reserve, settle, usd
+from batchrouter.ledger.budgets import Reservation, reserve, settle, usd
 from batchrouter.ledger.db import session_scope, with_db_retry
 from batchrouter.ledger.transitions import AttemptRecord
 from batchrouter.routing.types import CompletionResult, ProviderError
@@ -44,13 +49,16 @@ def spend_cap_denial(ctx: CallContext) -> Denied | None:
 
 
 class BudgetGuard(Middleware):
-    def __init__(self, database_url: str | None = None) -> None:
+    def __init__(
+        self, database_url: str | None = None, *, wait_s: float = 10.0, poll_s: float = 0.25
+    ) -> None:
         self.database_url = database_url  # None: the settings' ledger
+        self.wait_s, self.poll_s = wait_s, poll_s
 
-    def _reserve(self, batch_id: str, amount: float) -> str | None:
-        def work() -> str | None:
+    def _reserve(self, batch_id: str, amount: float) -> Reservation:
+        def work() -> Reservation:
             with session_scope(self.database_url) as session:
-                return reserve(session, batch_id, amount).reason
+                return reserve(session, batch_id, amount)
 
         return with_db_retry(work, what="budget reservation")
 
@@ -65,17 +73,21 @@ class BudgetGuard(Middleware):
         capped = spend_cap_denial(ctx)
         if capped is not None:
             return capped
-        try:
-            refused = await asyncio.to_thread(
-                self._reserve, ctx.item.batch_id, ctx.estimated_cost_usd
-            )
-        except Exception as exc:  # no ledger, no spend: park the item, the reconciler requeues
-            log.exception("batch %s: budget reservation failed", ctx.item.batch_id)
-            return Denied(f"budget reservation failed: {type(exc).__name__}")
-        if refused is not None:
-            log.warning("batch %s pauses: %s", ctx.item.batch_id, refused)
-            return Denied(refused, pause_batch=True)
-        return None
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                taken = await asyncio.to_thread(
+                    self._reserve, ctx.item.batch_id, ctx.estimated_cost_usd
+                )
+            except Exception as exc:  # no ledger, no spend: park it, the reconciler requeues
+                log.exception("batch %s: budget reservation failed", ctx.item.batch_id)
+                return Denied(f"budget reservation failed: {type(exc).__name__}")
+            if taken.ok:
+                return None
+            if not taken.may_fit_later or time.monotonic() >= deadline:
+                log.warning("batch %s pauses: %s", ctx.item.batch_id, taken.reason)
+                return Denied(taken.reason or "budget exhausted", pause_batch=True)
+            await asyncio.sleep(self.poll_s * (0.5 + random.random()))
 
     async def after_call(
         self, ctx: CallContext, record: AttemptRecord, result: CompletionResult | ProviderError

@@ -129,10 +129,13 @@ def test_a_finished_batch_posts_its_notice(env, tmp_path: Path) -> None:
     )
     try:
         with running_workers(LADDER, log_dir=tmp_path, **urls):
-            submitted = submit_batch(
-                tickets(tmp_path, 50), "ticket_classification", callback_url=url
-            )
-            wait_for_batch(submitted.batch_id, timeout=120)
+            cli_submit = cli(
+                "submit", str(tickets(tmp_path, 50)), "--type", "ticket_classification",
+                "--on-done-url", url, env=env,
+            )  # fmt: skip
+            assert cli_submit.returncode == 0, cli_submit.stderr
+            batch_id = cli_submit.stdout.strip()
+            wait_for_batch(batch_id, timeout=120)
             deadline = time.monotonic() + 20
             while not received and time.monotonic() < deadline:
                 time.sleep(0.2)
@@ -140,7 +143,7 @@ def test_a_finished_batch_posts_its_notice(env, tmp_path: Path) -> None:
         server.shutdown()
     assert len(received) == 1, "exactly one worker sends the notice"
     notice = received[0]
-    assert notice["event"] == "batch.finished" and notice["batch_id"] == submitted.batch_id
+    assert notice["event"] == "batch.finished" and notice["batch_id"] == batch_id
     assert notice["done"] == 50
 
 

@@ -37,10 +37,13 @@ def test_no_item_text_reaches_redis(
     stop = threading.Event()
     client = redis.Redis.from_url(redis_url)
 
+    our_db = client.connection_pool.connection_kwargs.get("db", 0)
+
     def watch() -> None:
-        with client.monitor() as monitor:
+        with client.monitor() as monitor:  # MONITOR is server-wide: keep our database only
             for command in monitor.listen():
-                seen.append(command["command"])
+                if int(command.get("db", -1)) == our_db:
+                    seen.append(command["command"])
                 if stop.is_set():
                     return
 

@@ -235,3 +235,33 @@ def test_a_cap_wide_enough_lets_the_item_through(ledger: str, provider) -> None:
     batch_id = new_batch()
     outcome = run(claimed(batch_id, cost_usd=0.001), config("0.01"), [BudgetGuard()])
     assert outcome.next_state == "succeeded"
+
+
+def test_a_call_refused_for_what_others_hold_waits_for_them_to_settle(
+    ledger: str, provider
+) -> None:
+    import threading
+
+    batch_id = new_batch(budget=0.0015)
+    with session_scope() as session:  # another worker's call holds $0.001 of the $0.0015
+        assert reserve(session, batch_id, 0.001).ok
+
+    def other_call_ends() -> None:
+        with session_scope() as session:
+            settle(session, batch_id, reserved=0.001, actual=0.0002)
+
+    threading.Timer(0.3, other_call_ends).start()
+    guard = BudgetGuard(wait_s=10, poll_s=0.05)
+    outcome = run(claimed(batch_id), config(), [guard])
+    assert outcome.next_state == "succeeded" and provider.calls == 1
+    assert figures(batch_id) == (0.0015, pytest.approx(0.0002 + 30 / 1e6), 0.0)
+
+
+def test_a_call_that_cannot_fit_even_after_the_others_pauses_at_once(ledger: str, provider) -> None:
+    batch_id = new_batch(budget=0.0015)
+    with session_scope() as session:
+        assert reserve(session, batch_id, 0.001).ok
+        settle(session, batch_id, reserved=0.001, actual=0.001)  # spent: no room left
+    guard = BudgetGuard(wait_s=10, poll_s=0.05)
+    outcome = run(claimed(batch_id), config(), [guard])
+    assert outcome.parked and outcome.pause_reason is not None and provider.calls == 0
