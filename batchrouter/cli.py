@@ -224,6 +224,29 @@ def fake_provider(
     run_fake_provider(port, host, str(config) if config else None)
 
 
+@app.command("export-replay")
+def export_replay(
+    batch: Annotated[str, typer.Argument(help="batch id, id prefix or name")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="replay table (.jsonl or .csv)")],
+    items: Annotated[
+        Path | None, typer.Option(help="also write the batch's items (gold file for evaluate)")
+    ] = None,
+) -> None:
+    """Write a batch's recorded outcomes as a replay table, to re-run it under other rules."""
+    from batchrouter.ledger.db import session_scope
+    from batchrouter.ledger.replay_export import export_items, export_replay_table
+
+    try:
+        with session_scope() as session:
+            rows = export_replay_table(session, batch, out)
+            written = export_items(session, batch, items) if items else 0
+    except UnknownBatch as exc:
+        raise _fail(str(exc.args[0])) from None
+    errors.print(f"wrote {rows} recorded outcomes to {out}")
+    if items:
+        errors.print(f"wrote {written} items to {items}")
+
+
 @app.command()
 def evaluate(
     config: Annotated[Path, typer.Option(help="routing file (deployments: provider replay)")],

@@ -323,3 +323,22 @@ def test_a_json_deployment_is_asked_for_the_json_checks_schema(provider) -> None
     outcome = run(config, item())
     assert outcome.next_state == "succeeded"
     assert provider.calls[0].json_schema == schema
+
+
+def test_the_next_tier_can_see_the_rejected_answer_and_why(provider) -> None:
+    config = parse_config(
+        CONFIG.replace("max_attempts: 5", "max_attempts: 5\n    show_failed_output: true")
+    )
+    rejected = ClaimedItem(
+        id=1, batch_id="b", external_id="T-1", text="charged twice", expected=None, fields={},
+        tier="t1", attempts=1, cost_usd=0.0, last_output="no idea",
+        last_error="label: 'no idea' is not one of the 2 labels",
+    )  # fmt: skip
+    provider.scripts = {"c": ["billing"]}
+    run(config, rejected)
+    prompt = provider.calls[0].messages[-1].content
+    assert "not one of the 2 labels" in prompt and "no idea" in prompt
+    provider.calls.clear()
+    provider.scripts = {"c": ["billing"]}
+    run(parse_config(CONFIG), rejected)  # the switch is off by default
+    assert "no idea" not in provider.calls[0].messages[-1].content
