@@ -35,5 +35,11 @@ test: lint typecheck
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -q tests -m "not redis and not postgres"
 
+# The throughput suite (issue 5): prints each target's figure, baseline and ratio and writes
+# docs/benchmarks.md. Needs Redis (db 8, flushed) and PostgreSQL (throwaway databases).
+# `make bench ARGS="--quick"` for a smoke run, ARGS="--only P1,P3" for some targets.
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench $(ARGS)
+
 clean:
 	rm -rf .batchrouter .pytest_cache .mypy_cache .ruff_cache

@@ -21,7 +21,9 @@ class Settings(BaseSettings):
     broker_url: str | None = None  # default: filesystem broker in <home>/broker
     config: Path = Path("examples/routing.yaml")  # the routing file
     chunk_size: int = Field(default=25, ge=1, le=1000)  # item ids per broker message
-    concurrency: int = Field(default=8, ge=1)  # Celery task slots per worker process
+    # Celery task slots per worker process; each runs a chunk's items concurrently on the
+    # process's loop, so up to concurrency x chunk_size calls are open (capped by max_in_flight).
+    concurrency: int = Field(default=20, ge=1)
     visibility_timeout: int = Field(default=900, ge=1)  # seconds; longer than any task
     soft_shutdown_timeout: int = Field(default=30, ge=0)  # seconds a stopping worker finishes
     reconcile_interval: int = Field(default=60, ge=1)  # seconds between beat reconcile runs

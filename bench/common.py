@@ -160,10 +160,11 @@ def write_routing(path: Path, deployments: dict[str, dict], ladder: list[str]) -
 
 
 def start_worker(
-    tier: str, config: Path, database_url: str, log: Path, *, concurrency: int, **env: str
+    tier: str, config: Path, database_url: str, log: Path, **env: str
 ) -> subprocess.Popen:
+    """`batchrouter worker --tier TIER` with the settings' defaults unless `env` says otherwise."""
     command = [sys.executable, "-m", "bench.worker", "worker", "--tier", tier, "--config"]
-    command += [str(config), "--concurrency", str(concurrency), "--loglevel", "WARNING"]
+    command += [str(config), "--loglevel", "WARNING"]
     command += ["--hostname", f"bench-{uuid.uuid4().hex[:6]}@%h", "--no-control"]
     environment = bench_env(
         BATCHROUTER_DATABASE_URL=database_url, BATCHROUTER_HOME=str(log.parent / "home"), **env
@@ -246,3 +247,20 @@ def done_counter(batch_id: str, database_url: str):  # type: ignore[no-untyped-d
         return int(retrying(read))
 
     return done
+
+
+def rescue(database_url: str) -> None:
+    """Others' fault tests restart Redis on this machine, emptying its queues: put the ledger's
+    waiting items back on their queues (the reconciler's job; bench workers run no beat)."""
+    from batchrouter.settings import get_settings
+    from batchrouter.worker.reconcile import reconcile
+
+    os.environ["BATCHROUTER_DATABASE_URL"] = database_url
+    get_settings.cache_clear()
+    try:
+        print(f"    (no progress: reconciling {reconcile(queued_grace_s=5.0)})", flush=True)
+    except Exception as exc:  # Redis may still be down: try again at the next stall
+        print(f"    (no progress; reconcile failed: {exc})", flush=True)
+    finally:
+        os.environ.pop("BATCHROUTER_DATABASE_URL", None)
+        get_settings.cache_clear()

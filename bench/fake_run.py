@@ -13,6 +13,7 @@ from bench.common import (
     fake_stats,
     flush_redis,
     postgres_database,
+    rescue,
     start_fake_server,
     start_worker,
     stop,
@@ -34,7 +35,8 @@ class FakeRun:
     rss_at_in_flight: float = 0.0  # a worker's RSS while the server saw >= `in_flight_mark`
     stats_before: dict = field(default_factory=dict)
     stats_after: dict = field(default_factory=dict)
-    samples: list[tuple[float, int, int]] = field(default_factory=list)  # (t, requests, 429s)
+    # (time, requests, 429s, prompt tokens) as the server counted them, every 0.25 s
+    samples: list[tuple[float, int, int, int]] = field(default_factory=list)
 
 
 def fake_batch(
@@ -89,15 +91,7 @@ def fake_batch(
                 get_settings.cache_clear()
             env = {KEY_ENV: "bench-key", **(worker_env or {})}
             processes = [
-                start_worker(
-                    "tier0",
-                    routing,
-                    db,
-                    tmp / f"w{i}.log",
-                    concurrency=int(env.get("BATCHROUTER_CONCURRENCY", "8")),
-                    **env,
-                )  # fmt: skip
-                for i in range(workers)
+                start_worker("tier0", routing, db, tmp / f"w{i}.log", **env) for i in range(workers)
             ]
             handles = [psutil.Process(p.pid) for p in processes]
             time.sleep(0.5)
@@ -118,7 +112,10 @@ def fake_batch(
                     run.peak_in_flight = max(run.peak_in_flight, stats["in_flight"])
                     if in_flight_mark and stats["in_flight"] >= in_flight_mark:
                         run.rss_at_in_flight = max(run.rss_at_in_flight, rss)
-                    run.samples.append((time.time(), stats["requests"], stats["rate_limited"]))
+                    run.samples.append(
+                        (time.time(), stats["requests"], stats["rate_limited"],
+                         stats["prompt_tokens"])
+                    )  # fmt: skip
                     time.sleep(0.25)
 
             sampler = threading.Thread(target=sample, daemon=True)
@@ -126,8 +123,14 @@ def fake_batch(
             done = done_counter(submitted.batch_id, db)
             first: tuple[float, int] | None = None
             deadline = time.monotonic() + timeout
+            moved = (time.monotonic(), -1)
             while True:
                 count, now = done(), time.perf_counter()
+                if count != moved[1]:
+                    moved = (time.monotonic(), count)
+                elif time.monotonic() - moved[0] > 30:
+                    rescue(db)
+                    moved = (time.monotonic(), count)
                 if count and first is None:
                     first = (now, count)
                 if count >= items and first is not None:

@@ -23,6 +23,7 @@ from bench.common import (
     done_counter,
     flush_redis,
     postgres_database,
+    rescue,
     start_worker,
     stop,
     write_items,
@@ -56,12 +57,18 @@ def noop_rate(count: int, log: Path) -> float:
         flush_redis()
 
 
-def _rate(done, total: int, timeout: float) -> float:  # type: ignore[no-untyped-def]
+def _rate(done, total: int, timeout: float, on_stall=None) -> float:  # type: ignore[no-untyped-def]
     """Items per second from the first finished one to the last (start-up excluded)."""
     deadline = time.monotonic() + timeout
     first: tuple[float, int] | None = None
+    moved = (time.monotonic(), -1)
     while time.monotonic() < deadline:
         count = done()
+        if count != moved[1]:
+            moved = (time.monotonic(), count)
+        elif on_stall is not None and time.monotonic() - moved[0] > 30:
+            on_stall()
+            moved = (time.monotonic(), count)
         now = time.perf_counter()
         if count and first is None:
             first = (now, count)
@@ -102,14 +109,12 @@ def pipeline_rate(count: int, tmp: Path, *, workers: int = 2, **env: str) -> tup
             get_settings.cache_clear()
         settings = {"BATCHROUTER_SIM_TIME_SCALE": "0", **env}
         processes = [
-            start_worker(
-                "tier0", routing, url, tmp / f"p1-worker{i}.log", concurrency=8, **settings
-            )  # fmt: skip
+            start_worker("tier0", routing, url, tmp / f"p1-worker{i}.log", **settings)  # fmt: skip
             for i in range(workers)
         ]
         done = done_counter(submitted.batch_id, url)
         try:
-            rate = _rate(done, count, timeout=600)
+            rate = _rate(done, count, timeout=600, on_stall=lambda: rescue(url))
         finally:
             stop(processes)
             flush_redis()
@@ -117,7 +122,7 @@ def pipeline_rate(count: int, tmp: Path, *, workers: int = 2, **env: str) -> tup
 
 
 def run(quick: bool = False, **env: str) -> Result:
-    count = 2_000 if quick else 30_000
+    count = 2_000 if quick else 10_000
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         baseline = noop_rate(2_000 if quick else 20_000, tmp / "noop.log")

@@ -24,7 +24,7 @@ from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from batchrouter.ledger.batches import find_batch
-from batchrouter.ledger.models import Batch, BatchState, ProjectBudget
+from batchrouter.ledger.models import Attempt, Batch, BatchState, ProjectBudget
 
 # A batch paused by a budget says so in its paused_reason, which starts with this.
 BUDGET_PAUSE_PREFIX = "budget of $"
@@ -139,10 +139,46 @@ def _minus(column, amount: float):  # type: ignore[no-untyped-def]
     return case((column - amount < 0, 0.0), else_=column - amount)
 
 
+def budget_applies(session: Session, batch_id: str) -> bool:
+    """Whether a budget limits this batch (its own, or its project's). Workers skip the ledger
+    round trips of reserving and settling for batches no budget limits."""
+    row = session.execute(
+        select(Batch.budget_usd, ProjectBudget.budget_usd)
+        .outerjoin(ProjectBudget, ProjectBudget.project == Batch.project)
+        .where(Batch.id == batch_id)
+    ).first()
+    return row is not None and (row[0] is not None or row[1] is not None)
+
+
+def recorded_spend(
+    session: Session, *, batch_id: str | None = None, project: str | None = None
+) -> float:
+    """What a batch (or a project's batches) spent so far: the tracked figure of batches a
+    budget limited, the attempt rows of the others (calls of chunks still running excluded)."""
+    batches = select(Batch.id).where(
+        Batch.id == batch_id if batch_id is not None else Batch.project == project
+    )
+    untracked = session.scalar(
+        select(func.coalesce(func.sum(Attempt.cost_usd), 0.0)).where(
+            Attempt.batch_id.in_(batches.where(Batch.budget_usd.is_(None)))
+        )
+    )
+    tracked = session.scalar(
+        select(func.coalesce(func.sum(Batch.spent_usd), 0.0)).where(
+            Batch.id.in_(batches.where(Batch.budget_usd.is_not(None)))
+        )
+    )
+    return float(untracked or 0.0) + float(tracked or 0.0)
+
+
 def set_batch_budget(session: Session, batch_ref: str, budget_usd: float | None) -> Batch:
-    """Set (None: remove) a batch's budget; return the batch as it is now."""
+    """Set (None: remove) a batch's budget; return the batch as it is now. A batch that had no
+    budget was not tracked call by call: its spend starts from its recorded attempts."""
     batch = find_batch(session, batch_ref)
-    session.execute(update(Batch).where(Batch.id == batch.id).values(budget_usd=budget_usd))
+    values: dict = {"budget_usd": budget_usd}
+    if batch.budget_usd is None and budget_usd is not None:
+        values["spent_usd"] = recorded_spend(session, batch_id=batch.id)
+    session.execute(update(Batch).where(Batch.id == batch.id).values(**values))
     session.refresh(batch)
     return batch
 
@@ -152,24 +188,22 @@ def set_project_budget(session: Session, project: str, budget_usd: float | None)
     project's batches have spent and hold reserved."""
     row = session.get(ProjectBudget, project)
     if row is None:
-        spent, reserved = session.execute(
-            select(
-                func.coalesce(func.sum(Batch.spent_usd), 0.0),
-                func.coalesce(func.sum(Batch.reserved_usd), 0.0),
-            ).where(Batch.project == project)
-        ).one()
+        reserved = session.scalar(
+            select(func.coalesce(func.sum(Batch.reserved_usd), 0.0)).where(Batch.project == project)
+        )
         row = ProjectBudget(
             project=project,
             budget_usd=budget_usd,
-            spent_usd=float(spent),
-            reserved_usd=float(reserved),
+            spent_usd=recorded_spend(session, project=project),
+            reserved_usd=float(reserved or 0.0),
         )
         session.add(row)
         session.flush()
         return row
-    session.execute(
-        update(ProjectBudget).where(ProjectBudget.project == project).values(budget_usd=budget_usd)
-    )
+    values: dict = {"budget_usd": budget_usd}
+    if row.budget_usd is None and budget_usd is not None:  # untracked until now
+        values["spent_usd"] = recorded_spend(session, project=project)
+    session.execute(update(ProjectBudget).where(ProjectBudget.project == project).values(**values))
     session.refresh(row)
     return row
 

@@ -23,7 +23,7 @@ import logging
 import random
 import time
 
-from batchrouter.ledger.budgets import Reservation, reserve, settle, usd
+from batchrouter.ledger.budgets import Reservation, budget_applies, reserve, settle, usd
 from batchrouter.ledger.db import session_scope, with_db_retry
 from batchrouter.ledger.transitions import AttemptRecord
 from batchrouter.routing.types import CompletionResult, ProviderError
@@ -50,10 +50,36 @@ def spend_cap_denial(ctx: CallContext) -> Denied | None:
 
 class BudgetGuard(Middleware):
     def __init__(
-        self, database_url: str | None = None, *, wait_s: float = 10.0, poll_s: float = 0.25
+        self,
+        database_url: str | None = None,
+        *,
+        wait_s: float = 10.0,
+        poll_s: float = 0.25,
+        recheck_s: float = 2.0,
     ) -> None:
         self.database_url = database_url  # None: the settings' ledger
         self.wait_s, self.poll_s = wait_s, poll_s
+        # Most batches have no budget: ask the ledger whether one applies at most every
+        # `recheck_s` seconds per batch, and make no per-call round trips for those without.
+        # A budget set on a running batch takes effect within `recheck_s`.
+        self.recheck_s = recheck_s
+        self._applies: dict[str, tuple[bool, float]] = {}
+        self._reserved: set[int] = set()  # id() of the contexts holding a reservation
+
+    def _budget_applies(self, batch_id: str) -> bool:
+        def work() -> bool:
+            with session_scope(self.database_url) as session:
+                return budget_applies(session, batch_id)
+
+        return with_db_retry(work, what="budget lookup")
+
+    async def _limited(self, batch_id: str) -> bool:
+        known = self._applies.get(batch_id)
+        now = time.monotonic()
+        if known is None or now - known[1] > self.recheck_s:
+            applies = await asyncio.to_thread(self._budget_applies, batch_id)
+            self._applies[batch_id] = known = (applies, now)
+        return known[0]
 
     def _reserve(self, batch_id: str, amount: float) -> Reservation:
         def work() -> Reservation:
@@ -73,6 +99,12 @@ class BudgetGuard(Middleware):
         capped = spend_cap_denial(ctx)
         if capped is not None:
             return capped
+        try:
+            if not await self._limited(ctx.item.batch_id):
+                return None
+        except Exception as exc:  # no ledger, no spend: park it, the reconciler requeues
+            log.exception("batch %s: budget lookup failed", ctx.item.batch_id)
+            return Denied(f"budget lookup failed: {type(exc).__name__}")
         deadline = time.monotonic() + self.wait_s
         while True:
             try:
@@ -83,6 +115,7 @@ class BudgetGuard(Middleware):
                 log.exception("batch %s: budget reservation failed", ctx.item.batch_id)
                 return Denied(f"budget reservation failed: {type(exc).__name__}")
             if taken.ok:
+                self._reserved.add(id(ctx))
                 return None
             if not taken.may_fit_later or time.monotonic() >= deadline:
                 log.warning("batch %s pauses: %s", ctx.item.batch_id, taken.reason)
@@ -98,6 +131,9 @@ class BudgetGuard(Middleware):
         await self._settle_safely(ctx, 0.0)
 
     async def _settle_safely(self, ctx: CallContext, actual: float) -> None:
+        if id(ctx) not in self._reserved:
+            return  # no budget applied when the call was admitted: nothing was reserved
+        self._reserved.discard(id(ctx))
         try:
             await asyncio.to_thread(self._settle, ctx.item.batch_id, ctx.estimated_cost_usd, actual)
         except Exception:  # the call happened: its outcome must still be recorded

@@ -122,9 +122,17 @@ class RedisStats:
 
             for old in [lp for lp in self._scripts if lp.is_closed()]:
                 del self._scripts[old]
-            client = aioredis.Redis.from_url(
-                self.url, socket_timeout=2.0, socket_connect_timeout=2.0, health_check_interval=25
+            # A few connections, waited for: hundreds of calls in flight must not each open a
+            # socket (a stats script takes well under a millisecond).
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.url,
+                max_connections=16,
+                timeout=2.0,
+                socket_timeout=2.0,
+                socket_connect_timeout=2.0,
+                health_check_interval=25,
             )
+            client = aioredis.Redis(connection_pool=pool)
             found = (client, *(client.register_script(s) for s in (READ_LUA, BEGIN_LUA, END_LUA)))
             self._scripts[loop] = found
         return found

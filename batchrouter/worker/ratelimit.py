@@ -103,6 +103,7 @@ class LocalBuckets:
     def __init__(self) -> None:
         self._buckets: dict[str, _LocalBucket] = {}
         self._lock = threading.Lock()
+        self.clock = time.monotonic  # tests freeze it
 
     def _level(self, key: str, limit: float, burst_s: float, now: float) -> tuple[float, float]:
         cap, rate = max(1.0, limit * burst_s / 60), limit / 60
@@ -113,7 +114,7 @@ class LocalBuckets:
 
     def run(self, keys: list[str], args: list[float | str]) -> tuple[int, float]:
         op, burst, limits = str(args[0]), float(args[1]), [float(args[2]), float(args[3])]
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             live = [i for i in range(2) if limits[i] > 0]
             shape = {i: self._level(keys[i], limits[i], burst, now) for i in live}
@@ -180,7 +181,12 @@ class RateLimiter(Middleware):
             for old in [lp for lp in self._clients if lp.is_closed()]:
                 self._clients.pop(old, None)
                 self._scripts.pop(old, None)
-            client = aioredis.Redis.from_url(self.redis_url or "", health_check_interval=25)
+            # A few connections, waited for: hundreds of calls asking at once must not open
+            # hundreds of sockets (each script call takes well under a millisecond).
+            pool = aioredis.BlockingConnectionPool.from_url(
+                self.redis_url or "", max_connections=16, timeout=None, health_check_interval=25
+            )
+            client = aioredis.Redis(connection_pool=pool)
             script = client.register_script(LUA)
             self._clients[loop], self._scripts[loop] = client, script
         return script

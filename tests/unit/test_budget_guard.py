@@ -139,12 +139,14 @@ def test_a_batch_without_a_budget_still_tracks_its_spend(ledger: str) -> None:
 
 def test_a_refusing_project_takes_the_batch_reservation_back(ledger: str) -> None:
     batch_id = new_batch(budget=10.0, project="acme")
-    other = new_batch(project="acme")
+    other = new_batch(budget=100.0, project="acme")
     with session_scope() as session:
-        assert reserve(session, other, 0.5).ok  # before the project has a budget: untracked
+        assert reserve(session, other, 0.5).ok  # before the project has a budget
         settle(session, other, 0.5, 0.5)
         row = set_project_budget(session, "acme", 1.0)
-        assert (row.spent_usd, row.reserved_usd) == (0.5, 0.0)  # starts from its batches
+        # A new project budget starts from what its batches spent (tracked by their own
+        # budgets here; from their attempt rows for batches no budget limited).
+        assert (row.spent_usd, row.reserved_usd) == (0.5, 0.0)
         assert reserve(session, batch_id, 0.4).ok
         refused = reserve(session, batch_id, 0.2)
     assert refused.reason == (
@@ -228,7 +230,8 @@ def test_the_spend_cap_counts_this_rounds_calls(ledger: str, provider) -> None:
     assert provider.calls == 2 and len(outcome.attempts) == 2
     assert outcome.next_state == "failed"
     assert "spent $0.0020" in (outcome.error or "")
-    assert figures(batch_id) == (None, pytest.approx(0.002), 0.0)
+    # No budget limits this batch: the guard made no reservation and kept no per-call figures.
+    assert figures(batch_id) == (None, 0.0, 0.0)
 
 
 def test_a_cap_wide_enough_lets_the_item_through(ledger: str, provider) -> None:
@@ -265,3 +268,30 @@ def test_a_call_that_cannot_fit_even_after_the_others_pauses_at_once(ledger: str
     guard = BudgetGuard(wait_s=10, poll_s=0.05)
     outcome = run(claimed(batch_id), config(), [guard])
     assert outcome.parked and outcome.pause_reason is not None and provider.calls == 0
+
+
+def test_a_budget_set_on_a_running_batch_starts_from_its_recorded_calls(ledger: str) -> None:
+    from sqlalchemy import insert
+
+    from batchrouter.ledger.budgets import budget_applies, set_batch_budget
+    from batchrouter.ledger.models import Attempt, Item
+
+    batch_id = new_batch(project="acme")
+    with session_scope() as session:
+        assert not budget_applies(session, batch_id)  # workers skip the ledger per call
+        item_id = session.query(Item.id).filter(Item.batch_id == batch_id).scalar()
+        session.execute(
+            insert(Attempt),
+            [
+                {"item_id": item_id, "batch_id": batch_id, "attempt_no": n, "tier": "t0",
+                 "deployment": "d", "provider": "sim", "model": "m", "outcome": "passed",
+                 "cost_usd": 0.15, "prices": {}, "verdicts": []}
+                for n in (1, 2)
+            ],
+        )  # fmt: skip
+    with session_scope() as session:
+        batch = set_batch_budget(session, batch_id, 1.0)
+        assert budget_applies(session, batch_id)
+        assert batch.spent_usd == pytest.approx(0.30)
+        project = set_project_budget(session, "acme", 5.0)
+        assert project.spent_usd == pytest.approx(0.30)  # the batch's tracked figure now

@@ -37,6 +37,7 @@ def ctx(dep: Deployment, prompt: int = 100, max_out: int = 50) -> CallContext:
 
 def test_a_bucket_admits_its_burst_then_hands_out_future_slots() -> None:
     buckets = LocalBuckets()
+    buckets.clock = lambda: 1000.0
     keys = ["k:rpm", "k:tpm"]
     # 600 RPM = 10/s; a 1 s burst holds 10 requests.
     grants = [buckets.run(keys, ["take", 1.0, 600, 0, 1, 0, 30.0]) for _ in range(12)]
@@ -47,6 +48,7 @@ def test_a_bucket_admits_its_burst_then_hands_out_future_slots() -> None:
 
 def test_a_wait_beyond_the_reserve_horizon_charges_nothing() -> None:
     buckets = LocalBuckets()
+    buckets.clock = lambda: 1000.0
     keys = ["k:rpm", "k:tpm"]
     assert buckets.run(keys, ["take", 1.0, 60, 0, 1, 0, 0.5]) == (1, 0.0)
     granted, wait = buckets.run(keys, ["take", 1.0, 60, 0, 1, 0, 0.5])
@@ -57,6 +59,7 @@ def test_a_wait_beyond_the_reserve_horizon_charges_nothing() -> None:
 
 def test_tokens_and_requests_are_both_required_and_a_huge_call_still_fits() -> None:
     buckets = LocalBuckets()
+    buckets.clock = lambda: 1000.0
     keys = ["k:rpm", "k:tpm"]
     # 6,000 TPM with a 1 s burst holds 100 tokens; a 500-token call is capped to the capacity.
     assert buckets.run(keys, ["take", 1.0, 6000, 6000, 1, 500, 30.0]) == (1, 0.0)
@@ -66,6 +69,7 @@ def test_tokens_and_requests_are_both_required_and_a_huge_call_still_fits() -> N
 
 def test_settle_corrects_tokens_and_headers_only_lower_the_level() -> None:
     buckets = LocalBuckets()
+    buckets.clock = lambda: 1000.0
     keys = ["k:rpm", "k:tpm"]
     buckets.run(keys, ["take", 60.0, 600, 6000, 1, 1000, 30.0])  # tpm 6000 -> 5000
     buckets.run(keys, ["settle", 60.0, 600, 6000, 500, -1, -1])  # used 500 more
@@ -99,6 +103,7 @@ def test_a_deployment_without_limits_never_touches_a_bucket() -> None:
 
 def test_after_call_corrects_with_usage_and_applies_headers() -> None:
     limiter = RateLimiter(None, burst_s=60)
+    limiter.local.clock = lambda: 1000.0  # no refill between the steps
     dep = deployment(rpm=600, tpm=60_000)
     key = bucket_key(dep)
     call = ctx(dep, prompt=100, max_out=50)
@@ -123,6 +128,7 @@ def test_after_call_corrects_with_usage_and_applies_headers() -> None:
 
 def test_anthropic_gives_back_unused_output_tokens() -> None:
     limiter = RateLimiter(None, burst_s=60)
+    limiter.local.clock = lambda: 1000.0
     dep = Deployment(provider="anthropic", model="claude-3-5-haiku-latest", tpm=60_000)
     call = ctx(dep, prompt=100, max_out=500)
     asyncio.run(limiter.before_call(call))
