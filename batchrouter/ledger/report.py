@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,132 +20,29 @@ from sqlalchemy.orm import Session
 from batchrouter.ledger import report_queries as q
 from batchrouter.ledger.batches import find_batch
 from batchrouter.ledger.report_queries import BATCH_LEVEL_GROUPINGS, GROUPINGS, ReportFilter
+from batchrouter.ledger.report_types import (
+    BatchReport,
+    FailureLine,
+    GroupLine,
+    LatencyLine,
+    ModelLine,
+    Report,
+    TierLine,
+)
 from batchrouter.routing.config import RoutingConfig, parse_config
 
-
-@dataclass
-class TierLine:
-    """The escalation funnel on one tier: items it received, resolved, passed on, failed."""
-
-    tier: str
-    items_received: int
-    attempts: int
-    cost_usd: float
-    resolved: int  # items that succeeded on this tier
-    escalated: int  # items passed on to the next tier
-    failed: int  # items that ended failed on this tier
-    in_progress: int = 0  # items still queued or running on this tier
-
-
-@dataclass
-class ModelLine:
-    tier: str
-    deployment: str
-    model: str
-    attempts: int
-    passed: int
-    input_tokens: int
-    cached_input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    errors: int = 0  # calls the provider failed
-
-
-@dataclass
-class GroupLine:
-    key: dict[str, str | None]
-    items: int
-    attempts: int
-    succeeded: int  # attempts that passed: one per succeeded item
-    errors: int  # attempts the provider failed
-    input_tokens: int
-    cached_input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    cost_per_succeeded_usd: float | None
-    premium_only_cost_usd: float | None = None  # only for batch-level groupings
-    saving_usd: float | None = None
-
-
-@dataclass
-class LatencyLine:
-    deployment: str
-    model: str
-    calls: int
-    p50_ms: float
-    p95_ms: float
-    p99_ms: float
-    mean_ms: float
-
-
-@dataclass
-class FailureLine:
-    kind: str  # check | error
-    name: str
-    count: int
-    share_pct: float  # of the attempts that did not pass
-    example: str | None = None
-
-
-@dataclass
-class Report:
-    title: str
-    filters: dict[str, Any]
-    group_by: list[str]
-    batches: int
-    items: int
-    succeeded: int
-    failed: int
-    pending: int
-    attempts: int
-    input_tokens: int
-    cached_input_tokens: int
-    output_tokens: int
-    cost_usd: float
-    cost_per_succeeded_usd: float | None
-    premium_tier: str
-    premium_only_cost_usd: float
-    saving_usd: float
-    saving_pct: float
-    by_tier: list[TierLine] = field(default_factory=list)
-    by_model: list[ModelLine] = field(default_factory=list)
-    groups: list[GroupLine] = field(default_factory=list)
-    latency: list[LatencyLine] = field(default_factory=list)
-    failure_reasons: list[FailureLine] = field(default_factory=list)
-    with_expected: int = 0
-    correct: int = 0
-    simulated: bool = False
-    notes: list[str] = field(default_factory=list)
-    generated_at: str = ""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class BatchReport:
-    batch_id: str
-    name: str | None
-    task_type: str
-    items: int
-    succeeded: int
-    failed: int
-    pending: int
-    attempts: int
-    cost_usd: float
-    premium_tier: str
-    premium_only_cost_usd: float
-    saving_usd: float
-    saving_pct: float
-    by_tier: list[TierLine] = field(default_factory=list)
-    by_model: list[ModelLine] = field(default_factory=list)
-    with_expected: int = 0  # items whose producer gave an expected answer
-    correct: int = 0  # of those, items whose final output equals it
-    simulated: bool = False  # the offline sim provider produced these numbers
-    notes: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
+__all__ = [
+    "BatchReport",
+    "FailureLine",
+    "GroupLine",
+    "LatencyLine",
+    "ModelLine",
+    "Report",
+    "TierLine",
+    "build_report",
+    "parse_when",
+    "run_report",
+]
 
 
 @dataclass
