@@ -87,7 +87,7 @@ def test_failed_items_are_listed_and_retried_with_a_fresh_attempt_cap(env, tmp_p
     submitted = submit_batch(tickets(tmp_path, 20), "ticket_classification", config=hopeless)
     with running_workers(LADDER, log_dir=tmp_path, config=hopeless, **urls):
         waited = cli(
-            "submit", str(tickets(tmp_path, 5)), "--type", "ticket_classification",
+            "submit", str(tickets(tmp_path, 20)), "--type", "ticket_classification",
             "--config", str(hopeless), "--wait", env=env,
         )  # fmt: skip
         assert waited.returncode == 1, waited.stderr  # the batch ended with failed items
