@@ -114,15 +114,26 @@ def claim_items(
             claims=Item.claims + 1,
             updated_at=now,
         )
-        .returning(Item.id, Item.claims)
+        # one round trip: the claimed rows come back with what the worker needs
+        .returning(
+            Item.id,
+            Item.claims,
+            Item.batch_id,
+            Item.external_id,
+            Item.text,
+            Item.expected,
+            Item.fields,
+            Item.tier,
+            Item.attempts,
+            Item.retry_base,
+            Item.cost_usd,
+            Item.output,
+            Item.error,
+        )  # fmt: skip
     ).all()
-    poisoned = [item_id for item_id, claims in claimed if claims > max_claims]
+    poisoned = [row.id for row in claimed if row.claims > max_claims]
     if poisoned:
         _fail_poisoned(session, poisoned, max_claims, now)
-    keep = {item_id: claims for item_id, claims in claimed if claims <= max_claims}
-    if not keep:
-        return []
-    rows = session.scalars(select(Item).where(Item.id.in_(keep)).order_by(Item.id))
     return [
         ClaimedItem(
             id=row.id,
@@ -137,9 +148,10 @@ def claim_items(
             cost_usd=row.cost_usd,
             last_output=row.output,
             last_error=row.error,
-            claim_no=keep[row.id],
+            claim_no=row.claims,
         )
-        for row in rows
+        for row in sorted(claimed, key=lambda r: r.id)
+        if row.claims <= max_claims
     ]
 
 
