@@ -25,6 +25,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.expression import false as sa_false
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -40,6 +41,9 @@ class ItemState(StrEnum):
     SUCCEEDED = "succeeded"  # an output passed every check
     FAILED = "failed"  # last tier failed, attempts exhausted, or a permanent error
     CANCELLED = "cancelled"  # its batch was cancelled while it waited
+    # Not terminal, and no broker message carries them:
+    WAITING = "waiting"  # a duplicate of an earlier item of its batch; settles when that one does
+    DEFERRED = "deferred"  # handed to a provider batch API (worker/deferred/); the poller owns it
 
 
 TERMINAL_STATES = (ItemState.SUCCEEDED.value, ItemState.FAILED.value, ItemState.CANCELLED.value)
@@ -103,6 +107,8 @@ class Item(Base):
         UniqueConstraint("batch_id", "external_id", name="uq_items_batch_external"),
         Index("ix_items_batch_state", "batch_id", "state"),
         Index("ix_items_state_updated", "state", "updated_at"),  # the reconciler's scan
+        Index("ix_items_duplicate_of", "duplicate_of"),
+        Index("ix_items_provider_batch", "provider_batch_id"),
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
@@ -127,6 +133,14 @@ class Item(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(64))
     claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     retry_base: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # see retry
+    # In-batch deduplication (ledger/dedup.py): an item whose text and fields equal an earlier
+    # item's waits for that item (`duplicate_of`, the leader) instead of being called; the
+    # leader counts how many wait for it so the worker looks for followers only when needed.
+    duplicate_of: Mapped[int | None] = mapped_column(Id)
+    duplicates: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Deferred tiers: the provider batch (provider_batches.id) holding the item, NULL while the
+    # item is staged and waits for the poller to put it into one.
+    provider_batch_id: Mapped[str | None] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -164,3 +178,69 @@ class Attempt(Base):
     output: Mapped[str | None] = mapped_column(Text)
     request_id: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Cost levers (migration 0005). A cache hit (response cache or an in-batch duplicate served
+    # by its leader) costs 0 and records in `saved_usd` what the call it reused cost. A deferred
+    # call (provider batch API) names its provider batch and records in `saved_usd` what the
+    # same tokens cost at the deployment's immediate prices minus what they cost in the batch.
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    provider_batch_id: Mapped[str | None] = mapped_column(String(32))
+    saved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+
+
+class ProviderBatchState(StrEnum):
+    PREPARED = "prepared"  # items assigned in the ledger; nothing sent yet
+    SUBMITTING = "submitting"  # a create call may have reached the provider: look before resending
+    SUBMITTED = "submitted"  # the provider's batch id is recorded; polled until it ends
+    ENDED = "ended"  # the provider finished (completed, expired, cancelled or failed)
+    INGESTED = "ingested"  # every item was settled, escalated or sent back to its queue
+
+
+class ProviderBatch(Base):
+    """One batch on a provider's batch API (OpenAI Batch API, Anthropic Message Batches).
+
+    Our id is chosen before anything is sent and is part of every request's custom_id, so a
+    poller that dies between the provider's answer and our commit can find the batch again.
+    """
+
+    __tablename__ = "provider_batches"
+    __table_args__ = (Index("ix_provider_batches_state", "state"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    tier: Mapped[str] = mapped_column(String(100))
+    deployment: Mapped[str] = mapped_column(String(200))
+    provider: Mapped[str] = mapped_column(String(50))
+    model: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default=ProviderBatchState.PREPARED.value)
+    request_count: Mapped[int] = mapped_column(Integer, default=0)
+    request_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    input_file_id: Mapped[str | None] = mapped_column(String(200))  # OpenAI: the uploaded JSONL
+    provider_id: Mapped[str | None] = mapped_column(String(200))  # the provider's batch id
+    provider_status: Mapped[str | None] = mapped_column(String(40))  # as the provider says it
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    submitted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    ingested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class CachedResponse(Base):
+    """The response cache (ledger/cache.py): an output that passed its checks, keyed by the
+    SHA-256 of namespace, deployment and the fully rendered request. Only the hash of the
+    request is stored, never the prompt."""
+
+    __tablename__ = "response_cache"
+    __table_args__ = (Index("ix_response_cache_expires", "expires_at"),)
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(100))
+    deployment: Mapped[str] = mapped_column(String(200))
+    model: Mapped[str] = mapped_column(String(200))
+    output: Mapped[str] = mapped_column(Text)
+    token_logprobs: Mapped[list[float] | None] = mapped_column(JSON)
+    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)  # what the original call cost
+    source_attempt: Mapped[str | None] = mapped_column(String(80))  # "<batch id>/<item>/<no>"
+    hits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

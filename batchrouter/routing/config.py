@@ -16,6 +16,21 @@ from batchrouter.routing.deployments import Deployment
 from batchrouter.routing.prices import Prices
 from batchrouter.routing.yamlfile import load_yaml_with_lines, nearest_line, read_text
 
+BATCH_API_PROVIDERS = ("openai", "anthropic")  # providers whose batch API a deferred tier uses
+
+
+class BatchOptions(BaseModel):
+    """How a deferred tier fills provider batches (worker/deferred/, docs/cost-levers.md)."""
+
+    # Items are staged this long (from the oldest) before they are sent as one provider batch,
+    # so a nightly run becomes a few large batches rather than one per worker chunk.
+    collect_s: float = Field(default=30.0, ge=0, le=86_400)
+    # Below the providers' limits: OpenAI 50,000 requests / 200 MB per batch (one model per
+    # file), Anthropic 100,000 requests / 256 MB.
+    max_requests: int = Field(default=50_000, ge=1, le=100_000)
+    max_bytes: int = Field(default=190_000_000, ge=1_000, le=256_000_000)
+    completion_window: Literal["24h"] = "24h"  # the only window both providers offer
+
 
 class Tier(BaseModel):
     """An ordered rung of the ladder. Its name is also the name of its broker queue."""
@@ -29,6 +44,10 @@ class Tier(BaseModel):
     # is tried last for cooldown_s seconds, by every worker (the cooldown lives in Redis).
     cooldown_after_failures: int = Field(default=3, ge=1, le=1000)
     cooldown_s: float = Field(default=30.0, ge=0, le=86_400)
+    # Deferred: the tier's calls go through its first deployment's batch API at batch prices
+    # (about half), answered within the completion window instead of seconds.
+    deferred: bool = False
+    batch: BatchOptions = Field(default_factory=BatchOptions)
 
     @model_validator(mode="after")
     def _weights_name_deployments(self) -> Tier:
@@ -52,6 +71,15 @@ class TaskType(BaseModel):
     # Spend cap per item, all tiers together: a call whose estimate would pass it is not made
     # and the item fails with the reason (worker/budget.py).
     max_item_cost_usd: float | None = Field(default=None, gt=0)
+    # Deferred tiers for this task type: true for every tier of its ladder, or a list of tier
+    # names; adds to the tiers marked `deferred: true` themselves.
+    deferred: bool | list[str] = False
+    # The response cache (ledger/cache.py) and in-batch deduplication (ledger/dedup.py): off
+    # when the task needs a fresh answer for every item. The namespace is part of the key, so a
+    # new namespace starts an empty cache (for instance after changing the checks).
+    cache: bool = True
+    cache_namespace: str = Field(default="default", min_length=1, max_length=100)
+    cache_ttl_s: float = Field(default=7 * 86_400, gt=0, le=365 * 86_400)
 
     @field_validator("prompt")
     @classmethod
@@ -100,6 +128,15 @@ class RoutingConfig(BaseModel):
                         raise ValueError(
                             f"task type {task_name!r}: consensus names unknown deployment {name!r}"
                         )
+            deferred = task.deferred if isinstance(task.deferred, list) else []
+            for tier_name in deferred:
+                if tier_name not in task.ladder:
+                    raise ValueError(
+                        f"task type {task_name!r}: deferred tier {tier_name!r} is not on its ladder"
+                    )
+            for tier_name in task.ladder:
+                if tier_name in names and self.is_deferred(task_name, tier_name):
+                    self._check_deferred(task_name, task, self.tier(tier_name))
             positions = []
             for tier_name in task.ladder:
                 if tier_name not in names:
@@ -110,6 +147,27 @@ class RoutingConfig(BaseModel):
                     f"task type {task_name!r}: ladder {task.ladder} must climb the tiers in order"
                 )
         return self
+
+    def _check_deferred(self, task_name: str, task: TaskType, tier: Tier) -> None:
+        first = self.deployments[tier.deployments[0]]
+        if first.provider not in BATCH_API_PROVIDERS:
+            raise ValueError(
+                f"task type {task_name!r}: deferred tier {tier.name!r} sends its calls to "
+                f"{tier.deployments[0]!r}, whose provider {first.provider!r} has no batch API "
+                f"batchrouter can use (one of {list(BATCH_API_PROVIDERS)})"
+            )
+        if any(getattr(check, "kind", None) == "consensus" for check in task.checks):
+            raise ValueError(
+                f"task type {task_name!r}: a consensus check needs extra calls per item, "
+                f"which a deferred tier ({tier.name!r}) cannot make"
+            )
+
+    def is_deferred(self, task_name: str, tier_name: str) -> bool:
+        """Whether `task_name`'s items on `tier_name` go through a provider batch API."""
+        task = self.task_types[task_name]
+        if task.deferred is True or tier_name in (task.deferred or []):
+            return True
+        return any(tier.name == tier_name and tier.deferred for tier in self.tiers)
 
     def tier(self, name: str) -> Tier:
         for tier in self.tiers:
