@@ -65,6 +65,9 @@ class AttemptRecord:
     error_message: str | None = None
     output: str | None = None
     request_id: str | None = None
+    cache_hit: bool = False  # served by the response cache or by an in-batch duplicate; cost 0
+    provider_batch_id: str | None = None  # a deferred call: the provider batch that made it
+    saved_usd: float = 0.0  # what the cache or the batch discount saved (models.Attempt)
 
 
 @dataclass
@@ -212,6 +215,7 @@ def record_outcomes(
             output=func.coalesce(bindparam("b_output"), items.c.output),
             deployment=func.coalesce(bindparam("b_deployment"), items.c.deployment),
             model=func.coalesce(bindparam("b_model"), items.c.model),
+            provider_batch_id=None,  # a worker's outcome: in no provider batch (any more)
             updated_at=now,
         ),
         [
@@ -288,5 +292,8 @@ def _attempt_row(outcome: ItemOutcome, record: AttemptRecord, now: Any) -> dict[
         "error_message": record.error_message,
         "output": record.output,
         "request_id": record.request_id,
+        "cache_hit": record.cache_hit,
+        "provider_batch_id": record.provider_batch_id,
+        "saved_usd": record.saved_usd,
         "created_at": now,
     }

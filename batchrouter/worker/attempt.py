@@ -20,6 +20,7 @@ from batchrouter.routing.checks import ConsensusCheck, agreement, judge
 from batchrouter.routing.config import RoutingConfig, TaskType
 from batchrouter.routing.deployments import Deployment
 from batchrouter.routing.policy import (
+    RETRYABLE,
     Step,
     after_check_failure,
     after_error,
@@ -231,6 +232,32 @@ async def run_item(
         return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, last_message, None)
     return run.outcome(
         ItemState.FAILED, tier, f"tier {tier} exhausted: {last_message}", _best(run.records)
+    )
+
+
+async def judge_deferred_result(
+    item: ClaimedItem,
+    config: RoutingConfig,
+    task_name: str,
+    record: AttemptRecord,
+    result: CompletionResult | ProviderError,
+) -> ItemOutcome:
+    """The outcome of a call made elsewhere (a provider batch API): the same checks and the
+    same ladder as a call made here. `record` is already filled in (usage, cost, output)."""
+    task = config.task_type(task_name)
+    run = _Run(item, config, task, [], records=[record], calls=item.attempts + 1)
+    if isinstance(result, CompletionResult):
+        return await _judge_and_decide(run, record, result)
+    message = f"{record.deployment}: {record.error_message}"
+    if not run.can_call():
+        reason = f"attempt cap reached ({task.max_attempts} calls); last: {message}"
+        return run.outcome(ItemState.FAILED, item.tier, reason, _best(run.records))
+    if result.error_class in RETRYABLE:  # again in a later provider batch, same tier
+        return run.outcome(ItemState.QUEUED, item.tier, message, None)
+    if when_tier_exhausted(result.error_class, task, item.tier) is Step.ESCALATE:
+        return run.outcome(ItemState.QUEUED, next_tier(task, item.tier) or item.tier, message, None)
+    return run.outcome(
+        ItemState.FAILED, item.tier, f"tier {item.tier} exhausted: {message}", _best(run.records)
     )
 
 

@@ -114,10 +114,26 @@ async def _run_all(
 
     async def one(item: ClaimedItem) -> ItemOutcome:
         task_name, config = batches[item.batch_id]
+        if config.is_deferred(task_name, item.tier):
+            return stage_for_provider_batch(item)
         async with slots:
             return await run_item(item, config, task_name)
 
     return list(await asyncio.gather(*(one(item) for item in claimed)))
+
+
+def stage_for_provider_batch(item: ClaimedItem) -> ItemOutcome:
+    """A deferred tier makes no call here: the item waits in the ledger (state `deferred`)
+    until the poller puts it into a provider batch (worker/deferred/)."""
+    return ItemOutcome(
+        item_id=item.id,
+        batch_id=item.batch_id,
+        tier=item.tier,
+        attempts=[],
+        next_state=ItemState.DEFERRED.value,
+        next_tier=item.tier,
+        claim_no=item.claim_no,
+    )
 
 
 def _batch_configs(session, batch_ids: set[str]) -> dict[str, tuple[str, RoutingConfig]]:  # type: ignore[no-untyped-def]
