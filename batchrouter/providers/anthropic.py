@@ -144,25 +144,31 @@ def parse_response(raw: RawResponse, request: CompletionRequest) -> CompletionRe
     )
 
 
+def target_for(deployment: Deployment) -> tuple[str, dict[str, str], dict[str, str], str | None]:
+    """(base URL, headers, query params, key) of a deployment: shared with the batch client."""
+    key = api_key(deployment, DEFAULT_KEY_ENV)
+    base = (deployment.api_base or DEFAULT_BASE).rstrip("/")
+    headers = {
+        "content-type": "application/json",
+        "accept": "application/json",
+        "anthropic-version": API_VERSION,
+    }
+    if key:
+        headers["x-api-key"] = key
+    headers.update(deployment.extra_headers)
+    return base, headers, dict(deployment.extra_query), key
+
+
 class AnthropicProvider:
     async def complete(
         self, request: CompletionRequest, deployment: Deployment
     ) -> CompletionResult:
-        key = api_key(deployment, DEFAULT_KEY_ENV)
-        base = (deployment.api_base or DEFAULT_BASE).rstrip("/")
-        headers = {
-            "content-type": "application/json",
-            "accept": "application/json",
-            "anthropic-version": API_VERSION,
-        }
-        if key:
-            headers["x-api-key"] = key
-        headers.update(deployment.extra_headers)
+        base, headers, params, key = target_for(deployment)
         raw = await post_json(
             "anthropic",
             f"{base}/v1/messages",
             headers=headers,
-            params=dict(deployment.extra_query),
+            params=params,
             payload=build_payload(request, deployment),
             deployment=deployment,
             request=request,

@@ -19,6 +19,7 @@ import os
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -181,6 +182,36 @@ async def post_json(
     billed); a read timeout means it has the request and keeps generating, so we record an
     estimate.
     """
+    return await send(
+        provider,
+        "POST",
+        url,
+        headers=headers,
+        params=params,
+        deployment=deployment,
+        secrets=secrets,
+        estimate=lambda: estimated_billed_usage(request),
+        json=payload,
+    )
+
+
+async def send(
+    provider: str,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    params: dict[str, str] | None,
+    deployment: Deployment,
+    secrets: tuple[str | None, ...] = (),
+    estimate: Callable[[], Usage] | None = None,
+    **body: Any,
+) -> RawResponse:
+    """Send one request (`body`: httpx's json=, content= or files=) on the shared client.
+
+    `estimate` is what a read timeout costs (completion calls); without it (batch endpoints,
+    which bill nothing themselves) every transport failure is TRANSIENT and unbilled.
+    """
     client = get_client()
     started = time.perf_counter()
 
@@ -190,21 +221,23 @@ async def post_json(
     def fail(exc: Exception, cls: ErrorClass, billed: bool) -> ProviderError:
         what = type(exc).__name__
         detail = redact(str(exc) or what, secrets)
+        if estimate is None:
+            cls, billed = ErrorClass.TRANSIENT, False
         return ProviderError(
             cls,
             f"{provider}: {what}: {detail}"[:2000],
-            billed_usage=estimated_billed_usage(request) if billed else None,
+            billed_usage=estimate() if billed and estimate is not None else None,
             latency_ms=elapsed(),
         )
 
     try:
         req = client.build_request(
-            "POST",
+            method,
             url,
             headers=headers,
             params=params or None,
-            json=payload,
             timeout=timeout_for(deployment),
+            **body,
         )
         response = await client.send(req, stream=True)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteTimeout) as exc:
@@ -229,13 +262,28 @@ async def post_json(
         raw = b""
         truncated = True
     text = raw.decode("utf-8", errors="replace")
-    body: Any = None
+    body_json: Any = None
     if text and not truncated:
         try:
-            body = json.loads(text)
+            body_json = json.loads(text)
         except ValueError:
-            body = None
-    return RawResponse(response.status_code, response.headers, text, body, elapsed(), truncated)
+            body_json = None
+    return RawResponse(
+        response.status_code, response.headers, text, body_json, elapsed(), truncated
+    )
+
+
+def status_error(
+    provider: str, raw: RawResponse, secrets: tuple[str | None, ...] = ()
+) -> ProviderError:
+    """The classified ProviderError for a non-2xx response (not billed)."""
+    return ProviderError(
+        classify_status(raw.status, raw.body, raw.headers),
+        error_message(provider, raw.status, raw.body, raw.text[:500], secrets),
+        status_code=raw.status,
+        retry_after_s=parse_retry_after(raw.headers, raw.body),
+        latency_ms=raw.latency_ms,
+    )
 
 
 def raise_for_status(
@@ -243,15 +291,7 @@ def raise_for_status(
 ) -> None:
     """Turn a non-2xx response, or a 2xx whose body is unusable JSON, into a ProviderError."""
     if raw.status >= 300:
-        cls = classify_status(raw.status, raw.body, raw.headers)
-        hint = parse_retry_after(raw.headers, raw.body)
-        raise ProviderError(
-            cls,
-            error_message(provider, raw.status, raw.body, raw.text[:500], secrets),
-            status_code=raw.status,
-            retry_after_s=hint,
-            latency_ms=raw.latency_ms,
-        )
+        raise status_error(provider, raw, secrets)
     if raw.truncated or not isinstance(raw.body, dict):
         what = "truncated body" if raw.truncated else "body is not a JSON object"
         if not raw.text and not raw.truncated:

@@ -246,35 +246,50 @@ def parse_response(
     )
 
 
+@dataclass(frozen=True)
+class Target:
+    """Where and how to call a deployment: shared by completions and the batch client."""
+
+    profile: Profile
+    base: str  # e.g. https://api.openai.com/v1 (no trailing slash)
+    headers: dict[str, str]
+    params: dict[str, str]
+    key: str | None  # for redaction only
+
+
+def target_for(deployment: Deployment) -> Target:
+    profile = profile_for(deployment)
+    key = api_key(deployment, profile.key_env)
+    base = (deployment.api_base or profile.base_url or "").rstrip("/")
+    if not base:
+        raise ProviderError(ErrorClass.PERMANENT, f"{profile.name}: deployment needs an api_base")
+    headers = {"content-type": "application/json", "accept": "application/json"}
+    if key:
+        if profile.auth_header == "authorization":
+            headers["authorization"] = f"Bearer {key}"
+        else:
+            headers[profile.auth_header] = key
+    headers.update(deployment.extra_headers)
+    params = dict(deployment.extra_query)
+    if profile.name == "azure_openai":
+        params.setdefault("api-version", AZURE_DEFAULT_API_VERSION)
+    return Target(profile, base, headers, params, key)
+
+
 class OpenAICompatProvider:
     """Provider for `openai`, `azure_openai` and the OpenAI-compatible servers in PROFILES."""
 
     async def complete(
         self, request: CompletionRequest, deployment: Deployment
     ) -> CompletionResult:
-        profile = profile_for(deployment)
-        key = api_key(deployment, profile.key_env)
-        base = (deployment.api_base or profile.base_url or "").rstrip("/")
-        if not base:
-            raise ProviderError(
-                ErrorClass.PERMANENT, f"{profile.name}: deployment needs an api_base"
-            )
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if key:
-            if profile.auth_header == "authorization":
-                headers["authorization"] = f"Bearer {key}"
-            else:
-                headers[profile.auth_header] = key
-        headers.update(deployment.extra_headers)
-        params = dict(deployment.extra_query)
-        if profile.name == "azure_openai":
-            params.setdefault("api-version", AZURE_DEFAULT_API_VERSION)
+        target = target_for(deployment)
+        profile, key = target.profile, target.key
         payload = build_payload(request, deployment, profile)
         raw = await post_json(
             profile.name,
-            f"{base}/chat/completions",
-            headers=headers,
-            params=params,
+            f"{target.base}/chat/completions",
+            headers=target.headers,
+            params=target.params,
             payload=payload,
             deployment=deployment,
             request=request,

@@ -6,7 +6,9 @@ Anthropic and Gemini formats, with latency, error injection and enforced RPM/TPM
         Anthropic(base_url=base_url, api_key="x")         # Anthropic format
         # Gemini: POST {base_url}/v1beta/models/{model}:generateContent
 
-Stats: GET {base_url}/_stats; POST {base_url}/_reset clears stats and limit buckets.
+Batch APIs: OpenAI /v1/files + /v1/batches, Anthropic /v1/messages/batches (batch_api.py).
+
+Stats: GET {base_url}/_stats; POST {base_url}/_reset clears stats, limit buckets and batches.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from batchrouter.providers.fake_server.app import FakeApp
 from batchrouter.providers.fake_server.config import (
     ERROR_KINDS,
     AnswerConfig,
+    BatchConfig,
     ErrorsConfig,
     FakeServerConfig,
     LatencyConfig,
@@ -33,6 +36,7 @@ from batchrouter.providers.fake_server.wire import handle_connection
 __all__ = [
     "ERROR_KINDS",
     "AnswerConfig",
+    "BatchConfig",
     "ErrorsConfig",
     "FakeApp",
     "FakeServerConfig",
@@ -168,7 +172,8 @@ def run_fake_provider(
     config = load_fake_config(config_path)
     print(
         f"fake provider on http://{host}:{port}  (OpenAI: /v1/chat/completions, Anthropic: "
-        f"/v1/messages, Gemini: /v1beta/models/MODEL:generateContent, stats: /_stats)",
+        f"/v1/messages, Gemini: /v1beta/models/MODEL:generateContent, batches: /v1/batches "
+        f"and /v1/messages/batches, stats: /_stats)",
         flush=True,
     )
     with contextlib.suppress(KeyboardInterrupt):

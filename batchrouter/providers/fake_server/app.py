@@ -4,6 +4,7 @@ Requests are answered in OpenAI, Anthropic or Gemini format by path. Per request
 auth (when `api_key` is set) -> body validation (400) -> context window (real 400) ->
 RPM/TPM buckets (real 429 with headers) -> injected error (config fractions, or the
 `x-fake-error: <kind>` header) -> latency -> answer with tiktoken-counted usage.
+Batch API paths go to batch_api.py, whose requests are answered by `answer_batched`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from batchrouter.providers.fake_server.batch_api import handle_batch, is_batch_path
+from batchrouter.providers.fake_server.batch_store import BatchStore
 from batchrouter.providers.fake_server.config import ERROR_KINDS, FakeServerConfig
 from batchrouter.providers.fake_server.formats import (
     BadCall,
@@ -30,6 +33,7 @@ from batchrouter.providers.fake_server.formats import (
     parse_gemini,
     parse_openai,
     success_body,
+    value_for_schema,
 )
 from batchrouter.providers.fake_server.limits import Bucket, go_duration
 from batchrouter.providers.fake_server.wire import Request, Response
@@ -48,6 +52,7 @@ class FakeApp:
         self.rng = random.Random(config.seed)
         self.buckets: dict[tuple[str, str], Bucket] = {}
         self.seen_prefixes: set[str] = set()
+        self.batches = BatchStore()
         self.reset_stats()
 
     def reset_stats(self) -> None:
@@ -70,6 +75,7 @@ class FakeApp:
             "prompt_tokens": self.counts["prompt_tokens"],
             "output_tokens": self.counts["output_tokens"],
             "uptime_s": round(time.time() - self.started, 3),
+            "batches": self.batches.stats(),
         }
 
     async def __call__(self, request: Request) -> Response:
@@ -79,9 +85,12 @@ class FakeApp:
             self.reset_stats()
             self.buckets.clear()
             self.seen_prefixes.clear()
+            self.batches.reset()
             return Response.json(200, {"ok": True})
         if request.method == "GET" and request.path in ("/health", "/_health"):
             return Response.json(200, {"ok": True})
+        if request.path.startswith("/_batches/"):  # test controls, not counted as API calls
+            return await handle_batch(self, request)
         self.counts["requests"] += 1
         self.in_flight += 1
         self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
@@ -99,6 +108,8 @@ class FakeApp:
         path = request.path
         fmt: Format
         model = ""
+        if is_batch_path(path):
+            return await handle_batch(self, request)
         if request.method == "POST" and path.endswith("/chat/completions"):
             fmt = "openai"
         elif request.method == "POST" and path == "/v1/messages":
@@ -109,7 +120,7 @@ class FakeApp:
             return Response.json(404, {"error": {"message": f"no route {request.method} {path}"}})
         self.counts[f"fmt:{fmt}"] += 1
         rid = self._request_id()
-        if self.config.api_key is not None and not self._authorized(fmt, request):
+        if self.config.api_key is not None and not self.authorized(fmt, request):
             return self._error(fmt, "auth", rid, {})
         try:
             body = request.json()
@@ -125,11 +136,8 @@ class FakeApp:
         if forced is not None and forced not in ERROR_KINDS:
             detail = f"x-fake-error must be one of {', '.join(ERROR_KINDS)}"
             return self._error(fmt, "bad_request", rid, {"detail": detail})
-        prompt_tokens = count_message_tokens(
-            call.messages, call.model if is_exact(call.model) else "gpt-4o"
-        )
-        info = {"model": call.model, "tokens": prompt_tokens, "window": self.config.context_window}
-        if prompt_tokens + (1 if fmt == "gemini" else 0) > self.config.context_window:
+        prompt_tokens, info, too_long = self._measure(fmt, call)
+        if too_long:
             return self._error(fmt, "context_length", rid, info)
         limited = self._rate_limit(fmt, call, prompt_tokens, rid)
         if limited is not None:
@@ -152,8 +160,6 @@ class FakeApp:
             return self._error(fmt, kind, rid, info)
         outcome = self._answer(call, prompt_tokens, rid, empty=kind == "empty_content")
         await self._sleep(request, outcome.output_tokens)
-        self.counts["prompt_tokens"] += outcome.prompt_tokens
-        self.counts["output_tokens"] += outcome.output_tokens
         response = Response.json(200, success_body(call, outcome), self._headers(fmt, call, rid))
         if kind == "malformed_json":
             response.body = b'{"id": "chatcmpl-' + rid.encode() + b'", "choices": [{"message": }'
@@ -161,7 +167,42 @@ class FakeApp:
             response.truncate_to = len(response.body) // 2
         return response
 
-    def _authorized(self, fmt: Format, request: Request) -> bool:
+    def _measure(self, fmt: Format, call: Call) -> tuple[int, dict[str, Any], bool]:
+        """(prompt tokens, error-text info, whether the prompt exceeds the context window)."""
+        tokens = count_message_tokens(
+            call.messages, call.model if is_exact(call.model) else "gpt-4o"
+        )
+        info = {"model": call.model, "tokens": tokens, "window": self.config.context_window}
+        return tokens, info, tokens + (1 if fmt == "gemini" else 0) > self.config.context_window
+
+    def answer_batched(self, fmt: Format, body: Any) -> tuple[int, dict[str, Any]]:
+        """(status, body) for one request inside a batch: the same parsing, injected errors and
+        answers as the immediate endpoints, but no latency and no RPM/TPM buckets (batch APIs
+        have their own pool). Kinds that only make sense on a live connection become errors a
+        batch can report: a hang times out, a broken body is a server error."""
+        rid = self._request_id()
+        try:
+            call = parse_openai(body) if fmt == "openai" else parse_anthropic(body)
+        except (BadCall, ValueError) as exc:
+            return error_body(fmt, "bad_request", rid, detail=str(exc))
+        prompt_tokens, info, too_long = self._measure(fmt, call)
+        if too_long:
+            return error_body(fmt, "context_length", rid, **info)
+        kind = self._draw_error()
+        if kind is not None:
+            self.injected[kind] += 1
+        if kind == "hang":
+            kind = "timeout"
+        elif kind in ("malformed_json", "truncated_body"):
+            kind = "server_error"
+        if kind == "rate_limit":
+            info.update(retry=f"{self.config.errors.retry_after_s:g}", limit=60)
+        if kind is not None and kind != "empty_content":
+            return error_body(fmt, kind, rid, **info)
+        outcome = self._answer(call, prompt_tokens, rid, empty=kind == "empty_content")
+        return 200, success_body(call, outcome)
+
+    def authorized(self, fmt: Format, request: Request) -> bool:
         key = self.config.api_key
         h = request.headers
         if fmt == "openai":
@@ -298,6 +339,12 @@ class FakeApp:
         return min(lat.max_ms, max(lat.min_ms, ms))
 
     def _answer(self, call: Call, prompt_tokens: int, rid: str, empty: bool) -> Outcome:
+        outcome = self._compose(call, prompt_tokens, rid, empty)
+        self.counts["prompt_tokens"] += outcome.prompt_tokens
+        self.counts["output_tokens"] += outcome.output_tokens
+        return outcome
+
+    def _compose(self, call: Call, prompt_tokens: int, rid: str, empty: bool) -> Outcome:
         reasoning = self.config.reasoning_tokens
         cached = self._cached_tokens(call, prompt_tokens)
         if empty:
@@ -342,7 +389,7 @@ class FakeApp:
             digest = hashlib.sha256(source.encode()).digest()
             text = rule.labels[int.from_bytes(digest[:4], "big") % len(rule.labels)]
         if call.json_schema is not None:
-            return json.dumps(_from_schema(call.json_schema, text))
+            return json.dumps(value_for_schema(call.json_schema, text))
         if call.json_mode:
             return json.dumps({"answer": text})
         return text
@@ -362,24 +409,3 @@ class FakeApp:
             self.seen_prefixes.add(key)
             return 0
         return min(prompt_tokens, prefix) // _CACHE_STEP * _CACHE_STEP
-
-
-def _from_schema(schema: Any, text: str) -> Any:
-    """A small value that satisfies common JSON schemas, with `text` in the string slots."""
-    if not isinstance(schema, dict):
-        return text
-    if "enum" in schema and schema["enum"]:
-        return text if text in schema["enum"] else schema["enum"][0]
-    kind = schema.get("type")
-    if isinstance(kind, list):
-        kind = next((k for k in kind if k != "null"), "string")
-    if kind == "object" or "properties" in schema:
-        props = schema.get("properties") or {}
-        return {name: _from_schema(sub, text) for name, sub in props.items()} or {"answer": text}
-    if kind == "array":
-        return [_from_schema(schema.get("items") or {}, text)]
-    if kind in ("integer", "number"):
-        return 0
-    if kind == "boolean":
-        return True
-    return text

@@ -7,6 +7,7 @@ Example (YAML):
     limits: {rpm: 600, tpm: 200000}
     answer: {mode: summary, words: 30}
     answers: {"claude-*": {mode: fixed, text: billing}}
+    batch: {processing_s: 5, expire_fraction: 0.1}
 """
 
 from __future__ import annotations
@@ -111,6 +112,24 @@ class AnswerConfig(BaseModel):
         return self
 
 
+class BatchConfig(BaseModel):
+    """The batch APIs (OpenAI /v1/batches, Anthropic /v1/messages/batches). Each request in a
+    batch is answered like an immediate call (answer rules, injected errors, usage) but with no
+    latency and no RPM/TPM buckets; the batch as a whole ends `processing_s` after creation."""
+
+    model_config = _Strict
+
+    processing_s: float = Field(default=1.0, ge=0)
+    # > 0: batches end `expired` at processing_s with this share of their requests (the last
+    # ones) unprocessed, the rest answered, as real batches that miss their 24 h window.
+    expire_fraction: float = Field(default=0.0, ge=0, le=1)
+    # The providers' limits; lower them to test rejection without building huge inputs.
+    openai_max_requests: int = Field(default=50_000, ge=1)
+    openai_max_bytes: int = Field(default=200 * 1024 * 1024, ge=1)
+    anthropic_max_requests: int = Field(default=100_000, ge=1)
+    anthropic_max_bytes: int = Field(default=256 * 1024 * 1024, ge=1)
+
+
 class FakeServerConfig(BaseModel):
     model_config = _Strict
 
@@ -124,6 +143,7 @@ class FakeServerConfig(BaseModel):
     simulate_cache: bool = True  # OpenAI-style: a repeated >=1024-token prefix is reported cached
     api_key: str | None = None  # when set, requests without this key get the real 401
     seed: int | None = 0  # None: a different random stream every run
+    batch: BatchConfig = Field(default_factory=BatchConfig)
 
     def answer_for(self, model: str) -> AnswerConfig:
         for pattern, rule in self.answers.items():

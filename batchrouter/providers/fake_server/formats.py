@@ -368,3 +368,26 @@ def error_body(fmt: Format, kind: str, request_id: str, **info: Any) -> tuple[in
     if details:
         error["details"] = details
     return gcode, {"error": error}
+
+
+def value_for_schema(schema: Any, text: str) -> Any:
+    """A small value that satisfies common JSON schemas, with `text` in the string slots."""
+    if not isinstance(schema, dict):
+        return text
+    if "enum" in schema and schema["enum"]:
+        return text if text in schema["enum"] else schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "string")
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        return {name: value_for_schema(sub, text) for name, sub in props.items()} or {
+            "answer": text
+        }
+    if kind == "array":
+        return [value_for_schema(schema.get("items") or {}, text)]
+    if kind in ("integer", "number"):
+        return 0
+    if kind == "boolean":
+        return True
+    return text
