@@ -16,6 +16,9 @@ from batchrouter.ledger.report import BatchReport, GroupLine, Report
 
 def status_table(status: BatchStatus) -> Table:
     states = ["queued", "running", "succeeded", "failed"]
+    # Shown only when a batch has them: duplicates waiting for their leader (response cache),
+    # items handed to a provider batch API, and items a cancel dropped.
+    states += [s for s in ("waiting", "deferred", "cancelled") if status.by_state.get(s)]
     table = Table(
         title=f"batch {status.batch_id} ({status.task_type}): {status.done}/{status.total} done"
         + (" - finished" if status.finished else "")
@@ -73,9 +76,14 @@ def _tiers_table(report: BatchReport | Report) -> Table:
     return table
 
 
+def _uses_levers(report: BatchReport | Report) -> bool:
+    # The levers table only when the selection used a lever: older ledgers keep their output.
+    return bool(report.cache_hits or report.deferred_calls)
+
+
 def _models_table(report: BatchReport | Report) -> Table:
     columns = ["tier", "deployment", "model", "attempts", "passed", "in tok", "cached", "out tok"]
-    table = _table("By model", [*columns, "cost"], left=3)
+    table = _table("By model (tokens: billed calls only)", [*columns, "cost"], left=3)
     for m in report.by_model:
         table.add_row(
             m.tier,
@@ -112,6 +120,38 @@ def _groups_table(report: Report) -> Table:
     return table
 
 
+def _levers_table(report: Report) -> Table:
+    """Cache and deferral per group (a table of its own: the groups table is wide already)."""
+    by = report.group_by
+    routing = any(g.routing_saving_usd is not None for g in report.groups)
+    columns = [*by, "cache hits", "cache saved", "deferred", "deferral saved"]
+    table = _table(
+        f"Cost levers by {', '.join(by)}", columns + (["routing saved"] if routing else []), len(by)
+    )
+    for g in report.groups:
+        table.add_row(
+            *(g.key.get(name) or "-" for name in by),
+            str(g.cache_hits),
+            usd(g.cache_saving_usd),
+            str(g.deferred_calls),
+            usd(g.deferral_saving_usd),
+            *([usd(g.routing_saving_usd)] if routing else []),
+        )
+    return table
+
+
+def saving_split(report: BatchReport | Report) -> str:
+    """Where the saving came from, in one line (report_levers.py defines the three parts)."""
+    routing = usd(report.routing_saving_usd)
+    if report.routing_saving_usd < 0:
+        routing += " (negative: escalations cost more than premium-only)"
+    return (
+        f"routing {routing}, deferral {usd(report.deferral_saving_usd)} "
+        f"({report.deferred_calls:,} deferred calls), cache {usd(report.cache_saving_usd)} "
+        f"({report.cache_hits:,} cache hits)"
+    )
+
+
 def print_report(report: BatchReport | Report, console: Console) -> None:
     if isinstance(report, Report):
         console.print(
@@ -137,6 +177,8 @@ def print_report(report: BatchReport | Report, console: Console) -> None:
     if isinstance(report, Report):
         if report.group_by != ["tier"]:
             console.print(_groups_table(report))
+        if _uses_levers(report):
+            console.print(_levers_table(report))
         latency = _table("Latency per deployment (ms)", ["deployment", "model", "calls"], left=2)
         for column in ("p50", "p95", "p99", "mean"):
             latency.add_column(column, justify="right")
@@ -165,6 +207,7 @@ def print_report(report: BatchReport | Report, console: Console) -> None:
         f"would have cost {usd(report.premium_only_cost_usd)}: saving "
         f"[bold green]{usd(report.saving_usd)} ({report.saving_pct:.1f}%)[/]"
     )
+    console.print(f"Where the saving came from: {saving_split(report)}", highlight=False)
     if report.with_expected:
         console.print(
             f"Accuracy against the expected answers: {report.correct}/{report.with_expected} "
@@ -186,6 +229,12 @@ CSV_METRICS = [
     "cost_per_succeeded_usd",
     "premium_only_cost_usd",
     "saving_usd",
+    # the cost levers (appended, so the columns above keep their places)
+    "routing_saving_usd",
+    "deferral_saving_usd",
+    "cache_saving_usd",
+    "cache_hits",
+    "deferred_calls",
 ]
 
 
@@ -220,6 +269,11 @@ def report_csv(report: Report) -> str:
         "cost_per_succeeded_usd": report.cost_per_succeeded_usd,
         "premium_only_cost_usd": report.premium_only_cost_usd,
         "saving_usd": report.saving_usd,
+        "routing_saving_usd": report.routing_saving_usd,
+        "deferral_saving_usd": report.deferral_saving_usd,
+        "cache_saving_usd": report.cache_saving_usd,
+        "cache_hits": report.cache_hits,
+        "deferred_calls": report.deferred_calls,
     }
     writer.writerow(["total", *([""] * (len(report.group_by) - 1)), *cells(total)])
     return buffer.getvalue()

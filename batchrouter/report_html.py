@@ -38,6 +38,9 @@ th:first-child,td:first-child,td.l,th.l{text-align:left}th{background:#fafafa}
 .legend span{display:inline-block;margin-right:1rem;font-size:.85rem}
 .legend i{display:inline-block;width:12px;height:12px;margin-right:4px;vertical-align:-1px}
 .notes{color:#666;font-size:.85rem}
+.split td.bar{width:30%}.split .fill{height:14px;background:#2e7d32;border-radius:2px}
+.split .neg .fill{background:#c62828}.split tr.neg td{color:#c62828}
+.split tr.sum td{font-weight:bold;border-top:2px solid #ccc}
 """
 
 
@@ -155,6 +158,53 @@ def _card(label: str, value: str, tone: str = "") -> str:
     return f"<div class='card {tone}'><b>{escape(value)}</b><span>{escape(label)}</span></div>"
 
 
+def _saving_split(r: Report) -> str:
+    """The saving split into routing, deferral and cache (report_levers.py), one row each."""
+    rows = [
+        (
+            "Routing",
+            r.routing_saving_usd,
+            "",
+            "Answering on cheaper tiers first: the premium-only cost minus what the calls would "
+            "have cost at immediate prices with no cache. Negative when escalations cost more "
+            "than one premium call per item.",
+        ),
+        (
+            "Deferral",
+            r.deferral_saving_usd,
+            f"{r.deferred_calls:,} deferred calls",
+            "Calls sent through a provider's batch API: the same tokens at immediate prices "
+            "minus the batch price paid.",
+        ),
+        (
+            "Cache",
+            r.cache_saving_usd,
+            f"{r.cache_hits:,} cache hits",
+            "Answers reused from the response cache or from an identical item of the batch: "
+            "what the reused call cost. Nothing was billed for them.",
+        ),
+        ("Total", r.saving_usd, "", "Premium-only minus spent: the sum of the three above."),
+    ]
+    top = max(abs(value) for _, value, _, _ in rows) or 1.0
+    body = []
+    for name, value, count, how in rows:
+        tone = ["neg" if value < 0 else "", "sum" if name == "Total" else ""]
+        share = f"{100 * value / r.premium_only_cost_usd:.1f}%" if r.premium_only_cost_usd else ""
+        body.append(
+            f"<tr class='{' '.join(t for t in tone if t)}'><td class='l'>{escape(name)}</td>"
+            f"<td>{escape(usd(value))}</td><td>{escape(share)}</td>"
+            f"<td class='bar'><div class='fill' style='width:{100 * abs(value) / top:.1f}%'>"
+            f"</div></td><td>{escape(count)}</td><td class='l'>{escape(how)}</td></tr>"
+        )
+    head = "".join(
+        f"<th class='{'l' if i in (0, 5) else ''}'>{h}</th>"
+        for i, h in enumerate(["lever", "saved", "of premium-only", "", "calls", "how"])
+    )
+    return (
+        f"<table class='split'><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    )
+
+
 def render_html(report: Report) -> str:
     r = report
     saving_tone = "good" if r.saving_usd >= 0 else "bad"
@@ -179,6 +229,8 @@ def render_html(report: Report) -> str:
         cards.append(_card("matched the expected answer", accuracy))
     tier_cost = [(t.tier, t.cost_usd) for t in r.by_tier]
     model_cost = [(f"{m.model} ({m.tier})", m.cost_usd) for m in r.by_model]
+    levers = bool(r.cache_hits or r.deferred_calls)  # lever columns only when a lever was used
+    lever_headers = ["cache hits", "cache saved", "deferred", "deferral saved", "routing saved"]
     groups = _table(
         [
             *r.group_by,
@@ -192,6 +244,7 @@ def render_html(report: Report) -> str:
             "cost",
             "per success",
             "premium-only",
+            *(lever_headers if levers else []),
         ],
         [
             [
@@ -206,6 +259,12 @@ def render_html(report: Report) -> str:
                 usd(g.cost_usd),
                 usd(g.cost_per_succeeded_usd),
                 usd(g.premium_only_cost_usd),
+                *(
+                    [g.cache_hits, usd(g.cache_saving_usd), g.deferred_calls]
+                    + [usd(g.deferral_saving_usd), usd(g.routing_saving_usd)]
+                    if levers
+                    else []
+                ),
             ]
             for g in r.groups
         ],
@@ -241,6 +300,12 @@ more expensive tier. This page shows what that cost, and what sending everything
 the most expensive (premium) tier would have cost instead.</p>
 {sim}
 <div class="cards">{"".join(cards)}</div>
+
+<h2>Where the saving came from</h2>
+<p class="explain">The saving against the premium tier has three sources, which add up to the
+total: routing (cheaper tiers answered first), deferral (provider batch prices) and the cache
+(answers reused instead of paid for again).</p>
+{_saving_split(r)}
 
 <h2>Cost by tier</h2>
 <p class="explain">Money spent on each tier, cheapest tier first. Every call is counted,

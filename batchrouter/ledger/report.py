@@ -5,6 +5,7 @@ premium-only.
 `build_report` is the one-batch view used by the Python API. Premium-only pricing is per batch,
 from the routing file the batch was submitted with: each item's first-attempt input tokens and
 last-attempt output tokens at the first deployment of its task type's last (premium) tier.
+The saving against it splits into routing, deferral and cache (report_levers.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from batchrouter.ledger import report_queries as q
+from batchrouter.ledger import report_walk as walks
 from batchrouter.ledger.batches import find_batch
+from batchrouter.ledger.report_levers import Levers, routing_saving, saving_notes
 from batchrouter.ledger.report_queries import BATCH_LEVEL_GROUPINGS, GROUPINGS, ReportFilter
 from batchrouter.ledger.report_types import (
     BatchReport,
@@ -119,7 +122,7 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
         session,
         {
             "models": lambda s: q.by_model(s, f),
-            "walk": lambda s: q.ladder_walk(s, f),
+            "walk": lambda s: walks.ladder_walk(s, f),
             "counts": lambda s: q.item_counts(s, f),
             "latency": lambda s: q.latency(s, f),
             "failures": lambda s: q.failure_reasons(s, f),
@@ -129,9 +132,9 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
     )
     models = [ModelLine(*row) for row in found["models"]]
     walk = found["walk"]
-    funnel = q.funnel(walk)
+    funnel = walks.funnel(walk)
     counts = found["counts"]
-    tokens = q.premium_tokens(walk)
+    tokens = walks.premium_tokens(walk)
     batch_rows = q.batches_of(session, [t.batch_id for t in tokens])
     premiums = _premium_of(batch_rows)
     premium_by_batch = {
@@ -170,6 +173,8 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
     not_passed = attempts - sum(m.passed for m in models)
     cost = sum(m.cost_usd for m in models)
     premium_cost = sum(premium_by_batch.values())
+    levers = Levers.total(models)
+    routing = routing_saving(premium_cost, cost, levers)
     premium_tiers = sorted({f"{p.tier} ({p.deployment})" for p in premiums.values() if p})
     simulated = found["simulated"]
     notes = [
@@ -180,6 +185,7 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
         notes.append("some batches' stored routing files could not be read: priced at 0")
     if simulated:
         notes.append("these figures come from the offline sim provider, not from a real model")
+    notes += saving_notes(routing)
     return Report(
         title=_title(session, f),
         filters=f.describe(),
@@ -199,6 +205,11 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
         premium_only_cost_usd=premium_cost,
         saving_usd=premium_cost - cost,
         saving_pct=_saving_pct(premium_cost, cost),
+        routing_saving_usd=routing,
+        deferral_saving_usd=levers.deferral_saving_usd,
+        cache_saving_usd=levers.cache_saving_usd,
+        cache_hits=levers.cache_hits,
+        deferred_calls=levers.deferred_calls,
         by_tier=by_tier,
         by_model=models,
         groups=groups,
@@ -227,6 +238,7 @@ def _tier_groups(by_tier: list[TierLine], models: list[ModelLine]) -> list[Group
         of_tier = [m for m in models if m.tier == tier.tier]
         passed = sum(m.passed for m in of_tier)
         cost = sum(m.cost_usd for m in of_tier)
+        levers = Levers.total(of_tier)
         lines.append(
             GroupLine(
                 key={"tier": tier.tier},
@@ -239,6 +251,10 @@ def _tier_groups(by_tier: list[TierLine], models: list[ModelLine]) -> list[Group
                 output_tokens=sum(m.output_tokens for m in of_tier),
                 cost_usd=cost,
                 cost_per_succeeded_usd=cost / passed if passed else None,
+                cache_hits=levers.cache_hits,
+                deferred_calls=levers.deferred_calls,
+                cache_saving_usd=levers.cache_saving_usd,
+                deferral_saving_usd=levers.deferral_saving_usd,
             )
         )
     return lines
@@ -277,6 +293,13 @@ def _groups(
                 cost_per_succeeded_usd=row.cost_usd / row.passed if row.passed else None,
                 premium_only_cost_usd=premium,
                 saving_usd=None if premium is None else premium - row.cost_usd,
+                cache_hits=row.levers.cache_hits,
+                deferred_calls=row.levers.deferred_calls,
+                cache_saving_usd=row.levers.cache_saving_usd,
+                deferral_saving_usd=row.levers.deferral_saving_usd,
+                routing_saving_usd=(
+                    None if premium is None else routing_saving(premium, row.cost_usd, row.levers)
+                ),
             )
         )
     return lines
@@ -326,6 +349,11 @@ def build_report(session: Session, batch_ref: str) -> BatchReport:
         premium_only_cost_usd=full.premium_only_cost_usd,
         saving_usd=full.saving_usd,
         saving_pct=full.saving_pct,
+        routing_saving_usd=full.routing_saving_usd,
+        deferral_saving_usd=full.deferral_saving_usd,
+        cache_saving_usd=full.cache_saving_usd,
+        cache_hits=full.cache_hits,
+        deferred_calls=full.deferred_calls,
         by_tier=by_tier,
         by_model=full.by_model,
         with_expected=full.with_expected,

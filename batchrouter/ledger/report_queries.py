@@ -4,11 +4,14 @@ Each function takes a `ReportFilter` and returns a few rows per group. The filte
 indexes: a batch onto `ix_attempts_batch`, a project or task type onto `ix_batches_project` /
 `ix_batches_task_type` (batches first, then their attempts), a date range onto
 `ix_attempts_created_at`, a batch's failures onto `ix_attempts_batch_outcome`.
+
+Split by responsibility: the ladder walk behind the funnel and the premium-only baseline is in
+report_walk.py; the cost levers (cache, deferral) are extra columns defined in report_levers.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -25,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from batchrouter.ledger.models import Attempt, Batch, Item, ItemState
+from batchrouter.ledger.report_levers import Levers, billed, lever_columns
 
 # What `--by` accepts, and what each grouping is over.
 GROUPINGS = ("tier", "model", "deployment", "task_type", "project", "batch", "day")
@@ -105,10 +109,11 @@ def _metrics() -> list[ColumnElement[Any]]:
         func.count(),
         func.coalesce(func.sum(case((Attempt.outcome == "passed", 1), else_=0)), 0),
         func.coalesce(func.sum(case((Attempt.outcome == "error", 1), else_=0)), 0),
-        func.coalesce(func.sum(Attempt.input_tokens), 0),
-        func.coalesce(func.sum(Attempt.cached_input_tokens), 0),
-        func.coalesce(func.sum(Attempt.output_tokens), 0),
+        billed(Attempt.input_tokens),
+        billed(Attempt.cached_input_tokens),
+        billed(Attempt.output_tokens),
         func.coalesce(func.sum(Attempt.cost_usd), 0.0),
+        *lever_columns(),
     ]
 
 
@@ -123,6 +128,7 @@ class GroupRow:
     cached_input_tokens: int
     output_tokens: int
     cost_usd: float
+    levers: Levers = field(default_factory=Levers)
 
 
 def grouped(session: Session, f: ReportFilter, by: list[str]) -> list[GroupRow]:
@@ -135,7 +141,7 @@ def grouped(session: Session, f: ReportFilter, by: list[str]) -> list[GroupRow]:
     for row in session.execute(stmt).all():
         values = list(row)
         key = {name: (None if v is None else str(v)) for name, v in zip(by, values, strict=False)}
-        items, attempts, passed, errors, i, c, o, cost = values[len(by) :]
+        items, attempts, passed, errors, i, c, o, cost = values[len(by) : len(by) + 8]
         rows.append(
             GroupRow(
                 key,
@@ -147,13 +153,18 @@ def grouped(session: Session, f: ReportFilter, by: list[str]) -> list[GroupRow]:
                 int(c),
                 int(o),
                 float(cost),
+                Levers.of(values[len(by) + 8 :]),
             )
         )
     return rows
 
 
 def by_model(session: Session, f: ReportFilter) -> list[tuple[Any, ...]]:
-    """(tier, deployment, model, attempts, passed, input, cached, output, cost, errors)."""
+    """(tier, deployment, model, attempts, passed, input, cached, output, cost, errors,
+    cache hits, deferred calls, cache saving, deferral saving): `ModelLine`'s fields in order.
+
+    Token sums count billed calls only (report_levers.billed).
+    """
     return [
         tuple(row)
         for row in session.execute(
@@ -163,113 +174,18 @@ def by_model(session: Session, f: ReportFilter) -> list[tuple[Any, ...]]:
                 Attempt.model,
                 func.count(),
                 func.coalesce(func.sum(case((Attempt.outcome == "passed", 1), else_=0)), 0),
-                func.coalesce(func.sum(Attempt.input_tokens), 0),
-                func.coalesce(func.sum(Attempt.cached_input_tokens), 0),
-                func.coalesce(func.sum(Attempt.output_tokens), 0),
+                billed(Attempt.input_tokens),
+                billed(Attempt.cached_input_tokens),
+                billed(Attempt.output_tokens),
                 func.coalesce(func.sum(Attempt.cost_usd), 0.0),
                 func.coalesce(func.sum(case((Attempt.outcome == "error", 1), else_=0)), 0),
+                *lever_columns(),
             )
             .where(*attempt_conditions(f))
             .group_by(Attempt.tier, Attempt.deployment, Attempt.model)
             .order_by(Attempt.tier, Attempt.deployment, Attempt.model)
         ).all()
     ]
-
-
-@dataclass
-class WalkRow:
-    """One (tier, batch): the funnel figures of that tier and the premium-only token sums."""
-
-    tier: str
-    batch_id: str
-    attempts: int
-    cost_usd: float
-    received: int  # items that arrived on the tier (their first attempt there)
-    resolved: int  # ... and passed there
-    escalated: int  # ... and moved on to another tier
-    failed: int  # ... and ended failed there
-    first_input_tokens: int  # items whose first attempt (in scope) was here: its input
-    last_output_tokens: int  # items whose last attempt (in scope) was here: its output
-
-
-def ladder_walk(session: Session, f: ReportFilter) -> list[WalkRow]:
-    """Each item's path up the ladder, in one ordered pass over its attempts.
-
-    lag/lead over (item_id, attempt_no) - the order of the unique index - mark the attempt where
-    an item arrives on a tier and the one where it leaves: arrivals count the funnel, the first
-    attempt's input and the last attempt's output price premium-only. Only an item's last
-    attempt needs the items row (failed there, or queued on a tier it has not reached yet).
-    """
-    walk = (
-        select(
-            Attempt.item_id.label("item_id"),
-            Attempt.batch_id.label("batch_id"),
-            Attempt.tier.label("tier"),
-            Attempt.outcome.label("outcome"),
-            Attempt.cost_usd.label("cost"),
-            Attempt.input_tokens.label("input_tokens"),
-            Attempt.output_tokens.label("output_tokens"),
-            func.lag(Attempt.tier)
-            .over(partition_by=Attempt.item_id, order_by=Attempt.attempt_no)
-            .label("prev_tier"),
-            func.lead(Attempt.tier)
-            .over(partition_by=Attempt.item_id, order_by=Attempt.attempt_no)
-            .label("next_tier"),
-        )
-        .where(*attempt_conditions(f))
-        .subquery()
-    )
-    last = walk.c.next_tier.is_(None)
-    arrives = (walk.c.prev_tier.is_(None)) | (walk.c.prev_tier != walk.c.tier)
-    leaves = last | (walk.c.next_tier != walk.c.tier)
-
-    def count(condition: ColumnElement[bool]) -> ColumnElement[Any]:
-        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
-
-    rows = session.execute(
-        select(
-            walk.c.tier,
-            walk.c.batch_id,
-            func.count(),
-            func.coalesce(func.sum(walk.c.cost), 0.0),
-            count(arrives),
-            count(and_(leaves, walk.c.outcome == "passed")),
-            count(
-                and_(~last, walk.c.next_tier != walk.c.tier) | and_(last, Item.tier != walk.c.tier)
-            ),
-            count(and_(last, Item.tier == walk.c.tier, Item.state == FAILED)),
-            func.coalesce(
-                func.sum(case((walk.c.prev_tier.is_(None), walk.c.input_tokens), else_=0)), 0
-            ),
-            func.coalesce(func.sum(case((last, walk.c.output_tokens), else_=0)), 0),
-        )
-        .select_from(walk)
-        .outerjoin(Item, and_(Item.id == walk.c.item_id, last))
-        .group_by(walk.c.tier, walk.c.batch_id)
-    ).all()
-    return [
-        WalkRow(t, b, int(n), float(c), int(r), int(ok), int(e), int(x), int(i), int(o))
-        for t, b, n, c, r, ok, e, x, i, o in rows
-    ]
-
-
-def funnel(walk: list[WalkRow]) -> dict[str, dict[str, float]]:
-    """Per tier: items received, attempts, cost, resolved, passed on, failed."""
-    out: dict[str, dict[str, float]] = {}
-    for row in walk:
-        line = out.setdefault(
-            row.tier,
-            dict.fromkeys(
-                ("received", "attempts", "cost_usd", "resolved", "failed", "escalated"), 0
-            ),
-        )
-        line["received"] += row.received
-        line["attempts"] += row.attempts
-        line["cost_usd"] += row.cost_usd
-        line["resolved"] += row.resolved
-        line["failed"] += row.failed
-        line["escalated"] += row.escalated
-    return out
 
 
 @dataclass
@@ -309,23 +225,6 @@ def item_counts(session: Session, f: ReportFilter) -> ItemCounts:
         ).where(scope)
     ).one()
     return ItemCounts(*(int(v) for v in row))
-
-
-@dataclass
-class PremiumTokens:
-    batch_id: str
-    first_input_tokens: int  # each item's first attempt: the prompt a premium call would read
-    last_output_tokens: int  # each item's last attempt: the answer a premium call would write
-
-
-def premium_tokens(walk: list[WalkRow]) -> list[PremiumTokens]:
-    """Per batch, the tokens one premium call per item would have used (priced by the caller)."""
-    per: dict[str, PremiumTokens] = {}
-    for row in walk:
-        tokens = per.setdefault(row.batch_id, PremiumTokens(row.batch_id, 0, 0))
-        tokens.first_input_tokens += row.first_input_tokens
-        tokens.last_output_tokens += row.last_output_tokens
-    return list(per.values())
 
 
 def batches_of(

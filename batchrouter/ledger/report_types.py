@@ -33,6 +33,10 @@ class ModelLine:
     output_tokens: int
     cost_usd: float
     errors: int = 0  # calls the provider failed
+    cache_hits: int = 0  # answers reused from the cache or an identical item: cost 0
+    deferred_calls: int = 0  # calls billed at a provider batch API's prices
+    cache_saving_usd: float = 0.0  # what the reused calls cost
+    deferral_saving_usd: float = 0.0  # immediate minus batch prices of the deferred calls
 
 
 @dataclass
@@ -49,6 +53,11 @@ class GroupLine:
     cost_per_succeeded_usd: float | None
     premium_only_cost_usd: float | None = None  # only for batch-level groupings
     saving_usd: float | None = None
+    cache_hits: int = 0
+    deferred_calls: int = 0
+    cache_saving_usd: float = 0.0
+    deferral_saving_usd: float = 0.0
+    routing_saving_usd: float | None = None  # like premium-only: batch-level groupings only
 
 
 @dataclass
@@ -89,8 +98,14 @@ class Report:
     cost_per_succeeded_usd: float | None
     premium_tier: str
     premium_only_cost_usd: float
-    saving_usd: float
+    saving_usd: float  # premium-only - cost = routing + deferral + cache saving
     saving_pct: float
+    # Where the saving came from (report_levers.py); routing may be negative.
+    routing_saving_usd: float = 0.0
+    deferral_saving_usd: float = 0.0
+    cache_saving_usd: float = 0.0
+    cache_hits: int = 0
+    deferred_calls: int = 0
     by_tier: list[TierLine] = field(default_factory=list)
     by_model: list[ModelLine] = field(default_factory=list)
     groups: list[GroupLine] = field(default_factory=list)
@@ -127,6 +142,11 @@ class BatchReport:
     correct: int = 0  # of those, items whose final output equals it
     simulated: bool = False  # the offline sim provider produced these numbers
     notes: list[str] = field(default_factory=list)
+    routing_saving_usd: float = 0.0
+    deferral_saving_usd: float = 0.0
+    cache_saving_usd: float = 0.0
+    cache_hits: int = 0
+    deferred_calls: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)

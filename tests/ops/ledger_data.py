@@ -13,11 +13,15 @@ alpha (project alpha, ticket_classification)
 beta (project beta, summarization)
   j1  tier0, tier1, tier2 length fails                           -> failed on tier2
   j2  tier0 passed                                               -> succeeded on tier0
+
+A second ledger, LEVER_LEDGER (fill_lever_ledger), adds the cost levers (cache hits, deferred
+calls); its savings split is worked out by hand in test_report_levers.py.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from batchrouter.ledger.db import session_scope
 from batchrouter.ledger.models import Attempt, Batch, Item
@@ -98,12 +102,109 @@ BATCHES = {
 }
 
 
+# An attempt may carry a tenth element: its cost-lever columns (cache_hit, provider_batch_id,
+# saved_usd). A cache hit costs 0 and keeps the tokens of the call it reused.
+def _cached(saved: float, provider_batch_id: str | None = None) -> dict[str, Any]:
+    return {"cache_hit": True, "provider_batch_id": provider_batch_id, "saved_usd": saved}
+
+
+def _deferred(saved: float) -> dict[str, Any]:
+    return {"provider_batch_id": "pb1", "saved_usd": saved}
+
+
+# gamma (project gamma, ticket_classification): every lever
+#   k1  tier0 passed                                        (10000 in, 100 out, $0.001)
+#   k2  tier0 cache hit of k1's answer                      (saved $0.001)
+#   k3  tier0 label fail, tier1 deferred passed             (saved $0.002 on tier1)
+#   k4  tier0 fail, tier1 deferred fail, tier2 passed       (saved $0.0015 on tier1)
+#   k5  tier0 fail, tier1 cache hit of k3's deferred answer (saved $0.002; in pb1, not deferred)
+# delta (project delta, summarization): escalations dearer than premium-only
+#   m1  tier0 fail, tier1 fail, tier2 passed                (1000 in, 10 out, $0.06 in all)
+LEVER_LEDGER: dict[str, tuple[Any, ...]] = {
+    "k1": (
+        "gamma",
+        "succeeded",
+        "tier0",
+        None,
+        "billing",
+        [("tier0", "passed", None, 10000, 0, 100, 0.001, 100, D1)],
+    ),
+    "k2": (
+        "gamma",
+        "succeeded",
+        "tier0",
+        None,
+        "billing",
+        [("tier0", "passed", None, 10000, 0, 100, 0.0, 1, D1, _cached(0.001))],
+    ),
+    "k3": (
+        "gamma",
+        "succeeded",
+        "tier1",
+        None,
+        "refund_request",
+        [
+            ("tier0", "check_failed", "label", 2000, 0, 20, 0.002, 200, D1),
+            ("tier1", "passed", None, 2000, 0, 30, 0.002, 300, D1, _deferred(0.002)),
+        ],
+    ),
+    "k4": (
+        "gamma",
+        "succeeded",
+        "tier2",
+        None,
+        "shipping_delay",
+        [
+            ("tier0", "check_failed", "label", 1500, 0, 15, 0.0015, 150, D1),
+            ("tier1", "check_failed", "label", 1500, 0, 15, 0.0015, 350, D1, _deferred(0.0015)),
+            ("tier2", "passed", None, 1500, 0, 15, 0.0055, 900, D1),
+        ],
+    ),
+    "k5": (
+        "gamma",
+        "succeeded",
+        "tier1",
+        None,
+        "refund_request",
+        [
+            ("tier0", "check_failed", "label", 2000, 0, 20, 0.002, 200, D1),
+            ("tier1", "passed", None, 2000, 0, 30, 0.0, 1, D1, _cached(0.002, "pb1")),
+        ],
+    ),
+    "m1": (
+        "delta",
+        "succeeded",
+        "tier2",
+        None,
+        "a summary",
+        [
+            ("tier0", "check_failed", "length", 1000, 0, 10, 0.01, 100, D1),
+            ("tier1", "check_failed", "length", 1000, 0, 10, 0.02, 100, D1),
+            ("tier2", "passed", None, 1000, 0, 10, 0.03, 100, D1),
+        ],
+    ),
+}
+LEVER_BATCHES = {
+    "gamma": ("gamma" + "0" * 27, "ticket_classification"),
+    "delta": ("delta" + "0" * 27, "summarization"),
+}
+
+
 def fill_ledger() -> dict[str, str]:
     """Insert the ledger above into the current database; return batch name -> id."""
+    return fill(LEDGER, BATCHES)
+
+
+def fill_lever_ledger() -> dict[str, str]:
+    """Insert the cost-lever ledger into the current database; return batch name -> id."""
+    return fill(LEVER_LEDGER, LEVER_BATCHES)
+
+
+def fill(ledger: dict[str, tuple[Any, ...]], batches: dict[str, tuple[str, str]]) -> dict[str, str]:
     config = (EXAMPLES / "routing.yaml").read_text()
     with session_scope() as session:
-        for name, (batch_id, task_type) in BATCHES.items():
-            items = sum(1 for row in LEDGER.values() if row[0] == name)
+        for name, (batch_id, task_type) in batches.items():
+            items = sum(1 for row in ledger.values() if row[0] == name)
             session.add(
                 Batch(
                     id=batch_id,
@@ -119,9 +220,9 @@ def fill_ledger() -> dict[str, str]:
             )
         session.flush()
         for line_no, (key, (batch, state, tier, expected, output, attempts)) in enumerate(
-            LEDGER.items(), start=1
+            ledger.items(), start=1
         ):
-            batch_id = BATCHES[batch][0]
+            batch_id = batches[batch][0]
             item = Item(
                 batch_id=batch_id,
                 external_id=key,
@@ -140,7 +241,7 @@ def fill_ledger() -> dict[str, str]:
             )
             session.add(item)
             session.flush()
-            for number, (a_tier, outcome, why, i, c, o, cost, ms, day) in enumerate(
+            for number, (a_tier, outcome, why, i, c, o, cost, ms, day, *lever) in enumerate(
                 attempts, start=1
             ):
                 verdicts = []
@@ -174,6 +275,7 @@ def fill_ledger() -> dict[str, str]:
                         error_message="429 slow down" if outcome == "error" else None,
                         output=output,
                         created_at=day,
+                        **(lever[0] if lever else {}),
                     )
                 )
-    return {name: batch_id for name, (batch_id, _) in BATCHES.items()}
+    return {name: batch_id for name, (batch_id, _) in batches.items()}

@@ -44,6 +44,10 @@ def test_totals_funnel_and_premium_only_over_everything(ledger: dict[str, str]) 
     assert r.premium_only_cost_usd == pytest.approx(ALPHA_PREMIUM + BETA_PREMIUM)
     assert r.saving_usd == pytest.approx(ALPHA_PREMIUM + BETA_PREMIUM - ALPHA_COST - BETA_COST)
     assert r.premium_tier == "tier2"
+    # no cost lever in this ledger: all of the saving is routing's
+    assert (r.cache_hits, r.deferred_calls) == (0, 0)
+    assert r.cache_saving_usd == r.deferral_saving_usd == 0.0
+    assert r.routing_saving_usd == pytest.approx(r.saving_usd)
     assert (r.with_expected, r.correct) == (2, 1)
     assert r.simulated
     funnel = {t.tier: t for t in r.by_tier}

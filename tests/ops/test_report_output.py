@@ -67,6 +67,9 @@ def test_json_and_csv(ledger: dict[str, str]) -> None:
     assert [r["day"] for r in rows] == ["2026-11-02", "total"]
     assert rows[0]["attempts"] == "4" and float(rows[1]["cost_usd"]) == pytest.approx(0.035)
     assert rows[0]["premium_only_cost_usd"] == ""  # not defined per day
+    assert rows[1]["cache_hits"] == "0" and float(rows[1]["routing_saving_usd"]) == pytest.approx(
+        float(rows[1]["saving_usd"])
+    )
 
 
 def test_html_is_self_contained_with_charts(ledger: dict[str, str], tmp_path: Path) -> None:
@@ -81,6 +84,7 @@ def test_html_is_self_contained_with_charts(ledger: dict[str, str], tmp_path: Pa
     for words in ("Cost by tier", "Escalation funnel", "Latency per deployment", "sim-premium"):
         assert words in page
     assert "6 received: 2 resolved, 4 passed on" in page  # the tier0 funnel bar
+    assert "Where the saving came from" in page and "0 cache hits" in page
 
 
 def test_bad_report_options_exit_2(ledger: dict[str, str]) -> None:
