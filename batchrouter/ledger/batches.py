@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from batchrouter.ledger.dedup import find_leaders
 from batchrouter.ledger.models import TERMINAL_STATES, Batch, Item, ItemState
 from batchrouter.producers.readers import InputItem
 
@@ -32,8 +34,19 @@ def register_batch(
     callback_url: str | None = None,
     callback_task: str | None = None,
     budget_usd: float | None = None,
+    dedupe: bool = False,
 ) -> tuple[str, list[int]]:
-    """Insert the batch and all its items as queued on the entry tier; return their ids."""
+    """Insert the batch and all its items as queued on the entry tier; return the ids to
+    publish (in input order).
+
+    With `dedupe` (the task caches), an item whose text and fields equal an earlier item's is
+    a follower: `waiting`, `duplicate_of` its leader, not returned (never published), and
+    settled when its leader is (ledger/dedup.py).
+    """
+    if dedupe:
+        leader_of, followers = find_leaders(items)
+    else:
+        leader_of, followers = [None] * len(items), [0] * len(items)
     batch_id = new_batch_id()
     session.add(
         Batch(
@@ -60,18 +73,37 @@ def register_batch(
                 "text": item.text,
                 "expected": item.expected,
                 "fields": item.fields,
-                "state": ItemState.QUEUED.value,
+                "state": ItemState.QUEUED.value
+                if leader_of[index] is None
+                else ItemState.WAITING.value,
                 "tier": entry_tier,
                 "attempts": 0,
                 "cost_usd": 0.0,
+                "duplicates": followers[index],
             }
-            for item in items[start : start + INSERT_CHUNK]
+            for index, item in enumerate(items[start : start + INSERT_CHUNK], start)
         ]
         session.execute(insert(Item), rows)
     item_ids = list(
         session.scalars(select(Item.id).where(Item.batch_id == batch_id).order_by(Item.id))
     )
-    return batch_id, item_ids
+    links = [
+        {"d_id": item_ids[index], "d_leader": item_ids[leader]}
+        for index, leader in enumerate(leader_of)
+        if leader is not None
+    ]
+    if not links:
+        return batch_id, item_ids
+    table = cast(Table, Item.__table__)  # ids are known only now: one executemany
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("d_id"))
+        .values(duplicate_of=bindparam("d_leader")),
+        links,
+    )
+    return batch_id, [
+        item_id for item_id, leader in zip(item_ids, leader_of, strict=True) if leader is None
+    ]
 
 
 @dataclass

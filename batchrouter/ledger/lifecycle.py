@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from batchrouter.ledger.batches import find_batch
@@ -28,7 +28,8 @@ def _by_tier(rows: list[tuple[int, str]]) -> ByTier:
 
 
 def cancel_batch(session: Session, batch_ref: str) -> int:
-    """Drop the batch's queued items (running ones finish); return how many were dropped."""
+    """Drop the batch's queued items, the duplicates waiting for a leader and the items staged
+    for a provider batch (running ones finish); return how many were dropped."""
     batch = find_batch(session, batch_ref)
     now = utcnow()
     session.execute(
@@ -36,7 +37,15 @@ def cancel_batch(session: Session, batch_ref: str) -> int:
     )
     dropped = session.execute(
         update(Item)
-        .where(Item.batch_id == batch.id, Item.state == ItemState.QUEUED.value)
+        .where(
+            Item.batch_id == batch.id,
+            or_(
+                Item.state.in_([ItemState.QUEUED.value, ItemState.WAITING.value]),
+                # staged for a deferred tier, in no provider batch yet (one already sent is
+                # billed whatever happens: its results are still written when it ends)
+                and_(Item.state == ItemState.DEFERRED.value, Item.provider_batch_id.is_(None)),
+            ),
+        )
         .values(state=ItemState.CANCELLED.value, error="batch cancelled", updated_at=now)
         .returning(Item.id)
     ).all()
@@ -74,9 +83,22 @@ def resume_batch(session: Session, batch_ref: str) -> ByTier:
 
 def retry_failed(session: Session, batch_ref: str) -> ByTier:
     """Queue the batch's failed items again on the tier where they failed, with a fresh
-    attempt cap (attempt numbers continue); return them by tier, to publish."""
+    attempt cap (attempt numbers continue); return them by tier, to publish.
+
+    A failed duplicate (it shared its leader's failure) becomes an ordinary item on the task's
+    entry tier: it never ran a ladder of its own.
+    """
     batch = find_batch(session, batch_ref)
     now = utcnow()
+    failed_followers = (
+        Item.batch_id == batch.id,
+        Item.state == ItemState.FAILED.value,
+        Item.duplicate_of.is_not(None),
+    )
+    if session.execute(select(Item.id).where(*failed_followers).limit(1)).first() is not None:
+        session.execute(  # queued below with the other failed items
+            update(Item).where(*failed_followers).values(tier=_entry_tier(batch), duplicate_of=None)
+        )
     rows = session.execute(
         update(Item)
         .where(Item.batch_id == batch.id, Item.state == ItemState.FAILED.value)
@@ -96,6 +118,12 @@ def retry_failed(session: Session, batch_ref: str) -> ByTier:
             .values(done=Batch.done - len(rows), finished_at=None, state=BatchState.RUNNING.value)
         )
     return _by_tier([(i, t) for i, t in rows])
+
+
+def _entry_tier(batch: Batch) -> str:
+    from batchrouter.routing.config import parse_config
+
+    return parse_config(batch.config_yaml, batch.config_source).task_type(batch.task_type).ladder[0]
 
 
 def requeue_stale_running(session: Session, older_than_s: float) -> ByTier:

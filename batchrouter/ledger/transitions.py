@@ -15,6 +15,8 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from batchrouter.ledger.cache import CachePolicy, record_cache_writes
+from batchrouter.ledger.dedup import LeaderEnd, last_judged, settle_followers
 from batchrouter.ledger.models import (
     TERMINAL_STATES,
     Attempt,
@@ -68,6 +70,10 @@ class AttemptRecord:
     cache_hit: bool = False  # served by the response cache or by an in-batch duplicate; cost 0
     provider_batch_id: str | None = None  # a deferred call: the provider batch that made it
     saved_usd: float = 0.0  # what the cache or the batch discount saved (models.Attempt)
+    # Not attempt columns: the response-cache key of the request (ledger/cache.py), set when
+    # the task caches, and the token logprobs a passed call stores with its cache entry.
+    cache_key: str | None = None
+    token_logprobs: list[float] | None = None
 
 
 @dataclass
@@ -87,6 +93,7 @@ class ItemOutcome:
     claim_no: int = 1
     parked: bool = False  # queued again on the same tier without a message (awaits a resume)
     pause_reason: str | None = None  # pause the whole batch with this reason
+    cache: CachePolicy | None = None  # the task caches: store what passed (ledger/cache.py)
 
 
 def claim_items(
@@ -159,17 +166,43 @@ def claim_items(
 
 
 def _fail_poisoned(session: Session, item_ids: list[int], max_claims: int, now: Any) -> None:
+    error = f"claimed {max_claims} times without an outcome: its worker died each time"
     rows = session.execute(
         update(Item)
         .where(Item.id.in_(item_ids), Item.state == ItemState.RUNNING.value)
         .values(
             state=ItemState.FAILED.value,
-            error=f"claimed {max_claims} times without an outcome: its worker died each time",
+            error=error,
             updated_at=now,
         )
-        .returning(Item.batch_id)
+        .returning(
+            Item.id,
+            Item.batch_id,
+            Item.tier,
+            Item.output,
+            Item.deployment,
+            Item.model,
+            Item.duplicates,
+        )  # fmt: skip
     ).all()
-    _count_done(session, Counter(batch_id for (batch_id,) in rows), now)
+    finished = Counter(row.batch_id for row in rows)
+    leaders = [
+        LeaderEnd(
+            row.id,
+            ItemState.FAILED.value,
+            row.output,
+            row.deployment,
+            row.model,
+            row.tier,
+            error,
+            None,
+        )  # fmt: skip
+        for row in rows
+        if row.duplicates
+    ]
+    if leaders:  # its followers fail with it, without an attempt of their own
+        finished.update(settle_followers(session, leaders, now))
+    _count_done(session, finished, now)
 
 
 def record_outcomes(
@@ -186,18 +219,19 @@ def record_outcomes(
     now = utcnow()
     # FOR UPDATE holds the rows until commit, so no reconciler or later claim can change them
     # between the check and the write (SQLite has one writer at a time anyway).
-    current = {
-        (item_id, tier, claims)
-        for item_id, tier, claims in session.execute(
-            select(Item.id, Item.tier, Item.claims)
-            .where(
-                Item.id.in_([o.item_id for o in outcomes]),
-                Item.state == ItemState.RUNNING.value,
-            )
-            .order_by(Item.id)
-            .with_for_update()
+    duplicates: dict[int, int] = {}
+    current = set()
+    for item_id, tier, claims, followers in session.execute(
+        select(Item.id, Item.tier, Item.claims, Item.duplicates)
+        .where(
+            Item.id.in_([o.item_id for o in outcomes]),
+            Item.state == ItemState.RUNNING.value,
         )
-    }
+        .order_by(Item.id)
+        .with_for_update()
+    ):
+        current.add((item_id, tier, claims))
+        duplicates[item_id] = followers or 0
     written = [o for o in outcomes if (o.item_id, o.tier, o.claim_no) in current]
     if not written:
         return [], []
@@ -236,6 +270,7 @@ def record_outcomes(
     rows = [_attempt_row(o, record, now) for o in written for record in o.attempts]
     if rows:
         session.execute(insert(Attempt), rows)
+    record_cache_writes(session, written)
     for outcome in written:
         if outcome.pause_reason:
             session.execute(
@@ -244,7 +279,28 @@ def record_outcomes(
                 .values(state=BatchState.PAUSED.value, paused_reason=outcome.pause_reason)
             )
     finished = Counter(o.batch_id for o in written if o.next_state in TERMINAL_STATES)
+    # Only leaders that settled have followers to settle: other chunks pay no query.
+    leaders = [_leader_end(o) for o in written if duplicates.get(o.item_id) and _settled(o)]
+    if leaders:
+        finished.update(settle_followers(session, leaders, now))
     return written, _count_done(session, finished, now)
+
+
+def _settled(outcome: ItemOutcome) -> bool:
+    return outcome.next_state in (ItemState.SUCCEEDED.value, ItemState.FAILED.value)
+
+
+def _leader_end(outcome: ItemOutcome) -> LeaderEnd:
+    return LeaderEnd(
+        item_id=outcome.item_id,
+        state=outcome.next_state,
+        output=outcome.output,
+        deployment=outcome.deployment if outcome.output is not None else None,
+        model=outcome.model if outcome.output is not None else None,
+        tier=outcome.next_tier,
+        error=outcome.error,
+        last=last_judged(outcome.attempts),
+    )
 
 
 def _count_done(session: Session, finished: Counter[str], now: Any) -> list[str]:

@@ -35,6 +35,7 @@ class Submitted:
     items: int
     messages: int
     entry_tier: str
+    duplicates: int = 0  # items waiting for an equal item of the batch (not published)
 
 
 def submit_batch(
@@ -85,6 +86,7 @@ def submit_batch(
             callback_url=callback_url,
             callback_task=callback_task,
             budget_usd=budget_usd,
+            dedupe=task.cache,  # followers of a duplicate are not returned: never published
         )
     report("ledger", total, total)
     published = 0
@@ -103,5 +105,9 @@ def submit_batch(
         log.exception("publishing batch %s failed; the batch was removed from the ledger", batch_id)
         raise
     return Submitted(
-        batch_id=batch_id, items=len(item_ids), messages=messages, entry_tier=entry_tier
+        batch_id=batch_id,
+        items=total,
+        messages=messages,
+        entry_tier=entry_tier,
+        duplicates=total - len(item_ids),
     )

@@ -12,6 +12,7 @@ import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from batchrouter.ledger.cache import CachePolicy, request_key
 from batchrouter.ledger.models import ItemState
 from batchrouter.ledger.transitions import AttemptRecord, ClaimedItem, ItemOutcome
 from batchrouter.providers.base import get_provider
@@ -99,25 +100,13 @@ class _Run:
             prices=prices.model_dump(),
         )
         self.records.append(record)
-        request = CompletionRequest(
-            deployment=name,
-            model=deployment.model,
-            messages=self.messages,
-            max_output_tokens=deployment.max_output_tokens,
-            temperature=deployment.temperature,
-            logprobs=deployment.logprobs,
-            json_schema=self.task.output_schema if deployment.json_output else None,
-            meta=RequestMeta(
-                item_key=self.item.external_id,
-                expected=self.item.expected,
-                labels=self.task.labels,
-                attempt_no=attempt_no,
-            ),
-        )
+        request = build_request(self.task, name, deployment, self.messages, self.item, attempt_no)
+        if self.task.cache:
+            record.cache_key = request_key(self.task.cache_namespace, name, request)
         try:
             result = await get_provider(deployment.provider).complete(request, deployment)
         except ProviderError as error:
-            _fill_usage(record, error.billed_usage, prices)
+            fill_usage(record, error.billed_usage, prices)
             record.latency_ms = error.latency_ms
             record.error_class = error.error_class.value
             record.error_message = redact(error.message)
@@ -126,10 +115,12 @@ class _Run:
             record.error_class = ErrorClass.INTERNAL.value
             record.error_message = redact(f"{type(exc).__name__}: {exc}")
             return record, ProviderError(ErrorClass.INTERNAL, record.error_message)
-        _fill_usage(record, result.usage, prices, result.cost_usd_override)
+        fill_usage(record, result.usage, prices, result.cost_usd_override)
         record.latency_ms = result.latency_ms
         record.request_id = result.request_id
         record.output = result.text
+        if record.cache_key is not None:
+            record.token_logprobs = result.token_logprobs
         return record, result
 
     def parked(self, denied: Denied) -> ItemOutcome:
@@ -159,7 +150,52 @@ class _Run:
             model=record.model if record else None,
             error=error,
             claim_no=self.item.claim_no,
+            cache=cache_policy(self.task),
         )
+
+
+def cache_policy(task: TaskType) -> CachePolicy | None:
+    return CachePolicy(task.cache_namespace, task.cache_ttl_s) if task.cache else None
+
+
+def item_messages(item: ClaimedItem, task: TaskType) -> list[Message]:
+    """The messages every call for this item sends on its current round (and the messages
+    its response-cache key is computed from: one function, so the two cannot drift)."""
+    feedback = None
+    if task.show_failed_output and item.last_output is not None and item.last_error:
+        feedback = (
+            f"A previous answer was rejected ({item.last_error}). "
+            f"The rejected answer was:\n{item.last_output}"
+        )
+    fields = {key: str(value) for key, value in item.fields.items()}
+    return render_messages(task, item.text, fields, feedback)
+
+
+def build_request(
+    task: TaskType,
+    name: str,
+    deployment: Deployment,
+    messages: list[Message],
+    item: ClaimedItem,
+    attempt_no: int,
+) -> CompletionRequest:
+    """The request a call on deployment `name` sends; the cache key hashes all of it but
+    `meta`."""
+    return CompletionRequest(
+        deployment=name,
+        model=deployment.model,
+        messages=messages,
+        max_output_tokens=deployment.max_output_tokens,
+        temperature=deployment.temperature,
+        logprobs=deployment.logprobs,
+        json_schema=task.output_schema if deployment.json_output else None,
+        meta=RequestMeta(
+            item_key=item.external_id,
+            expected=item.expected,
+            labels=task.labels,
+            attempt_no=attempt_no,
+        ),
+    )
 
 
 async def run_item(
@@ -174,15 +210,8 @@ async def run_item(
     task = config.task_type(task_name)
     tier = item.tier
     rng = rng or random.Random()
-    feedback = None
-    if task.show_failed_output and item.last_output is not None and item.last_error:
-        feedback = (
-            f"A previous answer was rejected ({item.last_error}). "
-            f"The rejected answer was:\n{item.last_output}"
-        )
-    fields = {key: str(value) for key, value in item.fields.items()}
     layers = installed() if middleware is None else middleware
-    run = _Run(item, config, task, render_messages(task, item.text, fields, feedback))
+    run = _Run(item, config, task, item_messages(item, task))
     run.calls, run.middleware = item.attempts, layers
     last_error: ErrorClass | None = None
     last_message = "no deployment could take the item"
@@ -317,7 +346,7 @@ async def _collect_samples(run: _Run, spec: ConsensusCheck, first: str) -> list[
     return answers
 
 
-def _fill_usage(
+def fill_usage(
     record: AttemptRecord, usage: Usage | None, prices: Prices, override: float | None = None
 ) -> None:
     if usage is None:

@@ -27,6 +27,7 @@ from batchrouter.routing.config import RoutingConfig, parse_config
 from batchrouter.settings import get_settings
 from batchrouter.worker import loop
 from batchrouter.worker.attempt import run_item
+from batchrouter.worker.cache_hits import serve_from_cache
 from batchrouter.worker.callbacks import notify_batch_finished
 from batchrouter.worker.publish import publish_items
 
@@ -34,6 +35,7 @@ log = logging.getLogger("batchrouter.worker")
 
 _configs: dict[str, tuple[str, RoutingConfig]] = {}  # batch id -> (task type, its routing config)
 _configs_lock = threading.Lock()
+Configs = dict[str, tuple[str, RoutingConfig]]  # batch id -> (task type, routing config)
 
 
 @dataclass
@@ -53,17 +55,20 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     settings = get_settings()
     summary = ChunkSummary(tier=tier, received=len(item_ids))
 
-    def claim() -> tuple[list[ClaimedItem], dict[str, tuple[str, RoutingConfig]]]:
+    def claim() -> tuple[list[ClaimedItem], Configs, dict[int, ItemOutcome]]:
         with session_scope() as session:
             claimed = claim_items(session, item_ids, tier, token, settings.max_claims)
-            return claimed, _batch_configs(session, {item.batch_id for item in claimed})
+            batches = _batch_configs(session, {item.batch_id for item in claimed})
+            # the response cache: one SELECT for the whole chunk, in the claim's transaction
+            served = serve_from_cache(session, claimed, batches) if claimed else {}
+            return claimed, batches, served
 
-    claimed, batches = with_db_retry(claim, what="claim")
+    claimed, batches, served = with_db_retry(claim, what="claim")
     summary.claimed = len(claimed)
     if not claimed:
         return summary  # a duplicate delivery: its work is done or owned by another worker
 
-    outcomes = loop.run(_run_all(claimed, batches))
+    outcomes = loop.run(_run_all(claimed, batches, served))
 
     def record() -> tuple[list[ItemOutcome], list[str]]:
         with session_scope() as session:
@@ -108,11 +113,16 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
 
 
 async def _run_all(
-    claimed: list[ClaimedItem], batches: dict[str, tuple[str, RoutingConfig]]
+    claimed: list[ClaimedItem],
+    batches: dict[str, tuple[str, RoutingConfig]],
+    served: dict[int, ItemOutcome] | None = None,
 ) -> list[ItemOutcome]:
     slots = loop.in_flight_slots()
+    served = served or {}
 
     async def one(item: ClaimedItem) -> ItemOutcome:
+        if item.id in served:  # a cache hit wins over a call and over deferred staging
+            return served[item.id]
         task_name, config = batches[item.batch_id]
         if config.is_deferred(task_name, item.tier):
             return stage_for_provider_batch(item)

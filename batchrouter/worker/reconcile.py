@@ -3,7 +3,7 @@
 Run it at any time, from any number of hosts (`batchrouter reconcile`, or the beat task every
 minute). It re-queues items claimed by a worker that never reported (killed, host lost), and
 re-publishes queued items that no message names (Redis restarted and lost its lists, a publish
-failed after the ledger commit). Claims are compare-and-set, so a message published twice is
+failed after the ledger commit), and purges expired response-cache entries. Claims are compare-and-set, so a message published twice is
 harmless: the second finds nothing to claim.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from batchrouter.ledger.cache import purge_expired
 from batchrouter.ledger.db import session_scope, with_db_retry
 from batchrouter.ledger.lifecycle import queued_items_older_than, requeue_stale_running
 from batchrouter.ledger.models import Item, ItemState
@@ -29,6 +30,7 @@ class ReconcileResult:
     requeued_stale: int = 0  # claimed by a worker that never reported
     republished: dict[str, int] = field(default_factory=dict)  # tier -> items put back
     broker_checked: bool = False  # whether live messages could be listed
+    cache_purged: int = 0  # expired response-cache entries deleted
 
 
 def reconcile(
@@ -50,6 +52,15 @@ def reconcile(
         return stale, waiting, tiers
 
     stale, waiting, tiers = with_db_retry(repair, what="reconcile")
+
+    def purge() -> int:
+        with session_scope() as session:
+            return purge_expired(session)
+
+    try:  # housekeeping: a failure here must not stop the repair below
+        result.cache_purged = with_db_retry(purge, what="cache purge")
+    except Exception:
+        log.exception("reconcile: purging expired cache entries failed")
     result.requeued_stale = sum(len(ids) for ids in stale.values())
     live = live_item_ids(settings, tiers, unacked_max_age_s=running_timeout_s)
     result.broker_checked = live is not None
