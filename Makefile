@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo demo-deferred test lint typecheck unit bench clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/activate
 
 demo: $(VENV)/.installed
 	$(BIN)/batchrouter demo
+
+# Two nights of deferred summaries over the fake provider's batch APIs (docs/cost-levers.md).
+demo-deferred: $(VENV)/.installed
+	$(BIN)/python -m examples.nightly_summaries.deferred_demo
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from batchrouter import api, cli_budget, cli_cache, cli_lifecycle, cli_ops
+from batchrouter import api, cli_budget, cli_cache, cli_deferred, cli_lifecycle, cli_ops
 from batchrouter.cli_common import (
     EXIT_BAD_INPUT,
     EXIT_FAILED_ITEMS,
@@ -209,6 +209,7 @@ def demo(
 cli_lifecycle.register(app)
 cli_budget.register(app)
 cli_cache.register(app)
+cli_deferred.register(app)
 
 
 @app.command("fake-provider")

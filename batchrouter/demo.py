@@ -43,7 +43,7 @@ def run_demo(items: int, console: Console) -> int:
     console.print(
         f"ledger sqlite in {DEMO_HOME}/ledger.db, filesystem broker in {DEMO_HOME}/broker"
     )
-    workers = [_start_worker(tier) for tier in tiers]
+    workers = [start_worker(tier, EXAMPLES / "routing.yaml", DEMO_HOME) for tier in tiers]
     try:
         submitted = submit_batch(source, "ticket_classification", name="demo")
         console.print(f"submitted batch {submitted.batch_id}: {submitted.messages} messages")
@@ -55,7 +55,7 @@ def run_demo(items: int, console: Console) -> int:
         )
         return 0 if status.finished else 1
     finally:
-        _stop(workers)
+        stop_processes(workers)
 
 
 def _subset(path: Path, items: int) -> Path:
@@ -67,15 +67,16 @@ def _subset(path: Path, items: int) -> Path:
     return subset
 
 
-def _start_worker(tier: str) -> subprocess.Popen:
-    log = open(DEMO_HOME / f"worker-{tier}.log", "wb")  # noqa: SIM115 - lives as long as the worker
+def start_worker(tier: str, config: Path, log_dir: Path) -> subprocess.Popen:
+    """A real `batchrouter worker` process for `tier`, logging to <log_dir>/worker-<tier>.log."""
+    log = open(log_dir / f"worker-{tier}.log", "wb")  # noqa: SIM115 - lives as long as the worker
     command = [sys.executable, "-m", "batchrouter", "worker", "--tier", tier]
-    command += ["--config", str(EXAMPLES / "routing.yaml"), "--concurrency", "4"]
+    command += ["--config", str(config), "--concurrency", "4"]
     command += ["--loglevel", "WARNING"]
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
 
 
-def _stop(workers: list[subprocess.Popen]) -> None:
+def stop_processes(workers: list[subprocess.Popen]) -> None:
     for process in workers:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)

@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     visibility_timeout: int = Field(default=900, ge=1)  # seconds; longer than any task
     soft_shutdown_timeout: int = Field(default=30, ge=0)  # seconds a stopping worker finishes
     reconcile_interval: int = Field(default=60, ge=1)  # seconds between beat reconcile runs
+    # Deferred tiers: how often the beat task polls provider batches, and how long a batch
+    # whose create call may have reached the provider is left before it is looked for.
+    deferred_poll_interval: int = Field(default=30, ge=1)
+    deferred_submit_grace_s: float = Field(default=300.0, ge=0)
     max_claims: int = Field(default=5, ge=1)  # claims without an outcome before an item fails
     sim_time_scale: float = Field(default=1.0, ge=0)  # shrink sim latencies (tests, demo)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # worker /metrics (Prometheus)

@@ -62,7 +62,12 @@ def make_celery(settings: Settings) -> Celery:
                 "task": "batchrouter.reconcile",
                 "schedule": float(settings.reconcile_interval),
                 "options": {"queue": CONTROL_QUEUE},
-            }
+            },
+            "deferred-poll": {
+                "task": "batchrouter.deferred_poll",
+                "schedule": float(settings.deferred_poll_interval),
+                "options": {"queue": CONTROL_QUEUE, "expires": settings.deferred_poll_interval},
+            },
         },
     )
     return app

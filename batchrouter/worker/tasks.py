@@ -28,6 +28,14 @@ def reconcile_task(running_timeout_s: float | None = None, queued_grace_s: float
     return asdict(reconcile(running_timeout_s, queued_grace_s))
 
 
+@app.task(name="batchrouter.deferred_poll", ignore_result=True)
+def deferred_poll_task(force: bool = False) -> dict:
+    """Walk every provider batch of the deferred tiers one step (see worker/deferred/)."""
+    from batchrouter.worker.deferred.poller import poll_once
+
+    return asdict(poll_once(force=force))
+
+
 @worker_init.connect
 def _install_middleware(**_: object) -> None:
     """Deployment statistics, budgets (and the rate limiter) around every provider call of

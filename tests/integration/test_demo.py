@@ -32,3 +32,32 @@ def test_the_demo_runs_a_batch_to_the_cost_report(tmp_path: Path) -> None:
     assert (tmp_path / ".batchrouter" / "demo" / "ledger.db").is_file()
     # no server was used: the broker is a folder of message files
     assert (tmp_path / ".batchrouter" / "demo" / "broker").is_dir()
+
+
+@pytest.mark.timeout(300)
+def test_the_deferred_nightly_example_runs_two_nights_against_the_batch_apis(
+    tmp_path: Path,
+) -> None:
+    """`make demo-deferred`: night 1 through the fake server's OpenAI and Anthropic batch APIs,
+    night 2 (the same documents) from the response cache; each report splits the saving."""
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BATCHROUTER_")}
+    env["PYTHONPATH"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "examples.nightly_summaries.deferred_demo"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    nights = result.stdout.split("night 2:")
+    assert len(nights) == 2, result.stdout
+    first, second = nights
+    assert "60 succeeded" in first and "60 succeeded" in second
+    # Night 1: every document went through a provider batch; night 2 made no provider call.
+    assert "(60 cache hits)" not in first and "deferred calls" in first
+    assert "(60 cache hits)" in second and "Total cost $0.0000" in second
+    ledger = tmp_path / ".batchrouter" / "deferred-demo" / "ledger.db"
+    assert ledger.is_file()

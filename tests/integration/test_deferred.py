@@ -1,0 +1,194 @@
+"""Deferred tiers end to end: real workers stage items, the poller sends them through the fake
+server's OpenAI Batch API or Anthropic Message Batches, results come back by custom_id, are
+checked, priced at batch prices, and failures climb to the next tier."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from batchrouter.api import batch_report, submit_batch
+from batchrouter.ledger.db import session_scope
+from batchrouter.ledger.models import Attempt, Item, ProviderBatch
+from batchrouter.providers.fake_server import running_fake_server
+from batchrouter.routing.price_table import lookup_prices
+from batchrouter.worker.deferred.poller import poll_once
+from tests.integration.deferred_helpers import (
+    LABELS,
+    MODELS,
+    drive,
+    fake_config,
+    fake_stats,
+    routing_file,
+    submissions_per_item_attempt,
+    tickets,
+    wait_staged,
+)
+from tests.integration.workers import running_workers
+
+pytestmark = [pytest.mark.redis, pytest.mark.timeout(600)]
+
+
+@pytest.fixture(autouse=True)
+def _keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-deferred-key-0000")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-fake-deferred-key-0000")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def ledger_url(request: pytest.FixtureRequest, use_ledger) -> str:
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    return use_ledger(url)
+
+
+def _rows(batch_id: str) -> tuple[list[Item], list[Attempt]]:
+    with session_scope() as session:
+        items = list(session.scalars(select(Item).where(Item.batch_id == batch_id)))
+        attempts = list(
+            session.scalars(
+                select(Attempt).where(Attempt.batch_id == batch_id).order_by(Attempt.id)
+            )
+        )
+        session.expunge_all()
+    return items, attempts
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+def test_a_deferred_tier_runs_through_the_batch_api_and_escalates_failures(
+    provider: str, ledger_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    with running_fake_server(fake_config()) as url:
+        config = routing_file(tmp_path, url, provider)
+        source = tickets(tmp_path, 60)
+        with running_workers(
+            ["nightly", "premium"], database_url=ledger_url, broker_url=redis_url,
+            log_dir=tmp_path, config=config,
+        ):  # fmt: skip
+            submitted = submit_batch(source, "ticket_classification", config=config)
+            status = drive(submitted.batch_id)
+        stats = fake_stats(url)
+
+    assert status.succeeded == 60, status.by_state
+    items, attempts = _rows(submitted.batch_id)
+    deferred = [a for a in attempts if a.provider_batch_id is not None]
+    immediate = [a for a in attempts if a.provider_batch_id is None]
+    # Every item went through the batch API once; the `unsure` answers failed the label check
+    # and were escalated to the immediate premium tier.
+    assert sorted(a.item_id for a in deferred) == sorted(i.id for i in items)
+    assert {a.tier for a in deferred} == {"nightly"}
+    escalated = [a for a in deferred if a.outcome == "check_failed"]
+    assert escalated, "the fake cheap model answers `unsure` for some prompts"
+    assert sorted(a.item_id for a in immediate) == sorted(a.item_id for a in escalated)
+    assert {a.tier for a in immediate} == {"premium"}
+    assert all(i.output in LABELS for i in items)
+
+    # Batch prices: half the table's immediate prices, and the saving recorded per attempt.
+    cheap = MODELS[provider][0]
+    full, half = lookup_prices(cheap), lookup_prices(cheap, batch=True)
+    assert half.input == pytest.approx(full.input / 2)
+    for attempt in deferred:
+        assert attempt.input_tokens > 0 and attempt.output_tokens > 0
+        assert attempt.saved_usd == pytest.approx(attempt.cost_usd, rel=1e-6)
+        assert attempt.prices["input"] == pytest.approx(half.input)
+        assert not attempt.cache_hit
+
+    # Nothing was sent twice: one submission per (item, attempt number).
+    counts = submissions_per_item_attempt(stats)
+    assert set(counts.values()) == {1}
+    assert len(counts) == 60
+    with session_scope() as session:
+        pbs = list(session.scalars(select(ProviderBatch)))
+    assert {pb.state for pb in pbs} == {"ingested"}
+    assert sum(pb.request_count for pb in pbs) == 60
+
+    report = batch_report(submitted.batch_id)
+    assert report.cost_usd == pytest.approx(sum(a.cost_usd for a in attempts), rel=1e-9)
+
+
+def test_an_expired_provider_batch_keeps_its_results_and_requeues_the_rest(
+    sqlite_url: str, use_ledger, redis_url: str, tmp_path: Path
+) -> None:
+    ledger_url = use_ledger(sqlite_url)
+    with running_fake_server(fake_config(processing_s=4)) as url:
+        config = routing_file(tmp_path, url, "openai")
+        source = tickets(tmp_path, 20)
+        with running_workers(
+            ["nightly", "premium"], database_url=ledger_url, broker_url=redis_url,
+            log_dir=tmp_path, config=config,
+        ):  # fmt: skip
+            submitted = submit_batch(source, "ticket_classification", config=config)
+            first = _first_submitted(submitted.batch_id)
+            # The provider gives up on it (its 24 h window, here forced) with half processed.
+            expired = httpx.post(f"{url}/_batches/{first}/expire", params={"processed": 0.5})
+            assert expired.status_code == 200, expired.text
+            poll_once(submit_grace_s=0)  # ends and ingests it: 10 settled, 10 back to the queue
+            items, attempts = _rows(submitted.batch_id)
+            kept = {a.item_id for a in attempts if a.provider_batch_id is not None}
+            assert len(kept) == 10
+            status = drive(submitted.batch_id, timeout=120)
+        stats = fake_stats(url)
+
+    assert status.succeeded == 20, status.by_state
+    items, attempts = _rows(submitted.batch_id)
+    deferred = [a for a in attempts if a.provider_batch_id is not None]
+    # Partial results were kept: the 10 answered items were not sent again.
+    assert sorted({a.item_id for a in deferred}) == sorted(i.id for i in items)
+    assert len(deferred) == 20
+    # The answered half was sent once; only the unprocessed half was sent again (same
+    # attempt number: an expired request is not billed and records no attempt).
+    counts = submissions_per_item_attempt(stats)
+    assert {item for item, _no in counts} == {i.id for i in items}
+    assert {item for (item, _no), n in counts.items() if n == 1} == kept
+    assert {n for (item, _no), n in counts.items() if item not in kept} == {2}
+
+
+def _first_submitted(batch_id: str, timeout: float = 60) -> str:
+    """Poll until the first provider batch is submitted; return the provider's id."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        poll_once(force=True, submit_grace_s=0)
+        with session_scope() as session:
+            found = session.scalars(
+                select(ProviderBatch.provider_id).where(
+                    ProviderBatch.batch_id == batch_id, ProviderBatch.provider_id.is_not(None)
+                )
+            ).first()
+            staged = session.scalar(
+                select(Item.id).where(Item.batch_id == batch_id, Item.state != "deferred")
+            )
+        if found and staged is None:
+            return found
+        time.sleep(0.2)
+    raise AssertionError("no provider batch was submitted")
+
+
+def test_paused_batches_stay_staged_and_cancel_drops_staged_items(
+    sqlite_url: str, use_ledger, redis_url: str, tmp_path: Path
+) -> None:
+    from batchrouter.api import batch_status
+    from batchrouter.ledger.lifecycle import cancel_batch, pause_batch
+
+    ledger_url = use_ledger(sqlite_url)
+    with running_fake_server(fake_config()) as url:
+        config = routing_file(tmp_path, url, "openai", collect_s=3600)
+        with running_workers(
+            ["nightly", "premium"], database_url=ledger_url, broker_url=redis_url,
+            log_dir=tmp_path, config=config,
+        ):  # fmt: skip
+            submitted = submit_batch(tickets(tmp_path, 12), "ticket_classification", config=config)
+            wait_staged(submitted.batch_id, 12)
+            # Within collect_s nothing is sent; a paused batch is not sent even when forced.
+            assert poll_once(submit_grace_s=0).formed == 0
+            with session_scope() as session:
+                pause_batch(session, submitted.batch_id)
+            assert poll_once(force=True, submit_grace_s=0).formed == 0
+            with session_scope() as session:
+                assert cancel_batch(session, submitted.batch_id) == 12
+        assert fake_stats(url)["batches"]["custom_ids"] == {}
+    status = batch_status(submitted.batch_id)
+    assert status.finished and status.by_state == {"cancelled": 12}
