@@ -27,7 +27,12 @@ from batchrouter.ledger.models import (
     ProviderBatchState,
     utcnow,
 )
-from batchrouter.ledger.transitions import ClaimedItem, ItemOutcome, record_outcomes
+from batchrouter.ledger.transitions import (
+    ClaimedItem,
+    ItemOutcome,
+    claimed_item,
+    record_outcomes,
+)
 
 OPEN_STATES = (
     ProviderBatchState.PREPARED.value,
@@ -69,7 +74,7 @@ def staged_items(session: Session, batch_id: str, tier: str) -> list[ClaimedItem
         .order_by(Item.id)
         .with_for_update(skip_locked=True)
     ).scalars()
-    return [_claimed(item) for item in rows]
+    return [claimed_item(item) for item in rows]
 
 
 def create_provider_batch(
@@ -133,7 +138,7 @@ def items_of(session: Session, pb_id: str) -> list[ClaimedItem]:
         .where(Item.provider_batch_id == pb_id, Item.state == ItemState.DEFERRED.value)
         .order_by(Item.id)
     ).scalars()
-    return [_claimed(item) for item in rows]
+    return [claimed_item(item) for item in rows]
 
 
 def move(
@@ -216,21 +221,3 @@ def _aware(value: datetime) -> datetime:
     from datetime import UTC
 
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-
-
-def _claimed(item: Item) -> ClaimedItem:
-    return ClaimedItem(
-        id=item.id,
-        batch_id=item.batch_id,
-        external_id=item.external_id,
-        text=item.text,
-        expected=item.expected,
-        fields=dict(item.fields or {}),
-        tier=item.tier,
-        attempts=item.attempts - item.retry_base,
-        cost_usd=item.cost_usd,
-        last_output=item.output,
-        last_error=item.error,
-        claim_no=item.claims,
-        attempt_no_base=item.retry_base,
-    )

@@ -145,24 +145,42 @@ def claim_items(
     if poisoned:
         _fail_poisoned(session, poisoned, max_claims, now)
     return [
-        ClaimedItem(
-            id=row.id,
-            batch_id=row.batch_id,
-            external_id=row.external_id,
-            text=row.text,
-            expected=row.expected,
-            fields=dict(row.fields or {}),
-            tier=row.tier,
-            attempts=row.attempts - row.retry_base,
-            attempt_no_base=row.retry_base,
-            cost_usd=row.cost_usd,
-            last_output=row.output,
-            last_error=row.error,
-            claim_no=row.claims,
-        )
-        for row in sorted(claimed, key=lambda r: r.id)
-        if row.claims <= max_claims
+        claimed_item(row) for row in sorted(claimed, key=lambda r: r.id) if row.claims <= max_claims
     ]
+
+
+def claimed_item(row: Any) -> ClaimedItem:
+    """A ClaimedItem from an items row (a RETURNING row or an Item) held by a claim."""
+    return ClaimedItem(
+        id=row.id,
+        batch_id=row.batch_id,
+        external_id=row.external_id,
+        text=row.text,
+        expected=row.expected,
+        fields=dict(row.fields or {}),
+        tier=row.tier,
+        attempts=row.attempts - row.retry_base,
+        attempt_no_base=row.retry_base,
+        cost_usd=row.cost_usd,
+        last_output=row.output,
+        last_error=row.error,
+        claim_no=row.claims,
+    )
+
+
+def outcome_without_call(item: ClaimedItem, state: str, error: str | None = None) -> ItemOutcome:
+    """An outcome that records no attempt: staged for a provider batch, sent back to its
+    queue, or failed before any call. The item stays on its tier."""
+    return ItemOutcome(
+        item_id=item.id,
+        batch_id=item.batch_id,
+        tier=item.tier,
+        attempts=[],
+        next_state=state,
+        next_tier=item.tier,
+        error=error,
+        claim_no=item.claim_no,
+    )
 
 
 def _fail_poisoned(session: Session, item_ids: list[int], max_claims: int, now: Any) -> None:

@@ -21,6 +21,7 @@ from batchrouter.ledger.transitions import (
     ClaimedItem,
     ItemOutcome,
     claim_items,
+    outcome_without_call,
     record_outcomes,
 )
 from batchrouter.routing.config import RoutingConfig, parse_config
@@ -135,15 +136,7 @@ async def _run_all(
 def stage_for_provider_batch(item: ClaimedItem) -> ItemOutcome:
     """A deferred tier makes no call here: the item waits in the ledger (state `deferred`)
     until the poller puts it into a provider batch (worker/deferred/)."""
-    return ItemOutcome(
-        item_id=item.id,
-        batch_id=item.batch_id,
-        tier=item.tier,
-        attempts=[],
-        next_state=ItemState.DEFERRED.value,
-        next_tier=item.tier,
-        claim_no=item.claim_no,
-    )
+    return outcome_without_call(item, ItemState.DEFERRED.value)
 
 
 def _batch_configs(session, batch_ids: set[str]) -> dict[str, tuple[str, RoutingConfig]]:  # type: ignore[no-untyped-def]

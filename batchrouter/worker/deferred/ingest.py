@@ -5,7 +5,12 @@ judged by the task's checks exactly like an immediate call's; items without a us
 from __future__ import annotations
 
 from batchrouter.ledger.models import ItemState, ProviderBatch
-from batchrouter.ledger.transitions import AttemptRecord, ClaimedItem, ItemOutcome
+from batchrouter.ledger.transitions import (
+    AttemptRecord,
+    ClaimedItem,
+    ItemOutcome,
+    outcome_without_call,
+)
 from batchrouter.providers.batch_api import BatchResult, BatchStatus
 from batchrouter.providers.errors import redact
 from batchrouter.routing.config import RoutingConfig
@@ -79,26 +84,8 @@ def _send_back(item: ClaimedItem, reason: str) -> ItemOutcome:
     """Back on its tier's queue, no attempt recorded (nothing was billed): a worker stages it
     again and the next provider batch takes it. The claim cap ends an item that keeps
     expiring."""
-    return ItemOutcome(
-        item_id=item.id,
-        batch_id=item.batch_id,
-        tier=item.tier,
-        attempts=[],
-        next_state=ItemState.QUEUED.value,
-        next_tier=item.tier,
-        error=reason,
-        claim_no=item.claim_no,
-    )
+    return outcome_without_call(item, ItemState.QUEUED.value, reason)
 
 
 def _failed(item: ClaimedItem, reason: str) -> ItemOutcome:
-    return ItemOutcome(
-        item_id=item.id,
-        batch_id=item.batch_id,
-        tier=item.tier,
-        attempts=[],
-        next_state=ItemState.FAILED.value,
-        next_tier=item.tier,
-        error=reason[:2000],
-        claim_no=item.claim_no,
-    )
+    return outcome_without_call(item, ItemState.FAILED.value, reason[:2000])

@@ -28,6 +28,7 @@ from batchrouter.ledger import provider_batches as ledger
 from batchrouter.ledger.budgets import budget_applies, settle
 from batchrouter.ledger.db import session_scope, with_db_retry
 from batchrouter.ledger.models import ItemState, ProviderBatch, ProviderBatchState, utcnow
+from batchrouter.ledger.transitions import ClaimedItem, outcome_without_call
 from batchrouter.providers.batch_api import BatchClient, BatchStillUnknown, get_batch_client
 from batchrouter.routing.config import RoutingConfig
 from batchrouter.routing.types import ErrorClass, ProviderError
@@ -230,7 +231,7 @@ def _submit(
     return True
 
 
-def _submit_failed(pb: ProviderBatch, items: list, error: ProviderError) -> None:  # type: ignore[type-arg]
+def _submit_failed(pb: ProviderBatch, items: list[ClaimedItem], error: ProviderError) -> None:
     """The provider answered the upload or create with an error: nothing was created. A
     permanent error (the request itself is wrong) fails the items with its message; anything
     else leaves the batch `prepared` for the next poll."""
@@ -243,16 +244,8 @@ def _submit_failed(pb: ProviderBatch, items: list, error: ProviderError) -> None
         # look for it. A passing failure: the next poll sends it again.
         raise error
     with session_scope() as session:
-        from batchrouter.ledger.transitions import ItemOutcome
-
-        outcomes = [
-            ItemOutcome(
-                item_id=item.id, batch_id=item.batch_id, tier=item.tier, attempts=[],
-                next_state=ItemState.FAILED.value, next_tier=item.tier,
-                error=f"provider batch refused: {error.message}"[:2000],
-            )
-            for item in items
-        ]  # fmt: skip
+        reason = f"provider batch refused: {error.message}"[:2000]
+        outcomes = [outcome_without_call(item, ItemState.FAILED.value, reason) for item in items]
         _, finished = ledger.settle_items(session, pb.id, outcomes)
         ledger.move(
             session, pb.id, State.PREPARED.value, State.INGESTED.value, ingested_at=utcnow()
