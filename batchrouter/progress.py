@@ -29,6 +29,11 @@ def follow_batch(batch_id: str, console: Console, timeout: float | None = None) 
             detail = f"ok {status.succeeded} failed {status.failed}"
             if waiting:
                 detail += " | waiting " + " ".join(f"{t}:{n}" for t, n in sorted(waiting.items()))
+            # In the ledger, not the broker: staged or inside a provider batch (deferred tiers),
+            # and duplicates that settle with the first copy of their text.
+            for state in ("deferred", "waiting"):
+                if status.by_state.get(state):
+                    detail += f" | {state} {status.by_state[state]}"
             bar.update(task, total=status.total, completed=status.done, detail=detail)
 
         return wait_for_batch(batch_id, timeout=timeout, on_progress=show)

@@ -192,3 +192,55 @@ def test_paused_batches_stay_staged_and_cancel_drops_staged_items(
         assert fake_stats(url)["batches"]["custom_ids"] == {}
     status = batch_status(submitted.batch_id)
     assert status.finished and status.by_state == {"cancelled": 12}
+
+
+def test_escalation_may_climb_to_another_deferred_tier(
+    sqlite_url: str, use_ledger, redis_url: str, tmp_path: Path
+) -> None:
+    ledger_url = use_ledger(sqlite_url)
+    with running_fake_server(fake_config()) as url:
+        config = routing_file(tmp_path, url, "anthropic", premium_deferred=True)
+        with running_workers(
+            ["nightly", "premium"], database_url=ledger_url, broker_url=redis_url,
+            log_dir=tmp_path, config=config,
+        ):  # fmt: skip
+            submitted = submit_batch(tickets(tmp_path, 30), "ticket_classification", config=config)
+            status = drive(submitted.batch_id)
+    assert status.succeeded == 30, status.by_state
+    _items, attempts = _rows(submitted.batch_id)
+    premium = [a for a in attempts if a.tier == "premium"]
+    assert premium, "some cheap answers failed the label check"
+    # The second rung went through its own provider batch, at batch prices, too.
+    assert all(a.provider_batch_id is not None for a in attempts)
+    with session_scope() as session:
+        tiers = {pb.tier for pb in session.scalars(select(ProviderBatch))}
+    assert tiers == {"nightly", "premium"}
+
+
+def test_a_provider_batch_cancelled_at_the_provider_sends_its_items_back(
+    sqlite_url: str, use_ledger, redis_url: str, tmp_path: Path
+) -> None:
+    ledger_url = use_ledger(sqlite_url)
+    with running_fake_server(fake_config(processing_s=8)) as url:
+        config = routing_file(tmp_path, url, "openai")
+        with running_workers(
+            ["nightly", "premium"], database_url=ledger_url, broker_url=redis_url,
+            log_dir=tmp_path, config=config,
+        ):  # fmt: skip
+            submitted = submit_batch(tickets(tmp_path, 10), "ticket_classification", config=config)
+            first = _first_submitted(submitted.batch_id)
+            # Someone cancels it in the provider's console before it ran.
+            cancelled = httpx.post(
+                f"{url}/v1/batches/{first}/cancel",
+                headers={"authorization": "Bearer sk-fake-deferred-key-0000"},
+            )
+            assert cancelled.status_code == 200, cancelled.text
+            status = drive(submitted.batch_id, timeout=120)
+        stats = fake_stats(url)
+    assert status.succeeded == 10, status.by_state
+    with session_scope() as session:
+        pbs = {pb.provider_id: pb for pb in session.scalars(select(ProviderBatch))}
+    assert pbs[first].provider_status == "cancelled" and pbs[first].state == "ingested"
+    assert len(pbs) == 2, "the items went back to their queue and into a new provider batch"
+    counts = submissions_per_item_attempt(stats)
+    assert len(counts) == 10 and set(counts.values()) == {2}
