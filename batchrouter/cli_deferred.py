@@ -26,7 +26,12 @@ def poll(
         bool, typer.Option("--now", help="send staged items now instead of after collect_s")
     ] = False,
     wait: Annotated[
-        bool, typer.Option("--wait", help="keep polling until no provider batch is open")
+        bool,
+        typer.Option(
+            "--wait",
+            help="keep polling until no provider batch is open, no item is staged, and every "
+            "batch that used a deferred tier has finished",
+        ),
     ] = False,
     every: Annotated[float, typer.Option(help="seconds between polls with --wait", min=0.1)] = 30,
     grace: Annotated[
@@ -44,12 +49,14 @@ def poll(
             f"deferred: {summary.formed} formed, {summary.submitted} submitted, "
             f"{summary.ended} ended, {summary.ingested} ingested"
             + (f" ({settled})" if settled else "")
-            + f"; {summary.open} open, {summary.staged} items staged",
+            + f"; {summary.open} open, {summary.staged} items staged, "
+            + f"{summary.unfinished} batches using deferred tiers unfinished",
             soft_wrap=True,
         )
         for problem in summary.errors:
             errors.print(f"  provider error: {problem}", markup=False, soft_wrap=True)
-        if not wait or (summary.open == 0 and summary.staged == 0):
+        idle = summary.open == 0 and summary.staged == 0 and summary.unfinished == 0
+        if not wait or idle:
             return
         time.sleep(every)
 

@@ -207,6 +207,24 @@ def settle_items(
     return record_outcomes(session, keep)
 
 
+def unfinished_deferred_batches(session: Session) -> int:
+    """Running batches that have used a deferred tier and are not finished: their items may
+    still come back to a deferred tier (sent back, or escalated to another deferred rung)."""
+    uses_deferred = select(ProviderBatch.batch_id).distinct()
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(Batch)
+            .where(
+                Batch.finished_at.is_(None),
+                Batch.state == BatchState.RUNNING.value,
+                Batch.id.in_(uses_deferred),
+            )
+        )
+        or 0
+    )
+
+
 def batch_is_live(session: Session, batch_id: str) -> bool:
     state = session.scalar(select(Batch.state).where(Batch.id == batch_id))
     return state == BatchState.RUNNING.value

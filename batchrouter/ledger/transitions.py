@@ -184,7 +184,12 @@ def outcome_without_call(item: ClaimedItem, state: str, error: str | None = None
 
 
 def _fail_poisoned(session: Session, item_ids: list[int], max_claims: int, now: Any) -> None:
-    error = f"claimed {max_claims} times without an outcome: its worker died each time"
+    # Each claim ended without a settled outcome: its worker died, or (deferred tiers) its
+    # provider batches expired or were cancelled before answering it.
+    error = (
+        f"claimed {max_claims} times without an outcome (its worker died, or its provider "
+        "batch expired, each time)"
+    )
     rows = session.execute(
         update(Item)
         .where(Item.id.in_(item_ids), Item.state == ItemState.RUNNING.value)

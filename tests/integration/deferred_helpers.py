@@ -45,7 +45,13 @@ def fake_config(processing_s: float = 0.3, expire_fraction: float = 0.0) -> Fake
 
 
 def routing_file(
-    folder: Path, url: str, provider: str, *, premium_deferred: bool = False, collect_s: float = 0
+    folder: Path,
+    url: str,
+    provider: str,
+    *,
+    premium_deferred: bool = False,
+    collect_s: float = 0,
+    max_requests: int = 50_000,
 ) -> Path:
     cheap, premium = MODELS[provider]
     base = f"{url}/v1" if provider == "openai" else url
@@ -68,7 +74,7 @@ tiers:
   - name: nightly
     deployments: [cheap]
     deferred: true
-    batch: {{collect_s: {collect_s}}}
+    batch: {{collect_s: {collect_s}, max_requests: {max_requests}}}
   - name: premium
     deployments: [premium]
     deferred: {str(premium_deferred).lower()}

@@ -244,3 +244,76 @@ def test_a_provider_batch_cancelled_at_the_provider_sends_its_items_back(
     assert len(pbs) == 2, "the items went back to their queue and into a new provider batch"
     counts = submissions_per_item_attempt(stats)
     assert len(counts) == 10 and set(counts.values()) == {2}
+
+
+def test_beat_task_polls_and_provider_batches_respect_the_request_limit(
+    sqlite_url: str, use_ledger, redis_url: str, tmp_path: Path
+) -> None:
+    """The beat task (sent to the control queue, run by a worker) does the polling; 25 staged
+    items with max_requests 10 become provider batches of 10, 10 and 5."""
+    import time
+
+    from batchrouter.api import batch_status
+    from batchrouter.worker.app import app
+    from batchrouter.worker.publish import CONTROL_QUEUE
+
+    ledger_url = use_ledger(sqlite_url)
+    with running_fake_server(fake_config(processing_s=0.2)) as url:
+        config = routing_file(tmp_path, url, "openai", max_requests=10)
+        with running_workers(
+            ["nightly", "premium"], database_url=ledger_url, broker_url=redis_url,
+            log_dir=tmp_path, config=config,
+            extra_env={"BATCHROUTER_DEFERRED_SUBMIT_GRACE_S": "0"},
+        ):  # fmt: skip
+            submitted = submit_batch(tickets(tmp_path, 25), "ticket_classification", config=config)
+            wait_staged(submitted.batch_id, 25)
+            deadline = time.monotonic() + 120
+            while not batch_status(submitted.batch_id).finished:
+                assert time.monotonic() < deadline, batch_status(submitted.batch_id).by_state
+                app.send_task("batchrouter.deferred_poll", kwargs={"force": True},
+                              queue=CONTROL_QUEUE)  # fmt: skip
+                time.sleep(0.5)
+    assert batch_status(submitted.batch_id).succeeded == 25
+    with session_scope() as session:
+        sizes = sorted(
+            pb.request_count
+            for pb in session.scalars(select(ProviderBatch).where(ProviderBatch.tier == "nightly"))
+        )
+    assert sizes == [5, 10, 10]
+
+
+def test_the_deferred_poll_command_runs_a_batch_to_the_end(
+    sqlite_url: str, use_ledger, redis_url: str, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    ledger_url = use_ledger(sqlite_url)
+    with running_fake_server(fake_config()) as url:
+        config = routing_file(tmp_path, url, "anthropic")
+        with running_workers(
+            ["nightly", "premium"], database_url=ledger_url, broker_url=redis_url,
+            log_dir=tmp_path, config=config,
+        ):  # fmt: skip
+            submitted = submit_batch(tickets(tmp_path, 15), "ticket_classification", config=config)
+            wait_staged(submitted.batch_id, 15)
+            polled = subprocess.run(
+                [sys.executable, "-m", "batchrouter", "deferred", "poll", "--now", "--wait",
+                 "--every", "0.5", "--grace", "0"],
+                env={**os.environ, "BATCHROUTER_DATABASE_URL": ledger_url},
+                capture_output=True, text=True, timeout=180,
+            )  # fmt: skip
+            assert polled.returncode == 0, polled.stderr
+            from batchrouter.api import batch_status
+
+            status = batch_status(submitted.batch_id)  # --wait returned: the batch is over
+        shown = subprocess.run(
+            [sys.executable, "-m", "batchrouter", "deferred", "status"],
+            env={**os.environ, "BATCHROUTER_DATABASE_URL": ledger_url},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert status.succeeded == 15
+    assert "ingested" in polled.stderr and "0 open, 0 items staged, 0 batches" in polled.stderr
+    assert shown.returncode == 0 and "ingested" in shown.stdout
+    assert "sk-ant-fake-deferred-key" not in polled.stderr + shown.stdout

@@ -55,6 +55,7 @@ class PollSummary:
     sent_back: int = 0  # items of expired or cancelled provider batches, back on their queue
     open: int = 0  # provider batches still waiting on the provider after this poll
     staged: int = 0  # items staged and not yet in a provider batch
+    unfinished: int = 0  # running batches that used a deferred tier and have not finished
     errors: list[str] = field(default_factory=list)
 
 
@@ -77,6 +78,7 @@ def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> Po
     with session_scope() as session:
         summary.open = len(ledger.open_provider_batches(session))
         summary.staged = sum(group.count for group in ledger.staged_groups(session))
+        summary.unfinished = ledger.unfinished_deferred_batches(session)
     if summary.formed or summary.submitted or summary.ingested or summary.errors:
         log.info(
             "deferred poll: %d formed, %d submitted, %d ended, %d ingested %s, %d sent back, "
