@@ -19,7 +19,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from celery.signals import task_failure, task_postrun, worker_init, worker_ready
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -28,6 +28,7 @@ from batchrouter.settings import get_settings
 log = logging.getLogger("batchrouter.metrics")
 
 ATTEMPT_TASK = "batchrouter.attempt"
+DEFERRED_POLL_TASK = "batchrouter.deferred_poll"
 # kombu's Redis transport emulates priorities with sub-lists "<queue>\x06\x16<step>".
 PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)  # step 0 is the queue's own list
@@ -67,6 +68,20 @@ CHUNKS = Counter(
     ["tier", "result"],
 )
 
+PROVIDER_BATCHES = Counter(
+    "batchrouter_provider_batches",
+    "Provider batches of deferred tiers, by step (formed, submitted, ended, ingested)",
+    ["event"],
+)
+DEFERRED_STAGED = Gauge(
+    "batchrouter_deferred_staged_items",
+    "Items staged for a provider batch and not yet in one (as of this process's last poll)",
+)
+DEFERRED_OPEN = Gauge(
+    "batchrouter_provider_batches_open",
+    "Provider batches not yet ingested (as of this process's last poll)",
+)
+
 _queues: set[str] = set()  # tier queues to measure: the routing file's and the worker's own
 _lock = threading.Lock()
 
@@ -79,7 +94,24 @@ def record_chunk(summary: dict[str, Any]) -> None:
         ITEMS.labels(tier, state).inc(count)
     for to_tier, count in (summary.get("escalated_to") or {}).items():
         ESCALATIONS.labels(tier, to_tier).inc(count)
-    for call in summary.get("calls") or []:
+    _count_calls(summary.get("calls") or [])
+
+
+def record_poll(summary: dict[str, Any]) -> None:
+    """Count one deferred poll (a PollSummary as a dict): provider-batch steps, the calls it
+    ingested and the items they settled; the staged and open gauges take its view."""
+    for event in ("formed", "submitted", "ended", "ingested"):
+        PROVIDER_BATCHES.labels(event).inc(summary.get(event) or 0)
+    for tier, states in (summary.get("items_by_tier") or {}).items():
+        for state, count in states.items():
+            ITEMS.labels(tier, state).inc(count)
+    _count_calls(summary.get("calls") or [])
+    DEFERRED_STAGED.set(summary.get("staged") or 0)
+    DEFERRED_OPEN.set(summary.get("open") or 0)
+
+
+def _count_calls(calls: list[dict[str, Any]]) -> None:
+    for call in calls:
         call_tier, deployment, model = call["tier"], call["deployment"], call["model"]
         ATTEMPTS.labels(call_tier, deployment, model, call["outcome"]).inc()
         COST.labels(call_tier, model).inc(call.get("cost_usd") or 0.0)
@@ -177,12 +209,13 @@ def _on_worker_ready(sender: Any = None, **_: Any) -> None:
 def _on_task_postrun(
     task: Any = None, retval: Any = None, state: str | None = None, **_: Any
 ) -> None:
-    if (
-        getattr(task, "name", None) == ATTEMPT_TASK
-        and state == "SUCCESS"
-        and isinstance(retval, dict)
-    ):
+    if state != "SUCCESS" or not isinstance(retval, dict):
+        return
+    name = getattr(task, "name", None)
+    if name == ATTEMPT_TASK:
         record_chunk(retval)
+    elif name == DEFERRED_POLL_TASK:
+        record_poll(retval)
 
 
 @task_failure.connect

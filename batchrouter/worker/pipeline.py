@@ -18,6 +18,7 @@ from sqlalchemy import select
 from batchrouter.ledger.db import session_scope, with_db_retry
 from batchrouter.ledger.models import Batch, ItemState
 from batchrouter.ledger.transitions import (
+    AttemptRecord,
     ClaimedItem,
     ItemOutcome,
     claim_items,
@@ -83,20 +84,7 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
         summary.by_state[outcome.next_state] = summary.by_state.get(outcome.next_state, 0) + 1
         if outcome.next_state == ItemState.QUEUED.value and not outcome.parked:
             escalations[outcome.next_tier].append(outcome.item_id)
-        summary.calls.extend(
-            {
-                "tier": a.tier,
-                "deployment": a.deployment,
-                "model": a.model,
-                "outcome": a.outcome,
-                "error_class": a.error_class,
-                "cost_usd": a.cost_usd,
-                "latency_ms": a.latency_ms,
-                "input_tokens": a.input_tokens,
-                "output_tokens": a.output_tokens,
-            }
-            for a in outcome.attempts
-        )
+        summary.calls.extend(call_facts(a) for a in outcome.attempts)
     for next_tier, ids in escalations.items():
         publish_items(ids, next_tier, settings.chunk_size)
         summary.escalated_to[next_tier] = len(ids)
@@ -131,6 +119,21 @@ async def _run_all(
             return await run_item(item, config, task_name)
 
     return list(await asyncio.gather(*(one(item) for item in claimed)))
+
+
+def call_facts(record: AttemptRecord) -> dict:
+    """What metrics and logs need of one recorded call, never item text."""
+    return {
+        "tier": record.tier,
+        "deployment": record.deployment,
+        "model": record.model,
+        "outcome": record.outcome,
+        "error_class": record.error_class,
+        "cost_usd": record.cost_usd,
+        "latency_ms": record.latency_ms,
+        "input_tokens": record.input_tokens,
+        "output_tokens": record.output_tokens,
+    }
 
 
 def stage_for_provider_batch(item: ClaimedItem) -> ItemOutcome:

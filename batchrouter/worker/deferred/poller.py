@@ -37,7 +37,7 @@ from batchrouter.worker import loop
 from batchrouter.worker.callbacks import notify_batch_finished
 from batchrouter.worker.deferred.ingest import outcomes_from_results
 from batchrouter.worker.deferred.requests import batch_request, deferred_deployment
-from batchrouter.worker.pipeline import _batch_configs
+from batchrouter.worker.pipeline import _batch_configs, call_facts
 from batchrouter.worker.publish import publish_items
 
 log = logging.getLogger("batchrouter.deferred")
@@ -57,6 +57,9 @@ class PollSummary:
     staged: int = 0  # items staged and not yet in a provider batch
     unfinished: int = 0  # running batches that used a deferred tier and have not finished
     errors: list[str] = field(default_factory=list)
+    # for metrics (worker/metrics.py): the ingested calls, and items settled by tier and state
+    calls: list[dict] = field(default_factory=list)
+    items_by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> PollSummary:
@@ -287,8 +290,11 @@ def _ingest(
     written, finished = with_db_retry(write, what="ingest")
     summary.ingested += 1
     requeue: dict[str, list[int]] = defaultdict(list)
+    by_state = summary.items_by_tier.setdefault(pb.tier, {})
     for outcome in written:
         summary.settled[outcome.next_state] = summary.settled.get(outcome.next_state, 0) + 1
+        by_state[outcome.next_state] = by_state.get(outcome.next_state, 0) + 1
+        summary.calls.extend(call_facts(a) for a in outcome.attempts)
         if outcome.next_state == ItemState.QUEUED.value and not outcome.parked:
             requeue[outcome.next_tier].append(outcome.item_id)
             if outcome.next_tier == pb.tier and not outcome.attempts:
