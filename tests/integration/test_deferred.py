@@ -204,12 +204,17 @@ def test_escalation_may_climb_to_another_deferred_tier(
             ["nightly", "premium"], database_url=ledger_url, broker_url=redis_url,
             log_dir=tmp_path, config=config,
         ):  # fmt: skip
-            submitted = submit_batch(tickets(tmp_path, 30), "ticket_classification", config=config)
+            submitted = submit_batch(
+                tickets(tmp_path, 30), "ticket_classification", config=config, budget_usd=5.0
+            )
             status = drive(submitted.batch_id)
     assert status.succeeded == 30, status.by_state
+    # Deferred calls are charged to the batch's budget when their results are ingested.
+    assert status.spent_usd > 0 and status.reserved_usd == 0
     _items, attempts = _rows(submitted.batch_id)
     premium = [a for a in attempts if a.tier == "premium"]
     assert premium, "some cheap answers failed the label check"
+    assert status.spent_usd == pytest.approx(sum(a.cost_usd for a in attempts), rel=1e-9)
     # The second rung went through its own provider batch, at batch prices, too.
     assert all(a.provider_batch_id is not None for a in attempts)
     with session_scope() as session:
