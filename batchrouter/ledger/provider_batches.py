@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -182,29 +182,9 @@ def settle_items(
 
     Idempotent: only items still `deferred` in this provider batch are written, so ingesting
     the same results twice (a poller killed after its commit, before marking the batch
-    ingested) writes nothing the second time. The items pass through `running` inside this
-    transaction because record_outcomes only settles items a claim holds.
+    ingested) writes nothing the second time.
     """
-    if not outcomes:
-        return [], []
-    ids = [outcome.item_id for outcome in outcomes]
-    held = session.execute(
-        update(Item)
-        .where(
-            Item.id.in_(ids),
-            Item.provider_batch_id == pb_id,
-            Item.state == ItemState.DEFERRED.value,
-        )
-        .values(state=ItemState.RUNNING.value)
-        .returning(Item.id, Item.claims, Item.tier)
-    ).all()
-    current = {row.id: (row.claims, row.tier) for row in held}
-    keep = []
-    for outcome in outcomes:
-        if outcome.item_id in current:
-            outcome.claim_no, outcome.tier = current[outcome.item_id]
-            keep.append(outcome)
-    return record_outcomes(session, keep)
+    return record_outcomes(session, outcomes, provider_batch_id=pb_id)
 
 
 def unfinished_deferred_batches(session: Session) -> int:
@@ -236,6 +216,4 @@ def stale_cutoff(seconds: float) -> datetime:
 
 def _aware(value: datetime) -> datetime:
     """SQLite gives naive datetimes back; the ledger writes UTC."""
-    from datetime import UTC
-
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

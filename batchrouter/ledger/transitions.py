@@ -229,9 +229,12 @@ def _fail_poisoned(session: Session, item_ids: list[int], max_claims: int, now: 
 
 
 def record_outcomes(
-    session: Session, outcomes: Sequence[ItemOutcome]
+    session: Session, outcomes: Sequence[ItemOutcome], *, provider_batch_id: str | None = None
 ) -> tuple[list[ItemOutcome], list[str]]:
     """Write each outcome whose claim is still current; return them and the batches finished.
+
+    The items are held by a worker's claim (`running`), or, with `provider_batch_id`, by that
+    provider batch (`deferred`): the poller ingests its results through this same write.
 
     A chunk is written in three statements, not two per item (round trips dominated the
     worker's time): lock the chunk's rows and keep the outcomes whose claim is still current,
@@ -246,10 +249,7 @@ def record_outcomes(
     current = set()
     for item_id, tier, claims, followers in session.execute(
         select(Item.id, Item.tier, Item.claims, Item.duplicates)
-        .where(
-            Item.id.in_([o.item_id for o in outcomes]),
-            Item.state == ItemState.RUNNING.value,
-        )
+        .where(Item.id.in_([o.item_id for o in outcomes]), *_held(provider_batch_id))
         .order_by(Item.id)
         .with_for_update()
     ):
@@ -307,6 +307,12 @@ def record_outcomes(
     if leaders:
         finished.update(settle_followers(session, leaders, now))
     return written, _count_done(session, finished, now)
+
+
+def _held(provider_batch_id: str | None) -> list[Any]:
+    if provider_batch_id is None:
+        return [Item.state == ItemState.RUNNING.value]
+    return [Item.state == ItemState.DEFERRED.value, Item.provider_batch_id == provider_batch_id]
 
 
 def _settled(outcome: ItemOutcome) -> bool:

@@ -60,7 +60,7 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     def claim() -> tuple[list[ClaimedItem], Configs, dict[int, ItemOutcome]]:
         with session_scope() as session:
             claimed = claim_items(session, item_ids, tier, token, settings.max_claims)
-            batches = _batch_configs(session, {item.batch_id for item in claimed})
+            batches = batch_configs(session, {item.batch_id for item in claimed})
             # the response cache: one SELECT for the whole chunk, in the claim's transaction
             served = serve_from_cache(session, claimed, batches) if claimed else {}
             return claimed, batches, served
@@ -142,7 +142,7 @@ def stage_for_provider_batch(item: ClaimedItem) -> ItemOutcome:
     return outcome_without_call(item, ItemState.DEFERRED.value)
 
 
-def _batch_configs(session, batch_ids: set[str]) -> dict[str, tuple[str, RoutingConfig]]:  # type: ignore[no-untyped-def]
+def batch_configs(session, batch_ids: set[str]) -> dict[str, tuple[str, RoutingConfig]]:  # type: ignore[no-untyped-def]
     """Each batch runs under the routing file it was submitted with (kept in the ledger)."""
     missing = [batch_id for batch_id in batch_ids if batch_id not in _configs]
     if missing:

@@ -14,6 +14,7 @@ from batchrouter.ledger.transitions import (
 from batchrouter.providers.batch_api import BatchResult, BatchStatus
 from batchrouter.providers.errors import redact
 from batchrouter.routing.config import RoutingConfig
+from batchrouter.routing.prices import Prices
 from batchrouter.routing.types import CompletionResult, ProviderError
 from batchrouter.worker.attempt import judge_deferred_result
 from batchrouter.worker.cache_hits import item_cache_key
@@ -57,7 +58,13 @@ async def outcomes_from_results(
     return outcomes
 
 
-def _record(pb, item, outcome, immediate, batch) -> AttemptRecord:  # type: ignore[no-untyped-def]
+def _record(
+    pb: ProviderBatch,
+    item: ClaimedItem,
+    outcome: CompletionResult | ProviderError,
+    immediate: Prices,
+    batch: Prices,
+) -> AttemptRecord:
     record = AttemptRecord(
         attempt_no=attempt_no(item),
         tier=item.tier,
@@ -73,7 +80,7 @@ def _record(pb, item, outcome, immediate, batch) -> AttemptRecord:  # type: igno
         record.output = outcome.text
         record.request_id = outcome.request_id
         record.token_logprobs = outcome.token_logprobs
-    elif isinstance(outcome, ProviderError):
+    else:
         price_deferred_call(record, outcome.billed_usage, immediate, batch)
         record.error_class = outcome.error_class.value
         record.error_message = redact(outcome.message)

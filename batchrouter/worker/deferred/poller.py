@@ -29,7 +29,12 @@ from batchrouter.ledger.budgets import budget_applies, settle
 from batchrouter.ledger.db import session_scope, with_db_retry
 from batchrouter.ledger.models import ItemState, ProviderBatch, ProviderBatchState, utcnow
 from batchrouter.ledger.transitions import ClaimedItem, outcome_without_call
-from batchrouter.providers.batch_api import BatchClient, BatchStillUnknown, get_batch_client
+from batchrouter.providers.batch_api import (
+    BatchClient,
+    BatchStatus,
+    BatchStillUnknown,
+    get_batch_client,
+)
 from batchrouter.routing.config import RoutingConfig
 from batchrouter.routing.types import ErrorClass, ProviderError
 from batchrouter.settings import get_settings
@@ -37,7 +42,7 @@ from batchrouter.worker import loop
 from batchrouter.worker.callbacks import notify_batch_finished
 from batchrouter.worker.deferred.ingest import outcomes_from_results
 from batchrouter.worker.deferred.requests import batch_request, deferred_deployment
-from batchrouter.worker.pipeline import _batch_configs, call_facts
+from batchrouter.worker.pipeline import batch_configs, call_facts
 from batchrouter.worker.publish import publish_items
 
 log = logging.getLogger("batchrouter.deferred")
@@ -93,17 +98,13 @@ def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> Po
     return summary
 
 
-def _configs(session, batch_ids: set[str]) -> dict[str, tuple[str, RoutingConfig]]:  # type: ignore[no-untyped-def]
-    return _batch_configs(session, batch_ids)
-
-
 def _form(summary: PollSummary, force: bool) -> None:
     """Staged items become provider batches once the oldest has waited `collect_s` (or a
     batch's worth is staged), split by the tier's request and byte limits."""
     now = utcnow()
     with session_scope() as session:
         groups = ledger.staged_groups(session)
-        configs = _configs(session, {group.batch_id for group in groups})
+        configs = batch_configs(session, {group.batch_id for group in groups})
     for group in groups:
         task_name, config = configs[group.batch_id]
         options = config.tier(group.tier).batch
@@ -117,43 +118,45 @@ def _form(summary: PollSummary, force: bool) -> None:
             if not ledger.batch_is_live(session, group.batch_id):
                 continue  # paused: its items stay staged until it is resumed
             items = ledger.staged_items(session, group.batch_id, group.tier)
-            chunk: list[int] = []
-            size = 0
-            for item in items:
-                # The marker is not chosen yet; a placeholder of the same length sizes the line.
-                line = client.encode(
-                    batch_request("0" * 32, item, config, task_name, name), deployment
-                )
-                full = len(chunk) >= options.max_requests or size + len(line) > options.max_bytes
-                if chunk and full:
-                    _create(
-                        session, group, name, deployment.provider, deployment.model, chunk, size
+            # The marker is not chosen yet; a placeholder of the same length sizes each line.
+            sizes = [
+                len(
+                    client.encode(
+                        batch_request("0" * 32, item, config, task_name, name), deployment
                     )
-                    summary.formed += 1
-                    chunk, size = [], 0
-                chunk.append(item.id)
-                size += len(line)
-            if chunk:
-                _create(session, group, name, deployment.provider, deployment.model, chunk, size)
+                )
+                for item in items
+            ]
+            for ids, size in _split(items, sizes, options.max_requests, options.max_bytes):
+                ledger.create_provider_batch(
+                    session, batch_id=group.batch_id, tier=group.tier, deployment=name,
+                    provider=deployment.provider, model=deployment.model, item_ids=ids,
+                    request_bytes=size,
+                )  # fmt: skip
                 summary.formed += 1
 
 
-def _create(session, group, deployment, provider, model, ids, size) -> None:  # type: ignore[no-untyped-def]
-    ledger.create_provider_batch(
-        session,
-        batch_id=group.batch_id,
-        tier=group.tier,
-        deployment=deployment,
-        provider=provider,
-        model=model,
-        item_ids=ids,
-        request_bytes=size,
-    )
+def _split(
+    items: list[ClaimedItem], sizes: list[int], max_requests: int, max_bytes: int
+) -> list[tuple[list[int], int]]:
+    """Consecutive runs of items within both limits: (item ids, their bytes)."""
+    runs: list[tuple[list[int], int]] = []
+    ids: list[int] = []
+    total = 0
+    for item, size in zip(items, sizes, strict=True):
+        if ids and (len(ids) >= max_requests or total + size > max_bytes):
+            runs.append((ids, total))
+            ids, total = [], 0
+        ids.append(item.id)
+        total += size
+    if ids:
+        runs.append((ids, total))
+    return runs
 
 
 def _advance(pb: ProviderBatch, summary: PollSummary, grace: float) -> None:
     with session_scope() as session:
-        task_name, config = _configs(session, {pb.batch_id})[pb.batch_id]
+        task_name, config = batch_configs(session, {pb.batch_id})[pb.batch_id]
     deployment = config.deployments[pb.deployment]
     client = get_batch_client(pb.provider)
     if pb.state in (State.PREPARED.value, State.SUBMITTING.value):
@@ -173,8 +176,8 @@ def _advance(pb: ProviderBatch, summary: PollSummary, grace: float) -> None:
         if not ended:
             return
         summary.ended += 1
-        pb.state = State.ENDED.value
-    if pb.state == State.ENDED.value:
+        _ingest(pb, client, config, task_name, summary, status)
+    elif pb.state == State.ENDED.value:  # ended by an earlier poll that stopped before ingesting
         _ingest(pb, client, config, task_name, summary)
 
 
@@ -265,9 +268,11 @@ def _ingest(
     config: RoutingConfig,
     task_name: str,
     summary: PollSummary,
+    status: BatchStatus | None = None,
 ) -> None:
     deployment = config.deployments[pb.deployment]
-    status = loop.run(client.status(deployment, pb.provider_id or ""))
+    if status is None:
+        status = loop.run(client.status(deployment, pb.provider_id or ""))
     results = loop.run(client.results(deployment, status)) if not status.failed_reason else []
     with session_scope() as session:
         items = ledger.items_of(session, pb.id)
