@@ -24,12 +24,17 @@ demo: $(VENV)/.installed
 demo-deferred: $(VENV)/.installed
 	$(BIN)/python -m examples.nightly_summaries.deferred_demo
 
+# The distribution's top-level packages (docs/architecture.md), and everything else with code.
+PACKAGES := batchrouter producers worker routing ledger providers
+
+# ruff, then the layers (import-linter contracts in pyproject.toml: a broken one names the chain).
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check batchrouter tests examples bench
+	$(BIN)/ruff format --check $(PACKAGES) tests examples bench
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed-dev
-	$(BIN)/mypy batchrouter
+	$(BIN)/mypy $(PACKAGES)
 
 # The whole suite: lint, types, unit tests, and integration tests against the real Redis and
 # PostgreSQL (set CI=true to make an unreachable service fail the run instead of skipping).

@@ -6,14 +6,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from batchrouter.ledger.batches import BatchStatus
-from batchrouter.ledger.batches import batch_status as _batch_status
-from batchrouter.ledger.db import session_scope
-from batchrouter.ledger.lifecycle import FailedItem
-from batchrouter.ledger.lifecycle import failed_items as _failed_items
-from batchrouter.ledger.report import BatchReport, build_report
-from batchrouter.ledger.results import write_results_jsonl
-from batchrouter.producers.submit import Submitted, submit_batch
+from ledger.batches import BatchStatus
+from ledger.batches import batch_status as _batch_status
+from ledger.db import session_scope
+from ledger.lifecycle import FailedItem
+from ledger.lifecycle import failed_items as _failed_items
+from ledger.report import BatchReport, build_report
+from ledger.results import write_results_jsonl
+from producers.submit import Submitted, submit_batch
 
 
 def batch_status(batch: str) -> BatchStatus:

@@ -28,15 +28,15 @@ def run_demo(items: int, console: Console) -> int:
     shutil.rmtree(DEMO_HOME, ignore_errors=True)
     DEMO_HOME.mkdir(parents=True)
     os.environ["BATCHROUTER_HOME"] = str(DEMO_HOME)
-    from batchrouter.settings import get_settings
+    from routing.settings import get_settings
 
     get_settings.cache_clear()
 
     source = _subset(EXAMPLES / "tickets.jsonl", items)
     from batchrouter.api import batch_report, submit_batch
-    from batchrouter.progress import follow_batch
-    from batchrouter.render import print_report
-    from batchrouter.routing.config import load_config
+    from batchrouter.reports.progress import follow_batch
+    from batchrouter.reports.terminal import print_report
+    from routing.config import load_config
 
     tiers = [tier.name for tier in load_config(EXAMPLES / "routing.yaml").tiers]
     console.print(f"[bold]batchrouter demo[/]: {items} tickets, tiers {', '.join(tiers)}")

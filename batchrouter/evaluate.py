@@ -1,7 +1,7 @@
 """Evaluate a cascade against every single model, over recorded outcomes and gold answers.
 
 The real pipeline minus the queue: each item goes through the worker's own inner loop
-(`batchrouter.worker.attempt.run_item`: same prompts, same checks, same escalation policy) tier
+(`worker.attempt.run_item`: same prompts, same checks, same escalation policy) tier
 after tier, exactly as the workers would move it, with the deployments usually served by the
 `replay` provider. No database and no broker: items are in-memory `ClaimedItem`s and items run
 concurrently on one event loop, in chunks.
@@ -15,8 +15,6 @@ a percentage of the most expensive single model's, and the escalation rate of ea
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import random
 import time
 from collections.abc import Sequence
@@ -24,12 +22,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from batchrouter.ledger.models import ItemState
-from batchrouter.ledger.transitions import ClaimedItem
-from batchrouter.producers.readers import InputItem, read_items
-from batchrouter.routing.checks import normalize_label
-from batchrouter.routing.config import RoutingConfig, Tier
-from batchrouter.worker.attempt import run_item
+from ledger.models import ItemState
+from ledger.outcomes import ClaimedItem
+from producers.readers import read_items
+from routing.checks import normalize_label
+from routing.config import RoutingConfig, Tier
+from routing.types import InputItem
+from worker.attempt import run_item
 
 MISSING_PREFIX = "no recorded outcome"
 SINGLE_TIER = "single"
@@ -270,8 +269,8 @@ def check_runnable(config: RoutingConfig, task_name: str) -> None:
         config.task_type(task_name)
     except KeyError as exc:
         raise EvaluationError(str(exc.args[0])) from None
-    from batchrouter.providers.replay import load_table
-    from batchrouter.routing.replay_table import ReplayTableError
+    from providers.replay import load_table
+    from routing.replay_table import ReplayTableError
 
     for name, deployment in config.deployments.items():
         try:
@@ -357,110 +356,9 @@ def evaluate_files(
 
     Raises ConfigError, InputError or EvaluationError with a message naming what is wrong.
     """
-    from batchrouter.routing.config import load_config
+    from routing.config import load_config
 
     config_path = Path(config_path)
     config = resolve_replay_files(load_config(config_path), config_path.resolve().parent)
     items = read_items(items_path)
     return evaluate(config, task_name, items, baselines=baselines, chunk_size=chunk_size)
-
-
-# ---------------------------------------------------------------- rendering
-
-HEADERS = [
-    "strategy",
-    "models",
-    "accuracy",
-    "% of ref. accuracy",
-    "total cost",
-    "cost / item",
-    "% of ref. cost",
-    "escalated per tier",
-]
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}%"
-
-
-def _usd(value: float) -> str:
-    if value == 0:
-        return "$0"
-    if abs(value) >= 100:
-        return f"${value:,.2f}"
-    if abs(value) >= 0.01:
-        return f"${value:,.4f}"
-    digits = 2 - math.floor(math.log10(abs(value)))  # three significant figures, no exponent
-    return f"${value:.{digits}f}"
-
-
-def table_rows(evaluation: Evaluation) -> list[list[str]]:
-    lines = []
-    for row in evaluation.rows:
-        name = row.name + (" (ref.)" if row.name == evaluation.reference else "")
-        escalation = (
-            " / ".join(f"{t.tier} {100 * t.rate:.1f}%" for t in row.tiers[:-1])
-            if len(row.tiers) > 1
-            else "-"
-        )
-        lines.append(
-            [
-                name,
-                " > ".join(row.models),
-                _pct(None if row.accuracy is None else 100 * row.accuracy),
-                _pct(row.accuracy_pct_of_reference),
-                _usd(row.cost_usd),
-                _usd(row.cost_per_item),
-                _pct(row.cost_pct_of_reference),
-                escalation,
-            ]
-        )
-    return lines
-
-
-def notes(evaluation: Evaluation) -> list[str]:
-    notes = []
-    for row in evaluation.rows:
-        if row.missing_outcomes:
-            notes.append(
-                f"{row.name}: {row.missing_outcomes} items met a call with no recorded outcome "
-                "(they count as failed)"
-            )
-    return notes
-
-
-def render_markdown(evaluation: Evaluation) -> str:
-    reference = (
-        f"; reference (most expensive single model): `{evaluation.reference}`"
-        if evaluation.reference
-        else ""
-    )
-    out = [
-        f"Task type `{evaluation.task_type}`, {evaluation.items} items{reference}.",
-        "",
-        "| " + " | ".join(HEADERS) + " |",
-        "| " + " | ".join(["---"] + ["---"] + ["---:"] * 5 + ["---"]) + " |",
-    ]
-    out += ["| " + " | ".join(line) + " |" for line in table_rows(evaluation)]
-    out += [""] + [f"- {note}" for note in notes(evaluation)]
-    return "\n".join(out).rstrip() + "\n"
-
-
-def render_json(evaluation: Evaluation) -> str:
-    return json.dumps(evaluation.as_dict(), indent=2)
-
-
-def render_table(evaluation: Evaluation) -> Any:
-    """A rich Table (the CLI prints it, with any notes after it)."""
-    from rich.table import Table
-
-    table = Table(
-        title=f"{evaluation.task_type}: {evaluation.items} items, cascade vs single models",
-        caption=f"ref. = most expensive single model ({evaluation.reference}); "
-        f"evaluated in {evaluation.elapsed_s:.1f} s",
-    )
-    for index, header in enumerate(HEADERS):
-        table.add_column(header, justify="left" if index in (0, 1, 7) else "right")
-    for line in table_rows(evaluation):
-        table.add_row(*line, style="bold" if line[0] == "cascade" else None)
-    return table

@@ -1,1 +1,1 @@
-"""Benchmarks for design.md's targets; each prints its figure next to the bar and a baseline."""
+"""Benchmarks for the targets P1-P6 (docs/benchmarks.md); each prints its figure next to the bar and a baseline."""

@@ -74,7 +74,7 @@ def postgres_database(prefix: str = "batchrouter_bench") -> Iterator[str]:
     """A fresh PostgreSQL database with the ledger schema; dropped afterwards."""
     from sqlalchemy import create_engine, text
 
-    from batchrouter.ledger.db import upgrade_schema
+    from ledger.db import upgrade_schema
 
     name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
@@ -85,7 +85,7 @@ def postgres_database(prefix: str = "batchrouter_bench") -> Iterator[str]:
         upgrade_schema(url)
         yield url
     finally:
-        from batchrouter.ledger import db
+        from ledger import db
 
         for key, engine in list(db._engines.items()):
             if key[0] == url:
@@ -188,12 +188,12 @@ def stop(processes: list[subprocess.Popen], timeout: float = 20) -> None:
 
 def start_fake_server(config: dict, log: Path) -> tuple[subprocess.Popen, str]:
     """The fake provider in a process of its own (it must not share a GIL with the workers)."""
-    from batchrouter.providers.fake_server import free_port
+    from providers.fake_server import free_port
 
     port = free_port()
     config_path = log.with_suffix(".json")
     config_path.write_text(json.dumps(config))
-    command = [sys.executable, "-m", "batchrouter.providers.fake_server", "--port", str(port)]
+    command = [sys.executable, "-m", "providers.fake_server", "--port", str(port)]
     command += ["--config", str(config_path)]
     process = subprocess.Popen(
         command, stdout=log.open("wb"), stderr=subprocess.STDOUT, env=bench_env()
@@ -252,8 +252,8 @@ def done_counter(batch_id: str, database_url: str):  # type: ignore[no-untyped-d
 def rescue(database_url: str) -> None:
     """Others' fault tests restart Redis on this machine, emptying its queues: put the ledger's
     waiting items back on their queues (the reconciler's job; bench workers run no beat)."""
-    from batchrouter.settings import get_settings
-    from batchrouter.worker.reconcile import reconcile
+    from routing.settings import get_settings
+    from worker.reconcile import reconcile
 
     os.environ["BATCHROUTER_DATABASE_URL"] = database_url
     get_settings.cache_clear()

@@ -53,8 +53,8 @@ def fake_batch(
 ) -> FakeRun:
     import psutil
 
-    from batchrouter.producers.submit import submit_batch
-    from batchrouter.settings import get_settings
+    from producers.submit import submit_batch
+    from routing.settings import get_settings
 
     server_config = {
         "latency": {"ms": latency_ms},

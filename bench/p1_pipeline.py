@@ -79,8 +79,8 @@ def _rate(done, total: int, timeout: float, on_stall=None) -> float:  # type: ig
 
 
 def pipeline_rate(count: int, tmp: Path, *, workers: int = 2, **env: str) -> tuple[float, str]:
-    from batchrouter.producers.submit import submit_batch
-    from batchrouter.settings import get_settings
+    from producers.submit import submit_batch
+    from routing.settings import get_settings
 
     routing = write_routing(
         tmp / "p1.yaml",

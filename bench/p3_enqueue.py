@@ -19,7 +19,7 @@ BAR, GOAL = 5.0, 10.0
 
 
 def plain_apply_async_rate(count: int) -> float:
-    from batchrouter.worker.tasks import attempt
+    from worker.tasks import attempt
 
     flush_redis()
     began = time.perf_counter()
@@ -31,8 +31,8 @@ def plain_apply_async_rate(count: int) -> float:
 
 
 def run(quick: bool = False) -> Result:
-    from batchrouter.producers.submit import submit_batch
-    from batchrouter.settings import get_settings
+    from producers.submit import submit_batch
+    from routing.settings import get_settings
 
     items = 5_000 if quick else 100_000
     baseline_n = 1_000 if quick else 10_000

@@ -23,10 +23,10 @@ from pathlib import Path
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
-from batchrouter.ledger.db import make_engine, upgrade_schema
-from batchrouter.ledger.models import Attempt, Item
-from batchrouter.ledger.report import run_report
-from batchrouter.ledger.report_queries import ReportFilter
+from ledger.db import make_engine, upgrade_schema
+from ledger.models import Attempt, Item
+from ledger.report import run_report
+from ledger.report_queries import ReportFilter
 
 BAR_S, GOAL_S = 5.0, 1.0
 ADMIN_URL = os.environ.get(

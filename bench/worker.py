@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import os
 
-from batchrouter.worker import middleware
+from worker import middleware, stack
 
 
 def main() -> None:
     skip = {name for name in os.environ.get("BATCHROUTER_BENCH_SKIP_MIDDLEWARE", "").split(",")}
-    full = middleware.default_middleware
+    full = stack.default_middleware
 
     def reduced() -> list[middleware.Middleware]:
         return [layer for layer in full() if type(layer).__name__ not in skip]
 
-    middleware.default_middleware = reduced  # type: ignore[assignment]
+    stack.default_middleware = reduced  # type: ignore[assignment]
     from batchrouter.cli import main as cli_main
 
     cli_main()

@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 from batchrouter.api import submit_batch, wait_for_batch
-from batchrouter.ledger.db import session_scope
-from batchrouter.ledger.results import iter_results
-from batchrouter.producers.readers import InputError
-from batchrouter.routing.config import ConfigError
+from ledger.db import session_scope
+from ledger.results import iter_results
+from producers.readers import InputError
+from routing.config import ConfigError
 
 
 def label_rows(

@@ -73,7 +73,7 @@ def postgres_url() -> Iterator[str]:
         connection.execute(text(f'CREATE DATABASE "{name}"'))
     url = TEST_POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     yield url
-    from batchrouter.ledger import db
+    from ledger import db
 
     for key, engine in list(db._engines.items()):
         if key[0] == url:
@@ -92,13 +92,13 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 def use_ledger(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
     """Point this process's settings at a ledger URL (and a private home folder)."""
-    from batchrouter.settings import get_settings
+    from routing.settings import get_settings
 
     def use(url: str) -> str:
         monkeypatch.setenv("BATCHROUTER_DATABASE_URL", url)
         monkeypatch.setenv("BATCHROUTER_HOME", str(tmp_path / "home"))
         get_settings.cache_clear()
-        from batchrouter.ledger.db import upgrade_schema
+        from ledger.db import upgrade_schema
 
         upgrade_schema(url)
         return url

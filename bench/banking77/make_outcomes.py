@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.banking77.make_outcomes [--out DIR] [--doc docs/evaluation-banking77.md]
 
-Reads the BANKING77 test split (3,080 banking queries, 77 intents) from shared/data/banking77
+Reads the BANKING77 test split (3,080 banking queries, 77 intents) from a local copy (the folder named by BANKING77_DIR, holding test.csv)
 (or $BANKING77_DIR) in place, never copying it. It then *simulates* what ten priced models would
 have answered, writes that as a replay table with a routing file and a gold file into DIR
 (default .batchrouter/bench/banking77, not committed), runs `batchrouter evaluate` on it (the
@@ -178,10 +178,10 @@ def routing_yaml(labels: list[str], table: str) -> str:
 
 def generate(out: Path, directory: Path) -> tuple[Path, Path]:
     """Write outcomes.jsonl, gold.jsonl and routing.yaml into `out`; return (routing, gold)."""
-    from batchrouter.routing.config import parse_config
-    from batchrouter.routing.prompts import render_messages
-    from batchrouter.routing.replay_table import write_replay_rows
-    from batchrouter.routing.tokens import count_message_tokens, count_text_tokens
+    from routing.config import parse_config
+    from routing.prompts import render_messages
+    from routing.replay_table import write_replay_rows
+    from routing.tokens import count_message_tokens, count_text_tokens
 
     rows, labels = load_dataset(directory)
     near = similar_intents(labels)
@@ -226,12 +226,12 @@ def write_doc(doc: Path, out: Path, tables: dict[str, str], seconds: float, item
 
 **The model outcomes on this page are simulated, not recorded from real models.** The queries
 and gold intents are real (the BANKING77 test split: {items:,} customer queries, 77 intents,
-CC BY 4.0, read in place from `shared/data/banking77`); what each model answered was generated
+CC BY 4.0, read from a local copy of the data set named by `BANKING77_DIR`); what each model answered was generated
 by `bench/banking77/make_outcomes.py` from a price and a skill per model. The page shows what
 the evaluation machinery reports, and how a cascade with format checks behaves when errors
 are correlated across models; it says nothing about any real model's accuracy on BANKING77.
 To evaluate real models, record their answers (a batch run, then
-`python -m batchrouter.ledger.replay_export`) and run the same command on that table
+`python -m ledger.replay_export`) and run the same command on that table
 (see [replay-and-evaluation.md](replay-and-evaluation.md)).
 
 ## Reproduce
@@ -304,7 +304,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (directory / "test.csv").is_file():
         print(f"error: BANKING77 not found in {directory} (set BANKING77_DIR)", file=sys.stderr)
         return 2
-    from batchrouter.evaluate import evaluate_files, render_markdown
+    from batchrouter.evaluate import evaluate_files
+    from batchrouter.reports.evaluation import render_markdown
 
     routing, gold = generate(args.out, directory)
     started = time.perf_counter()

@@ -40,8 +40,8 @@ def main() -> int:
     os.environ.setdefault("ANTHROPIC_API_KEY", "sk-ant-demo-not-a-real-key")
 
     from batchrouter.demo import start_worker, stop_processes
-    from batchrouter.providers.fake_server import free_port
-    from batchrouter.routing.config import load_config
+    from providers.fake_server import free_port
+    from routing.config import load_config
 
     port = free_port()
     routing = HOME / "deferred.yaml"
@@ -59,8 +59,8 @@ def main() -> int:
 
 def _night(night: int, routing: Path, console: Console) -> bool:
     from batchrouter.api import batch_report, batch_status, submit_batch
-    from batchrouter.render import print_report
-    from batchrouter.worker.deferred.poller import poll_once
+    from batchrouter.reports.terminal import print_report
+    from worker.deferred.poller import poll_once
 
     submitted = submit_batch(
         EXAMPLES / "documents.jsonl", "summarization", config=routing,

@@ -23,8 +23,8 @@ from celery import Celery
 from celery.schedules import crontab
 
 from batchrouter.api import submit_batch
-from batchrouter.settings import get_settings
 from examples.nightly_summaries.collect import collect_folder
+from routing.settings import get_settings
 
 DOCS = Path(os.environ.get("NIGHTLY_DOCS", "/data/docs"))  # the folder to summarize
 

@@ -35,7 +35,7 @@ def test_results_render_and_merge_into_the_doc(tmp_path, monkeypatch) -> None:
 def test_bulk_publish_pipelines_chunks_and_reports_progress(redis_url: str) -> None:
     import redis
 
-    from batchrouter.worker.publish import publish_items
+    from worker.publish import publish_items
 
     seen: list[int] = []
     messages = publish_items(list(range(1, 104)), "tier0", 10, pipeline=3, progress=seen.append)

@@ -13,11 +13,11 @@ import pytest
 from sqlalchemy import func, select
 
 from batchrouter.api import submit_batch
-from batchrouter.ledger.db import session_scope
-from batchrouter.ledger.models import Attempt, ProviderBatch
-from batchrouter.providers.fake_server import running_fake_server
+from ledger.db import session_scope
+from ledger.models import Attempt, ProviderBatch
+from providers.fake_server import running_fake_server
 from tests.conftest import ROOT
-from tests.integration.deferred_helpers import (
+from tests.helpers.deferred import (
     drive,
     fake_config,
     fake_stats,
@@ -26,7 +26,7 @@ from tests.integration.deferred_helpers import (
     tickets,
     wait_staged,
 )
-from tests.integration.workers import running_workers
+from tests.helpers.workers import running_workers
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(600)]
 ITEMS = 30
@@ -40,7 +40,7 @@ def _keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _crash_poller(point: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "tests.faults.deferred_crash_child", point],
+        [sys.executable, "-m", "tests.helpers.deferred_crash_child", point],
         cwd=ROOT, env=os.environ.copy(), capture_output=True, timeout=120,
     )  # fmt: skip
 

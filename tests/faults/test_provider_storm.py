@@ -18,9 +18,9 @@ import yaml
 from sqlalchemy import select
 
 from batchrouter.api import batch_report, submit_batch, wait_for_batch
-from batchrouter.ledger.db import session_scope
-from batchrouter.ledger.models import Attempt, Batch, Item
-from batchrouter.providers.fake_server import (
+from ledger.db import session_scope
+from ledger.models import Attempt, Batch, Item
+from providers.fake_server import (
     AnswerConfig,
     ErrorsConfig,
     FakeServerConfig,
@@ -28,9 +28,9 @@ from batchrouter.providers.fake_server import (
     running_fake_server,
 )
 from tests.conftest import EXAMPLES
-from tests.faults.helpers import assert_nothing_lost_or_charged_twice
-from tests.integration.workers import running_flower, running_workers
-from tests.ops.helpers import free_port
+from tests.helpers.faults import assert_nothing_lost_or_charged_twice
+from tests.helpers.net import free_port
+from tests.helpers.workers import running_flower, running_workers
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(600)]
 KEY = "sk-test-Fj3kQ9zVbW7pL2mN8xR4tY6u"  # fake, but shaped like a real key

@@ -12,13 +12,13 @@ import pytest
 
 from batchrouter.api import batch_status, submit_batch, wait_for_batch
 from tests.conftest import EXAMPLES
-from tests.faults.helpers import (
+from tests.helpers.faults import (
     assert_nothing_lost_or_charged_twice,
     many_tickets,
     reconciler_running,
     wait_until,
 )
-from tests.integration.workers import running_workers
+from tests.helpers.workers import running_workers
 
 pytestmark = [pytest.mark.redis, pytest.mark.postgres, pytest.mark.timeout(600)]
 LADDER = ["tier0", "tier1", "tier2"]

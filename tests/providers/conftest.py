@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from batchrouter.providers.fake_server import FakeServerConfig, running_fake_server
+from providers.fake_server import FakeServerConfig, running_fake_server
 
 
 @pytest.fixture(scope="session")

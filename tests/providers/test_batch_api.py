@@ -12,8 +12,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from batchrouter.providers import http
-from batchrouter.providers.batch_api import (
+from providers import http
+from providers.batch_api import (
     BatchClient,
     BatchRequest,
     BatchResult,
@@ -23,15 +23,15 @@ from batchrouter.providers.batch_api import (
     custom_id_for,
     get_batch_client,
 )
-from batchrouter.providers.fake_server import (
+from providers.fake_server import (
     AnswerConfig,
     BatchConfig,
     ErrorsConfig,
     FakeServerConfig,
     running_fake_server,
 )
-from batchrouter.routing.deployments import Deployment
-from batchrouter.routing.types import (
+from routing.deployments import Deployment
+from routing.types import (
     CompletionRequest,
     CompletionResult,
     ErrorClass,

@@ -14,7 +14,7 @@ import anthropic
 import openai
 import pytest
 
-from batchrouter.providers.fake_server import (
+from providers.fake_server import (
     AnswerConfig,
     BatchConfig,
     FakeServerConfig,

@@ -1,4 +1,4 @@
-"""Every error class, driven through the real fake server on loopback, ends where design.md's
+"""Every error class, driven through the real fake server on loopback, ends where docs/architecture.md's
 table says: the adapter raises ProviderError with the right class, retry hint and billing."""
 
 from __future__ import annotations
@@ -8,17 +8,17 @@ from typing import Any
 
 import pytest
 
-from batchrouter.providers.anthropic import AnthropicProvider
-from batchrouter.providers.fake_server import (
+from providers.anthropic import AnthropicProvider
+from providers.fake_server import (
     ErrorsConfig,
     FakeServerConfig,
     LimitsConfig,
     running_fake_server,
 )
-from batchrouter.providers.gemini import GeminiProvider
-from batchrouter.providers.openai_compat import OpenAICompatProvider
-from batchrouter.routing.deployments import Deployment, Timeouts
-from batchrouter.routing.types import (
+from providers.gemini import GeminiProvider
+from providers.openai_compat import OpenAICompatProvider
+from routing.deployments import Deployment, Timeouts
+from routing.types import (
     CompletionRequest,
     CompletionResult,
     ErrorClass,
@@ -121,7 +121,7 @@ def test_hang_past_read_timeout_is_transient_and_estimated(fake_url: str, provid
 
 
 def test_connection_refused_is_transient_and_not_billed() -> None:
-    from batchrouter.providers.fake_server import free_port
+    from providers.fake_server import free_port
 
     url = f"http://127.0.0.1:{free_port()}"
     error = _fail(url, "openai", timeouts=Timeouts(connect=1.0))

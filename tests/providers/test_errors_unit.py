@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from batchrouter.providers.errors import (
+from providers.errors import (
     backoff_delay,
     classify_status,
     error_message,
@@ -15,7 +15,7 @@ from batchrouter.providers.errors import (
     parse_retry_after,
     redact,
 )
-from batchrouter.routing.types import ErrorClass as E
+from routing.types import ErrorClass as E
 
 OPENAI_RATE = {
     "error": {

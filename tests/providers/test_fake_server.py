@@ -11,7 +11,7 @@ import httpx
 import pydantic
 import pytest
 
-from batchrouter.providers.fake_server import (
+from providers.fake_server import (
     AnswerConfig,
     ErrorsConfig,
     FakeServerConfig,
@@ -19,7 +19,7 @@ from batchrouter.providers.fake_server import (
     load_fake_config,
     running_fake_server,
 )
-from batchrouter.providers.fake_server.limits import go_duration
+from providers.fake_server.limits import go_duration
 
 YAML = """
 latency: {distribution: lognormal, ms: 5, spread: 0.3}
@@ -52,7 +52,7 @@ def test_command_line_server(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "batchrouter.providers.fake_server",
+            "providers.fake_server",
             "--port",
             str(port),
             "--config",

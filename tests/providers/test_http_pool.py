@@ -12,11 +12,11 @@ import warnings
 import httpx
 import pytest
 
-from batchrouter.providers import http
-from batchrouter.providers.fake_server import FakeServerConfig, LatencyConfig, running_fake_server
-from batchrouter.providers.openai_compat import OpenAICompatProvider
-from batchrouter.routing.deployments import Deployment, Timeouts
-from batchrouter.routing.types import CompletionRequest, Message
+from providers import http
+from providers.fake_server import FakeServerConfig, LatencyConfig, running_fake_server
+from providers.openai_compat import OpenAICompatProvider
+from routing.deployments import Deployment, Timeouts
+from routing.types import CompletionRequest, Message
 
 
 def _request(i: int = 0) -> CompletionRequest:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from batchrouter.routing import price_table as pt
-from batchrouter.routing.config import parse_config
-from batchrouter.routing.prices import Prices, cost_usd
-from batchrouter.routing.types import Usage
+from routing import price_table as pt
+from routing.config import parse_config
+from routing.prices import Prices, cost_usd
+from routing.types import Usage
 
 
 def _raw() -> dict:
-    text = (Path(pt.__file__).parent.parent / "data" / "prices.json").read_text()
+    text = (Path(pt.__file__).parent / "data" / "prices.json").read_text()
     return json.loads(text)
 
 

@@ -11,14 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
-from batchrouter.providers import http
-from batchrouter.providers.anthropic import AnthropicProvider
-from batchrouter.providers.gemini import GeminiProvider
-from batchrouter.providers.openai_compat import OpenAICompatProvider
-from batchrouter.routing.deployments import Deployment
-from batchrouter.routing.price_table import lookup_prices
-from batchrouter.routing.prices import cost_usd
-from batchrouter.routing.types import (
+from providers import http
+from providers.anthropic import AnthropicProvider
+from providers.gemini import GeminiProvider
+from providers.openai_compat import OpenAICompatProvider
+from routing.deployments import Deployment
+from routing.price_table import lookup_prices
+from routing.prices import cost_usd
+from routing.types import (
     CompletionRequest,
     CompletionResult,
     ErrorClass,
@@ -28,7 +28,7 @@ from batchrouter.routing.types import (
 
 KEY = "sk-test-SECRET-0123456789abcdef"
 
-# OpenAI Chat Completions, docs/provider-notes.md section 1 (prompt caching guide figures).
+# OpenAI Chat Completions (the prompt caching guide's figures).
 OPENAI_CACHED = {
     "id": "chatcmpl-abc123",
     "object": "chat.completion",

@@ -9,7 +9,7 @@ import anthropic
 import openai
 import pytest
 
-from batchrouter.providers.fake_server import (
+from providers.fake_server import (
     AnswerConfig,
     FakeServerConfig,
     LimitsConfig,

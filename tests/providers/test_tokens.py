@@ -8,8 +8,8 @@ import textwrap
 
 import pytest
 
-from batchrouter.routing import tokens
-from batchrouter.routing.types import Message
+from routing import tokens
+from routing.types import Message
 
 # The OpenAI cookbook's "How to count tokens with tiktoken" example and its published counts.
 COOKBOOK = [
@@ -97,7 +97,7 @@ def test_no_network_ever() -> None:
         socket.socket.connect = refuse
         socket.create_connection = refuse
         socket.getaddrinfo = refuse
-        from batchrouter.routing import tokens
+        from routing import tokens
         import tiktoken
         assert tokens.count_text_tokens("Hello, world!", "gpt-4o") == 4
         assert tokens.count_text_tokens("Hello, world!", "gpt-3.5-turbo") == 4

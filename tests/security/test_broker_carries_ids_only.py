@@ -16,7 +16,7 @@ import redis
 
 from batchrouter.api import submit_batch, wait_for_batch
 from tests.conftest import EXAMPLES
-from tests.integration.workers import running_workers
+from tests.helpers.workers import running_workers
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(300)]
 MARKER = "Zebra-Quartz-7731"  # appears in every item text and nowhere else

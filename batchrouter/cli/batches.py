@@ -1,0 +1,123 @@
+"""`batchrouter submit` and `batchrouter status`: put a batch in, watch it come out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from batchrouter import api
+from batchrouter.cli import lifecycle
+from batchrouter.cli.common import EXIT_FAILED_ITEMS, console, errors, fail
+from ledger.batches import UnknownBatch
+from producers.readers import InputError
+from routing.config import ConfigError
+
+
+def submit(
+    file: Annotated[Path, typer.Argument(help="JSONL or CSV, one item per line/row")],
+    task_type: Annotated[str, typer.Option("--type", "-t", help="task type in the routing file")],
+    config: Annotated[
+        Path | None, typer.Option(help="routing file (default $BATCHROUTER_CONFIG)")
+    ] = None,
+    name: Annotated[str | None, typer.Option(help="a name to find the batch by")] = None,
+    project: Annotated[str | None, typer.Option(help="project tag for reports")] = None,
+    budget: Annotated[
+        float | None,
+        typer.Option("--budget", help="USD this batch may spend; it pauses there", min=0),
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="show progress until the batch ends")
+    ] = False,
+    on_done_url: Annotated[
+        str | None, typer.Option(help="POST a JSON notice here when the batch ends")
+    ] = None,
+    on_done_task: Annotated[
+        str | None, typer.Option(help="Celery task to send when the batch ends")
+    ] = None,
+) -> None:
+    """Register FILE as a batch and enqueue its items on the entry tier; print the batch id."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+    # One bar per stage (read and check, ledger insert, publish), on stderr; rich draws
+    # nothing when stderr is not a terminal.
+    with Progress(
+        TextColumn("{task.description:<8}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=errors,
+        transient=True,
+    ) as bar:
+        bars: dict[str, TaskID] = {}
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = bar.add_task(stage, total=total)
+            bar.update(bars[stage], completed=done)
+
+        try:
+            submitted = api.submit_batch(
+                file,
+                task_type,
+                config=config,
+                name=name,
+                project=project,
+                budget_usd=budget,
+                callback_url=on_done_url,
+                callback_task=on_done_task,
+                progress=progress,
+            )
+        except (InputError, ConfigError) as exc:
+            raise fail(str(exc)) from None
+    errors.print(
+        f"submitted {submitted.items} items in {submitted.messages} messages "
+        f"to tier {submitted.entry_tier}"
+    )
+    print(submitted.batch_id, flush=True)
+    if wait:
+        from batchrouter.reports.progress import follow_batch
+
+        status = follow_batch(submitted.batch_id, console=errors)
+        if status.failed:
+            raise typer.Exit(EXIT_FAILED_ITEMS)
+
+
+def status(
+    batch: Annotated[str, typer.Argument(help="batch id, id prefix or name")],
+    format: Annotated[str, typer.Option("--format", help="table or json")] = "table",
+    failed: Annotated[
+        bool, typer.Option("--failed", help="list failed items with reason and last output")
+    ] = False,
+) -> None:
+    """Items of a batch by state and by tier (or, with --failed, the dead-letter list)."""
+    try:
+        current = api.batch_status(batch)
+        dead = api.failed_items(batch) if failed else []
+    except UnknownBatch as exc:
+        raise fail(str(exc.args[0])) from None
+    if format == "json":
+        shown = [asdict(item) for item in dead] if failed else current.as_dict()
+        print(json.dumps(shown, indent=2))
+        return
+    if failed:
+        console.print(lifecycle.failed_table(current.batch_id, dead))
+        return
+    from batchrouter.reports.terminal import status_table, usd
+
+    console.print(status_table(current))
+    if current.state != "running":
+        reason = f": {current.paused_reason}" if current.paused_reason else ""
+        console.print(f"batch is {current.state}{reason}")
+    limit = "unlimited" if current.budget_usd is None else usd(current.budget_usd)
+    console.print(
+        f"budget {limit}, spent {usd(current.spent_usd)}, "
+        f"reserved {usd(max(current.reserved_usd, 0.0))}"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(submit)
+    app.command()(status)

@@ -1,0 +1,279 @@
+"""Terminal rendering of status and reports with rich, and a report's CSV rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ledger.batches import BatchStatus
+from ledger.report import BatchReport, GroupLine, Report
+
+
+def status_table(status: BatchStatus) -> Table:
+    states = ["queued", "running", "succeeded", "failed"]
+    # Shown only when a batch has them: duplicates waiting for their leader (response cache),
+    # items handed to a provider batch API, and items a cancel dropped.
+    states += [s for s in ("waiting", "deferred", "cancelled") if status.by_state.get(s)]
+    table = Table(
+        title=f"batch {status.batch_id} ({status.task_type}): {status.done}/{status.total} done"
+        + (" - finished" if status.finished else "")
+    )
+    table.add_column("tier")
+    for state in states:
+        table.add_column(state, justify="right")
+    tiers = sorted({tier for tier, _ in status.by_tier_state})
+    for tier in tiers:
+        table.add_row(tier, *(str(status.by_tier_state.get((tier, s), 0)) for s in states))
+    table.add_row("all", *(str(status.by_state.get(s, 0)) for s in states), style="bold")
+    return table
+
+
+def usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    sign, size = ("-" if value < 0 else ""), abs(value)
+    if size >= 100:
+        return f"{sign}${size:,.2f}"
+    if size >= 0.01 or size == 0:
+        return f"{sign}${size:,.4f}"
+    # Per-item and per-call costs are fractions of a cent: keep three significant figures.
+    decimals = min(12, 2 - math.floor(math.log10(size)))
+    return f"{sign}${size:.{decimals}f}"
+
+
+def _table(title: str, columns: list[str], left: int = 1) -> Table:
+    """A table whose first `left` columns are labels and the rest right-aligned figures."""
+    table = Table(title=title)
+    for index, column in enumerate(columns):
+        if index < left:
+            table.add_column(column, justify="left", no_wrap=True)
+        else:
+            table.add_column(column, justify="right")
+    return table
+
+
+def _tiers_table(report: BatchReport | Report) -> Table:
+    table = _table(
+        "By tier (cheapest first): the escalation funnel",
+        ["tier", "items in", "attempts", "cost", "resolved", "escalated", "failed", "in progress"],
+    )
+    for line in report.by_tier:
+        table.add_row(
+            line.tier,
+            str(line.items_received),
+            str(line.attempts),
+            usd(line.cost_usd),
+            str(line.resolved),
+            str(line.escalated),
+            str(line.failed),
+            str(line.in_progress),
+        )
+    return table
+
+
+def _uses_levers(report: BatchReport | Report) -> bool:
+    # The levers table only when the selection used a lever: older ledgers keep their output.
+    return bool(report.cache_hits or report.deferred_calls)
+
+
+def _models_table(report: BatchReport | Report) -> Table:
+    columns = ["tier", "deployment", "model", "attempts", "passed", "in tok", "cached", "out tok"]
+    table = _table("By model (tokens: billed calls only)", [*columns, "cost"], left=3)
+    for m in report.by_model:
+        table.add_row(
+            m.tier,
+            m.deployment,
+            m.model,
+            str(m.attempts),
+            str(m.passed),
+            f"{m.input_tokens:,}",
+            f"{m.cached_input_tokens:,}",
+            f"{m.output_tokens:,}",
+            usd(m.cost_usd),
+        )
+    return table
+
+
+def _groups_table(report: Report) -> Table:
+    by = report.group_by
+    columns = [*by, "items", "calls", "ok", "errors", "in tok", "out tok", "cost"]
+    columns += ["per ok", "premium"]
+    table = _table(f"By {', '.join(by)}", columns, left=len(by))
+    for g in report.groups:
+        table.add_row(
+            *(g.key.get(name) or "-" for name in by),
+            str(g.items),
+            str(g.attempts),
+            str(g.succeeded),
+            str(g.errors),
+            f"{g.input_tokens:,}",
+            f"{g.output_tokens:,}",
+            usd(g.cost_usd),
+            usd(g.cost_per_succeeded_usd),
+            usd(g.premium_only_cost_usd),
+        )
+    return table
+
+
+def _levers_table(report: Report) -> Table:
+    """Cache and deferral per group (a table of its own: the groups table is wide already)."""
+    by = report.group_by
+    routing = any(g.routing_saving_usd is not None for g in report.groups)
+    columns = [*by, "cache hits", "cache saved", "deferred", "deferral saved"]
+    table = _table(
+        f"Cost levers by {', '.join(by)}", columns + (["routing saved"] if routing else []), len(by)
+    )
+    for g in report.groups:
+        table.add_row(
+            *(g.key.get(name) or "-" for name in by),
+            str(g.cache_hits),
+            usd(g.cache_saving_usd),
+            str(g.deferred_calls),
+            usd(g.deferral_saving_usd),
+            *([usd(g.routing_saving_usd)] if routing else []),
+        )
+    return table
+
+
+def saving_split(report: BatchReport | Report) -> str:
+    """Where the saving came from, in one line (report_levers.py defines the three parts)."""
+    routing = usd(report.routing_saving_usd)
+    if report.routing_saving_usd < 0:
+        routing += " (negative: escalations cost more than premium-only)"
+    return (
+        f"routing {routing}, deferral {usd(report.deferral_saving_usd)} "
+        f"({report.deferred_calls:,} deferred calls), cache {usd(report.cache_saving_usd)} "
+        f"({report.cache_hits:,} cache hits)"
+    )
+
+
+def print_report(report: BatchReport | Report, console: Console) -> None:
+    if isinstance(report, Report):
+        console.print(
+            f"[bold]Report: {report.title}[/]: {report.batches} batches, {report.items} items, "
+            f"{report.succeeded} succeeded, {report.failed} failed"
+            + (f", {report.pending} pending" if report.pending else "")
+            + f"; {report.attempts} attempts"
+        )
+        console.print(
+            f"Tokens: {report.input_tokens:,} in ({report.cached_input_tokens:,} cached), "
+            f"{report.output_tokens:,} out; cost per succeeded item "
+            f"{usd(report.cost_per_succeeded_usd)}"
+        )
+    else:
+        console.print(
+            f"[bold]Batch {report.name or report.batch_id}[/] ({report.task_type}): "
+            f"{report.items} items, {report.succeeded} succeeded, {report.failed} failed"
+            + (f", {report.pending} pending" if report.pending else "")
+            + f"; {report.attempts} attempts"
+        )
+    console.print(_tiers_table(report))
+    console.print(_models_table(report))
+    if isinstance(report, Report):
+        if report.group_by != ["tier"]:
+            console.print(_groups_table(report))
+        if _uses_levers(report):
+            console.print(_levers_table(report))
+        latency = _table("Latency per deployment (ms)", ["deployment", "model", "calls"], left=2)
+        for column in ("p50", "p95", "p99", "mean"):
+            latency.add_column(column, justify="right")
+        for line in report.latency:
+            latency.add_row(
+                line.deployment,
+                line.model,
+                str(line.calls),
+                *(f"{v:,.0f}" for v in (line.p50_ms, line.p95_ms, line.p99_ms, line.mean_ms)),
+            )
+        console.print(latency)
+        if report.failure_reasons:
+            failures = _table("Top failure reasons", ["kind", "name", "count", "share"], left=2)
+            failures.add_column("example", justify="left", overflow="fold")
+            for reason in report.failure_reasons:
+                failures.add_row(
+                    reason.kind,
+                    reason.name,
+                    str(reason.count),
+                    f"{reason.share_pct:.1f}%",
+                    (reason.example or "")[:80],
+                )
+            console.print(failures)
+    console.print(
+        f"Total cost [bold]{usd(report.cost_usd)}[/]; premium tier ({report.premium_tier}) alone "
+        f"would have cost {usd(report.premium_only_cost_usd)}: saving "
+        f"[bold green]{usd(report.saving_usd)} ({report.saving_pct:.1f}%)[/]"
+    )
+    console.print(f"Where the saving came from: {saving_split(report)}", highlight=False)
+    if report.with_expected:
+        console.print(
+            f"Accuracy against the expected answers: {report.correct}/{report.with_expected} "
+            f"({100 * report.correct / report.with_expected:.1f}%)"
+        )
+    for note in report.notes:
+        console.print(f"[dim]note: {note}[/]")
+
+
+CSV_METRICS = [
+    "items",
+    "attempts",
+    "succeeded",
+    "errors",
+    "input_tokens",
+    "cached_input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "cost_per_succeeded_usd",
+    "premium_only_cost_usd",
+    "saving_usd",
+    # the cost levers (appended, so the columns above keep their places)
+    "routing_saving_usd",
+    "deferral_saving_usd",
+    "cache_saving_usd",
+    "cache_hits",
+    "deferred_calls",
+]
+
+
+def report_csv(report: Report) -> str:
+    """The report's groups as CSV (one row per group, then a `total` row), for spreadsheets."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([*report.group_by, *CSV_METRICS])
+
+    def cells(line: GroupLine | dict[str, Any]) -> list[Any]:
+        values = line if isinstance(line, dict) else line.__dict__
+        return [
+            ""
+            if values.get(m) is None
+            else round(values[m], 10)
+            if isinstance(values[m], float)
+            else values[m]
+            for m in CSV_METRICS
+        ]
+
+    for group in report.groups:
+        writer.writerow([*(group.key.get(name) or "" for name in report.group_by), *cells(group)])
+    total = {
+        "items": report.items,
+        "attempts": report.attempts,
+        "succeeded": report.succeeded,
+        "errors": sum(g.errors for g in report.groups),
+        "input_tokens": report.input_tokens,
+        "cached_input_tokens": report.cached_input_tokens,
+        "output_tokens": report.output_tokens,
+        "cost_usd": report.cost_usd,
+        "cost_per_succeeded_usd": report.cost_per_succeeded_usd,
+        "premium_only_cost_usd": report.premium_only_cost_usd,
+        "saving_usd": report.saving_usd,
+        "routing_saving_usd": report.routing_saving_usd,
+        "deferral_saving_usd": report.deferral_saving_usd,
+        "cache_saving_usd": report.cache_saving_usd,
+        "cache_hits": report.cache_hits,
+        "deferred_calls": report.deferred_calls,
+    }
+    writer.writerow(["total", *([""] * (len(report.group_by) - 1)), *cells(total)])
+    return buffer.getvalue()

@@ -1,0 +1,205 @@
+"""Register batches and their items, and read a batch's progress."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from ledger.dedup import find_leaders
+from ledger.models import TERMINAL_STATES, Batch, Item, ItemState
+from routing.types import InputItem
+
+INSERT_CHUNK = 2000  # rows per INSERT statement: big enough to be fast, small enough for SQLite
+
+
+def new_batch_id() -> str:
+    return uuid.uuid4().hex
+
+
+def register_batch(
+    session: Session,
+    *,
+    items: Sequence[InputItem],
+    task_type: str,
+    entry_tier: str,
+    config_yaml: str,
+    config_source: str,
+    name: str | None = None,
+    project: str | None = None,
+    callback_url: str | None = None,
+    callback_task: str | None = None,
+    budget_usd: float | None = None,
+    dedupe: bool = False,
+) -> tuple[str, list[int]]:
+    """Insert the batch and all its items as queued on the entry tier; return the ids to
+    publish (in input order).
+
+    With `dedupe` (the task caches), an item whose text and fields equal an earlier item's is
+    a follower: `waiting`, `duplicate_of` its leader, not returned (never published), and
+    settled when its leader is (ledger/dedup.py).
+    """
+    if dedupe:
+        leader_of, followers = find_leaders(items)
+    else:
+        leader_of, followers = [None] * len(items), [0] * len(items)
+    batch_id = new_batch_id()
+    session.add(
+        Batch(
+            id=batch_id,
+            name=name,
+            task_type=task_type,
+            project=project,
+            config_yaml=config_yaml,
+            config_source=config_source,
+            total=len(items),
+            done=0,
+            callback_url=callback_url,
+            callback_task=callback_task,
+            budget_usd=budget_usd,
+        )
+    )
+    session.flush()
+    for start in range(0, len(items), INSERT_CHUNK):
+        rows = [
+            {
+                "batch_id": batch_id,
+                "external_id": item.external_id,
+                "line_no": item.line_no,
+                "text": item.text,
+                "expected": item.expected,
+                "fields": item.fields,
+                "state": ItemState.QUEUED.value
+                if leader_of[index] is None
+                else ItemState.WAITING.value,
+                "tier": entry_tier,
+                "attempts": 0,
+                "cost_usd": 0.0,
+                "duplicates": followers[index],
+            }
+            for index, item in enumerate(items[start : start + INSERT_CHUNK], start)
+        ]
+        session.execute(insert(Item), rows)
+    item_ids = list(
+        session.scalars(select(Item.id).where(Item.batch_id == batch_id).order_by(Item.id))
+    )
+    links = [
+        {"d_id": item_ids[index], "d_leader": item_ids[leader]}
+        for index, leader in enumerate(leader_of)
+        if leader is not None
+    ]
+    if not links:
+        return batch_id, item_ids
+    table = cast(Table, Item.__table__)  # ids are known only now: one executemany
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("d_id"))
+        .values(duplicate_of=bindparam("d_leader")),
+        links,
+    )
+    return batch_id, [
+        item_id for item_id, leader in zip(item_ids, leader_of, strict=True) if leader is None
+    ]
+
+
+@dataclass
+class BatchStatus:
+    batch_id: str
+    name: str | None
+    task_type: str
+    total: int
+    done: int
+    finished: bool
+    state: str = "running"  # running | paused | cancelled
+    paused_reason: str | None = None
+    by_state: dict[str, int] = field(default_factory=dict)
+    by_tier_state: dict[tuple[str, str], int] = field(default_factory=dict)
+    budget_usd: float | None = None  # None: no budget of its own
+    spent_usd: float = 0.0  # settled cost of its calls
+    reserved_usd: float = 0.0  # held by calls in flight
+
+    @property
+    def succeeded(self) -> int:
+        return self.by_state.get(ItemState.SUCCEEDED.value, 0)
+
+    @property
+    def failed(self) -> int:
+        return self.by_state.get(ItemState.FAILED.value, 0)
+
+    def as_dict(self) -> dict:
+        return {
+            "batch_id": self.batch_id,
+            "name": self.name,
+            "task_type": self.task_type,
+            "total": self.total,
+            "done": self.done,
+            "finished": self.finished,
+            "state": self.state,
+            "paused_reason": self.paused_reason,
+            "budget_usd": self.budget_usd,
+            "spent_usd": self.spent_usd,
+            "reserved_usd": self.reserved_usd,
+            "by_state": self.by_state,
+            "by_tier": [
+                {"tier": tier, "state": state, "items": count}
+                for (tier, state), count in sorted(self.by_tier_state.items())
+            ],
+        }
+
+
+class UnknownBatch(KeyError):
+    pass
+
+
+def find_batch(session: Session, batch_ref: str) -> Batch:
+    """A batch by id, unique id prefix, or name (the newest batch of that name)."""
+    batch = session.get(Batch, batch_ref)
+    if batch is not None:
+        return batch
+    matches = list(session.scalars(select(Batch).where(Batch.id.like(f"{batch_ref}%")).limit(2)))
+    if len(matches) == 1:
+        return matches[0]
+    by_name = session.scalars(
+        select(Batch).where(Batch.name == batch_ref).order_by(Batch.created_at.desc()).limit(1)
+    ).first()
+    if by_name is not None:
+        return by_name
+    raise UnknownBatch(f"no batch {batch_ref!r} in the ledger")
+
+
+def batch_status(session: Session, batch_ref: str) -> BatchStatus:
+    batch = find_batch(session, batch_ref)
+    rows = session.execute(
+        select(Item.tier, Item.state, func.count())
+        .where(Item.batch_id == batch.id)
+        .group_by(Item.tier, Item.state)
+    ).all()
+    by_tier_state = {(tier, state): count for tier, state, count in rows}
+    by_state: dict[str, int] = {}
+    for (_, state), count in by_tier_state.items():
+        by_state[state] = by_state.get(state, 0) + count
+    done = sum(by_state.get(state, 0) for state in TERMINAL_STATES)
+    return BatchStatus(
+        batch_id=batch.id,
+        name=batch.name,
+        task_type=batch.task_type,
+        total=batch.total,
+        done=done,
+        finished=done >= batch.total,
+        state=batch.state,
+        paused_reason=batch.paused_reason,
+        by_state=by_state,
+        by_tier_state=by_tier_state,
+        budget_usd=batch.budget_usd,
+        spent_usd=batch.spent_usd or 0.0,
+        reserved_usd=batch.reserved_usd or 0.0,
+    )
+
+
+def chunked(ids: Iterable[int], size: int) -> list[list[int]]:
+    ids = list(ids)
+    return [ids[start : start + size] for start in range(0, len(ids), size)]

@@ -1,0 +1,221 @@
+"""Budgets per batch and per project tag: reserve before a call, settle after it.
+
+Every provider call first reserves its estimated cost (its prompt plus its whole output limit)
+with one conditional UPDATE per scope:
+
+    UPDATE batches SET reserved_usd = reserved_usd + :a
+     WHERE id = :b AND (budget_usd IS NULL OR spent_usd + reserved_usd + :a <= budget_usd)
+
+so two workers on two hosts cannot both take the last dollar (no check-then-increment race),
+and after the call the reservation is settled to the real cost. Spend therefore passes a budget
+only when a call costs more than its estimate. Both scopes change in one transaction: when the
+project's budget refuses, the batch's reservation is taken back before the commit.
+
+A batch without a budget still reserves and settles, so `status` shows what it spent and a
+budget set later starts from the truth. A project without a `project_budgets` row is
+unlimited and untracked; setting its budget creates the row from its batches' figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.orm import Session
+
+from ledger.batches import find_batch
+from ledger.models import Attempt, Batch, BatchState, ProjectBudget
+
+# A batch paused by a budget says so in its paused_reason, which starts with this.
+BUDGET_PAUSE_PREFIX = "budget of $"
+
+
+def usd(value: float) -> str:
+    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
+
+
+def exhausted_reason(
+    scope: str, name: str, budget: float, spent: float, reserved: float = 0.0
+) -> str:
+    """`budget of $X for batch B exhausted (spent $Y)`: the batch's paused_reason; what the
+    calls in flight hold is added when they hold anything."""
+    held = f", {usd(reserved)} held by calls in flight" if reserved > 1e-12 else ""
+    return f"budget of {usd(budget)} for {scope} {name} exhausted (spent {usd(spent)}{held})"
+
+
+@dataclass(frozen=True)
+class Reservation:
+    ok: bool
+    reason: str | None = None  # why not, when not ok
+    # Refused only because of what calls in flight hold: the spend alone leaves room for this
+    # call, so it may fit once they settle (their real cost is usually below their estimate).
+    may_fit_later: bool = False
+
+
+def reserve(session: Session, batch_id: str, amount: float) -> Reservation:
+    """Reserve `amount` USD on the batch and on its project, or on neither."""
+    row = session.execute(
+        update(Batch)
+        .where(
+            Batch.id == batch_id,
+            Batch.budget_usd.is_(None)
+            | (Batch.spent_usd + Batch.reserved_usd + amount <= Batch.budget_usd),
+        )
+        .values(reserved_usd=Batch.reserved_usd + amount)
+        .returning(Batch.project)
+    ).first()
+    if row is None:
+        batch = session.execute(
+            select(Batch.budget_usd, Batch.spent_usd, Batch.reserved_usd).where(
+                Batch.id == batch_id
+            )
+        ).first()
+        if batch is None or batch.budget_usd is None:
+            return Reservation(ok=True)  # a removed batch: nothing to hold against
+        reason = exhausted_reason("batch", batch_id, batch.budget_usd, *batch[1:3])
+        later = batch.spent_usd + amount <= batch.budget_usd
+        return Reservation(ok=False, reason=reason, may_fit_later=later)
+    project = row.project
+    if project is None:
+        return Reservation(ok=True)
+    taken = session.execute(
+        update(ProjectBudget)
+        .where(
+            ProjectBudget.project == project,
+            ProjectBudget.budget_usd.is_(None)
+            | (
+                ProjectBudget.spent_usd + ProjectBudget.reserved_usd + amount
+                <= ProjectBudget.budget_usd
+            ),
+        )
+        .values(reserved_usd=ProjectBudget.reserved_usd + amount)
+    )
+    if taken.rowcount == 1:  # type: ignore[attr-defined]
+        return Reservation(ok=True)
+    limit = session.execute(
+        select(ProjectBudget.budget_usd, ProjectBudget.spent_usd, ProjectBudget.reserved_usd).where(
+            ProjectBudget.project == project
+        )
+    ).first()
+    if limit is None or limit.budget_usd is None:
+        return Reservation(ok=True)  # no project budget: unlimited
+    # The project refuses: give the batch's reservation back in this same transaction.
+    session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id)
+        .values(reserved_usd=_minus(Batch.reserved_usd, amount))
+    )
+    reason = exhausted_reason("project", project, limit.budget_usd, *limit[1:3])
+    later = limit.spent_usd + amount <= limit.budget_usd
+    return Reservation(ok=False, reason=reason, may_fit_later=later)
+
+
+def settle(session: Session, batch_id: str, reserved: float, actual: float) -> None:
+    """Turn a reservation into spend: release `reserved`, add `actual` (0 when the call was
+    never made), on the batch and on its project."""
+    row = session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id)
+        .values(
+            reserved_usd=_minus(Batch.reserved_usd, reserved),
+            spent_usd=Batch.spent_usd + actual,
+        )
+        .returning(Batch.project)
+    ).first()
+    if row is None or row.project is None:
+        return
+    session.execute(
+        update(ProjectBudget)
+        .where(ProjectBudget.project == row.project)
+        .values(
+            reserved_usd=_minus(ProjectBudget.reserved_usd, reserved),
+            spent_usd=ProjectBudget.spent_usd + actual,
+        )
+    )
+
+
+def _minus(column, amount: float):  # type: ignore[no-untyped-def]
+    """column - amount, never below 0 (float rounding, or a row created mid-call)."""
+    return case((column - amount < 0, 0.0), else_=column - amount)
+
+
+def budget_applies(session: Session, batch_id: str) -> bool:
+    """Whether a budget limits this batch (its own, or its project's). Workers skip the ledger
+    round trips of reserving and settling for batches no budget limits."""
+    row = session.execute(
+        select(Batch.budget_usd, ProjectBudget.budget_usd)
+        .outerjoin(ProjectBudget, ProjectBudget.project == Batch.project)
+        .where(Batch.id == batch_id)
+    ).first()
+    return row is not None and (row[0] is not None or row[1] is not None)
+
+
+def recorded_spend(
+    session: Session, *, batch_id: str | None = None, project: str | None = None
+) -> float:
+    """What a batch (or a project's batches) spent so far: the tracked figure of batches a
+    budget limited, the attempt rows of the others (calls of chunks still running excluded)."""
+    batches = select(Batch.id).where(
+        Batch.id == batch_id if batch_id is not None else Batch.project == project
+    )
+    untracked = session.scalar(
+        select(func.coalesce(func.sum(Attempt.cost_usd), 0.0)).where(
+            Attempt.batch_id.in_(batches.where(Batch.budget_usd.is_(None)))
+        )
+    )
+    tracked = session.scalar(
+        select(func.coalesce(func.sum(Batch.spent_usd), 0.0)).where(
+            Batch.id.in_(batches.where(Batch.budget_usd.is_not(None)))
+        )
+    )
+    return float(untracked or 0.0) + float(tracked or 0.0)
+
+
+def set_batch_budget(session: Session, batch_ref: str, budget_usd: float | None) -> Batch:
+    """Set (None: remove) a batch's budget; return the batch as it is now. A batch that had no
+    budget was not tracked call by call: its spend starts from its recorded attempts."""
+    batch = find_batch(session, batch_ref)
+    values: dict = {"budget_usd": budget_usd}
+    if batch.budget_usd is None and budget_usd is not None:
+        values["spent_usd"] = recorded_spend(session, batch_id=batch.id)
+    session.execute(update(Batch).where(Batch.id == batch.id).values(**values))
+    session.refresh(batch)
+    return batch
+
+
+def set_project_budget(session: Session, project: str, budget_usd: float | None) -> ProjectBudget:
+    """Set (None: unlimited but tracked) a project's budget. A new row starts from what the
+    project's batches have spent and hold reserved."""
+    row = session.get(ProjectBudget, project)
+    if row is None:
+        reserved = session.scalar(
+            select(func.coalesce(func.sum(Batch.reserved_usd), 0.0)).where(Batch.project == project)
+        )
+        row = ProjectBudget(
+            project=project,
+            budget_usd=budget_usd,
+            spent_usd=recorded_spend(session, project=project),
+            reserved_usd=float(reserved or 0.0),
+        )
+        session.add(row)
+        session.flush()
+        return row
+    values: dict = {"budget_usd": budget_usd}
+    if row.budget_usd is None and budget_usd is not None:  # untracked until now
+        values["spent_usd"] = recorded_spend(session, project=project)
+    session.execute(update(ProjectBudget).where(ProjectBudget.project == project).values(**values))
+    session.refresh(row)
+    return row
+
+
+def paused_for_budget(session: Session, scope: str, name: str) -> list[str]:
+    """Ids of paused batches whose pause names this budget (`batch B` or `project P`)."""
+    query = select(Batch.id).where(
+        Batch.state == BatchState.PAUSED.value,
+        Batch.paused_reason.like(f"{BUDGET_PAUSE_PREFIX}%for {scope} {name} exhausted%"),
+    )
+    if scope == "batch":
+        query = query.where(Batch.id == name)
+    else:
+        query = query.where(Batch.project == name)
+    return list(session.scalars(query))

@@ -1,0 +1,268 @@
+"""The response cache: outputs that passed their checks, reused by later identical requests.
+
+It lives in the ledger (`response_cache`), not in Redis: it survives a broker flush, output
+text never enters the broker's Redis (the security tests watch it), a worker reads the entries
+for a whole chunk in one SELECT, and an entry is written in the same transaction as the passed
+attempt that earned it, so the cache never names a call the ledger does not have.
+
+The key is the SHA-256 of a canonical JSON of the namespace, the deployment and everything that
+decides the answer: model, rendered messages, output cap, temperature, JSON schema, logprobs.
+`request.meta` (item ids, the attempt number) is left out: two items asking the same thing share
+an entry. Only the hash is stored, never the prompt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Table, bindparam, case, delete, func, select, update
+from sqlalchemy.orm import Session
+
+from ledger.models import CachedResponse, utcnow
+from routing.types import CompletionRequest
+
+if TYPE_CHECKING:
+    from ledger.outcomes import ItemOutcome
+
+
+@dataclass(frozen=True)
+class CachedAnswer:
+    key: str
+    deployment: str
+    model: str
+    output: str
+    token_logprobs: list[float] | None
+    cost_usd: float  # what the call that produced it cost: a hit saves that much
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    key: str
+    namespace: str
+    deployment: str
+    model: str
+    output: str
+    token_logprobs: list[float] | None
+    cost_usd: float
+    source_attempt: str  # "<batch id>/<item id>/<attempt no>"
+    ttl_s: float
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    entries: int
+    live: int  # not yet expired
+    expired: int
+    hits: int  # times an entry was served
+    saved_usd: float  # what those hits would have cost (entries' cost x hits)
+    by_namespace: dict[str, int]
+
+
+def request_key(namespace: str, deployment_name: str, request: CompletionRequest) -> str:
+    canonical = json.dumps(
+        {
+            "namespace": namespace,
+            "deployment": deployment_name,
+            "model": request.model,
+            "messages": [[m.role, m.content] for m in request.messages],
+            "max_output_tokens": request.max_output_tokens,
+            "temperature": request.temperature,
+            "json_schema": request.json_schema,
+            "logprobs": request.logprobs,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def lookup(session: Session, keys: Iterable[str]) -> dict[str, CachedAnswer]:
+    """The unexpired entries among `keys`, in one query."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(
+            CachedResponse.key,
+            CachedResponse.deployment,
+            CachedResponse.model,
+            CachedResponse.output,
+            CachedResponse.token_logprobs,
+            CachedResponse.cost_usd,
+        ).where(CachedResponse.key.in_(wanted), CachedResponse.expires_at > utcnow())
+    ).all()
+    return {
+        row.key: CachedAnswer(
+            key=row.key,
+            deployment=row.deployment,
+            model=row.model,
+            output=row.output,
+            token_logprobs=list(row.token_logprobs) if row.token_logprobs else None,
+            cost_usd=row.cost_usd or 0.0,
+        )
+        for row in rows
+    }
+
+
+def store(session: Session, entries: Sequence[CacheEntry]) -> int:
+    """Insert or refresh `entries` in one statement; return how many were given.
+
+    An upsert, so two workers storing the same key (the same request answered twice before
+    either committed) do not fail: the later one refreshes output and expiry. Keys go in sorted
+    order so two PostgreSQL transactions lock them in the same order (no deadlock).
+    """
+    by_key = {entry.key: entry for entry in entries}  # one row per key per statement
+    if not by_key:
+        return 0
+    now = utcnow()
+    rows = [
+        {
+            "key": e.key,
+            "namespace": e.namespace[:100],
+            "deployment": e.deployment,
+            "model": e.model,
+            "output": e.output,
+            "token_logprobs": e.token_logprobs,
+            "cost_usd": e.cost_usd,
+            "source_attempt": e.source_attempt[:80],
+            "hits": 0,
+            "created_at": now,
+            "expires_at": now + timedelta(seconds=e.ttl_s),
+        }
+        for e in sorted(by_key.values(), key=lambda e: e.key)
+    ]
+    session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
+    return len(rows)
+
+
+_UPSERTS: dict[str, Any] = {}
+
+
+def _upsert_statement(dialect: str) -> Any:
+    """The upsert as one cached statement run with executemany (SQLAlchemy batches the rows
+    into multi-row INSERTs itself). Building `.values(rows)` anew for every chunk made
+    SQLAlchemy compile a new statement each time: P1 fell to 0.91x bare Celery with it and
+    is 1.17-1.21x with this (1.14x with the cache off, same machine, same hour)."""
+    if dialect not in _UPSERTS:
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            statement: Any = pg_insert(CachedResponse)
+        elif dialect == "sqlite":
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            statement = sqlite_insert(CachedResponse)
+        else:  # pragma: no cover - the ledger runs on SQLite or PostgreSQL
+            raise NotImplementedError(f"no upsert for {dialect}")
+        refreshed = (
+            "deployment", "model", "output", "token_logprobs", "cost_usd", "source_attempt",
+            "created_at", "expires_at",
+        )  # fmt: skip
+        _UPSERTS[dialect] = statement.on_conflict_do_update(
+            index_elements=[CachedResponse.key],
+            set_={name: statement.excluded[name] for name in refreshed},
+        )
+    return _UPSERTS[dialect]
+
+
+def count_hits(session: Session, keys: Sequence[str]) -> None:
+    """Add one hit per occurrence of a key (one executemany; sorted for lock order)."""
+    if not keys:
+        return
+    counts: dict[str, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    table = cast(Table, CachedResponse.__table__)
+    session.execute(
+        update(table)
+        .where(table.c.key == bindparam("h_key"))
+        .values(hits=table.c.hits + bindparam("h_count")),
+        [{"h_key": key, "h_count": counts[key]} for key in sorted(counts)],
+    )
+
+
+def purge_expired(session: Session) -> int:
+    result = session.execute(delete(CachedResponse).where(CachedResponse.expires_at <= utcnow()))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def stats(session: Session) -> CacheStats:
+    now = utcnow()
+    entries, live, hits, saved = session.execute(
+        select(
+            func.count(),
+            func.coalesce(func.sum(case((CachedResponse.expires_at > now, 1), else_=0)), 0),
+            func.coalesce(func.sum(CachedResponse.hits), 0),
+            func.coalesce(func.sum(CachedResponse.hits * CachedResponse.cost_usd), 0.0),
+        )
+    ).one()
+    by_namespace = {
+        namespace: count
+        for namespace, count in session.execute(
+            select(CachedResponse.namespace, func.count())
+            .group_by(CachedResponse.namespace)
+            .order_by(CachedResponse.namespace)
+        )
+    }
+    return CacheStats(
+        entries=int(entries),
+        live=int(live),
+        expired=int(entries) - int(live),
+        hits=int(hits),
+        saved_usd=float(saved),
+        by_namespace=by_namespace,
+    )
+
+
+def entries_for(outcomes: Sequence[ItemOutcome]) -> list[CacheEntry]:
+    """The cache entries earned by these outcomes: every call that passed its checks (not a
+    hit, not a consensus sample) of a task with the cache on. The deferred-ingestion path calls
+    this too (then `store`), in the transaction that records its attempts."""
+    entries = []
+    for outcome in outcomes:
+        policy = outcome.cache
+        if policy is None:
+            continue
+        for record in outcome.attempts:
+            if (
+                record.outcome != "passed"
+                or record.cache_hit
+                or record.cache_key is None
+                or record.output is None
+            ):
+                continue
+            entries.append(
+                CacheEntry(
+                    key=record.cache_key,
+                    namespace=policy.namespace,
+                    deployment=record.deployment,
+                    model=record.model,
+                    output=record.output,
+                    token_logprobs=record.token_logprobs,
+                    cost_usd=record.cost_usd,
+                    source_attempt=f"{outcome.batch_id}/{outcome.item_id}/{record.attempt_no}",
+                    ttl_s=policy.ttl_s,
+                )
+            )
+    return entries
+
+
+def record_cache_writes(session: Session, outcomes: Sequence[ItemOutcome]) -> None:
+    """Store what the outcomes earned and count the hits they used, in the caller's
+    transaction (transitions.record_outcomes, or the deferred ingestion)."""
+    store(session, entries_for(outcomes))
+    count_hits(
+        session,
+        [
+            record.cache_key
+            for outcome in outcomes
+            for record in outcome.attempts
+            if record.cache_hit and record.cache_key is not None
+        ],
+    )

@@ -1,0 +1,316 @@
+"""The worker's writes: claim items, then record each item's attempts and its next state.
+
+Every change is a compare-and-set on (state, tier), so a message delivered twice finds its
+items already claimed or settled and changes nothing, and (item_id, attempt_no) is unique, so no
+call is recorded or charged twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from ledger.cache import record_cache_writes
+from ledger.dedup import LeaderEnd, last_judged, settle_followers
+from ledger.models import (
+    TERMINAL_STATES,
+    Attempt,
+    Batch,
+    BatchState,
+    Item,
+    ItemState,
+    utcnow,
+)
+from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
+
+
+def claim_items(
+    session: Session, item_ids: Sequence[int], tier: str, token: str, max_claims: int = 5
+) -> list[ClaimedItem]:
+    """Move the given items from queued to running on `tier`; return those this call moved.
+
+    `token` is the broker message's task id. A redelivery of the same message (its worker died
+    or shut down) takes back the items it had claimed; any other message finds them taken.
+    Items of paused or cancelled batches are left alone. An item claimed `max_claims` times
+    without an outcome (its worker died each time) is failed rather than tried forever.
+    """
+    if not item_ids:
+        return []
+    now = utcnow()
+    live_batches = select(Batch.id).where(Batch.state == BatchState.RUNNING.value)
+    mine = or_(
+        Item.state == ItemState.QUEUED.value,
+        and_(Item.state == ItemState.RUNNING.value, Item.claimed_by == token),
+    )
+    claimed = session.execute(
+        update(Item)
+        .where(Item.id.in_(item_ids), Item.tier == tier, mine, Item.batch_id.in_(live_batches))
+        .values(
+            state=ItemState.RUNNING.value,
+            claimed_at=now,
+            claimed_by=token,
+            claims=Item.claims + 1,
+            updated_at=now,
+        )
+        # one round trip: the claimed rows come back with what the worker needs
+        .returning(
+            Item.id,
+            Item.claims,
+            Item.batch_id,
+            Item.external_id,
+            Item.text,
+            Item.expected,
+            Item.fields,
+            Item.tier,
+            Item.attempts,
+            Item.retry_base,
+            Item.cost_usd,
+            Item.output,
+            Item.error,
+        )  # fmt: skip
+    ).all()
+    poisoned = [row.id for row in claimed if row.claims > max_claims]
+    if poisoned:
+        _fail_poisoned(session, poisoned, max_claims, now)
+    return [
+        claimed_item(row) for row in sorted(claimed, key=lambda r: r.id) if row.claims <= max_claims
+    ]
+
+
+def claimed_item(row: Any) -> ClaimedItem:
+    """A ClaimedItem from an items row (a RETURNING row or an Item) held by a claim."""
+    return ClaimedItem(
+        id=row.id,
+        batch_id=row.batch_id,
+        external_id=row.external_id,
+        text=row.text,
+        expected=row.expected,
+        fields=dict(row.fields or {}),
+        tier=row.tier,
+        attempts=row.attempts - row.retry_base,
+        attempt_no_base=row.retry_base,
+        cost_usd=row.cost_usd,
+        last_output=row.output,
+        last_error=row.error,
+        claim_no=row.claims,
+    )
+
+
+def outcome_without_call(item: ClaimedItem, state: str, error: str | None = None) -> ItemOutcome:
+    """An outcome that records no attempt: staged for a provider batch, sent back to its
+    queue, or failed before any call. The item stays on its tier."""
+    return ItemOutcome(
+        item_id=item.id,
+        batch_id=item.batch_id,
+        tier=item.tier,
+        attempts=[],
+        next_state=state,
+        next_tier=item.tier,
+        error=error,
+        claim_no=item.claim_no,
+    )
+
+
+def _fail_poisoned(session: Session, item_ids: list[int], max_claims: int, now: Any) -> None:
+    # Each claim ended without a settled outcome: its worker died, or (deferred tiers) its
+    # provider batches expired or were cancelled before answering it.
+    error = (
+        f"claimed {max_claims} times without an outcome (its worker died, or its provider "
+        "batch expired, each time)"
+    )
+    rows = session.execute(
+        update(Item)
+        .where(Item.id.in_(item_ids), Item.state == ItemState.RUNNING.value)
+        .values(
+            state=ItemState.FAILED.value,
+            error=error,
+            updated_at=now,
+        )
+        .returning(
+            Item.id,
+            Item.batch_id,
+            Item.tier,
+            Item.output,
+            Item.deployment,
+            Item.model,
+            Item.duplicates,
+        )  # fmt: skip
+    ).all()
+    finished = Counter(row.batch_id for row in rows)
+    leaders = [
+        LeaderEnd(
+            row.id,
+            ItemState.FAILED.value,
+            row.output,
+            row.deployment,
+            row.model,
+            row.tier,
+            error,
+            None,
+        )  # fmt: skip
+        for row in rows
+        if row.duplicates
+    ]
+    if leaders:  # its followers fail with it, without an attempt of their own
+        finished.update(settle_followers(session, leaders, now))
+    _count_done(session, finished, now)
+
+
+def record_outcomes(
+    session: Session, outcomes: Sequence[ItemOutcome], *, provider_batch_id: str | None = None
+) -> tuple[list[ItemOutcome], list[str]]:
+    """Write each outcome whose claim is still current; return them and the batches finished.
+
+    The items are held by a worker's claim (`running`), or, with `provider_batch_id`, by that
+    provider batch (`deferred`): the poller ingests its results through this same write.
+
+    A chunk is written in three statements, not two per item (round trips dominated the
+    worker's time): lock the chunk's rows and keep the outcomes whose claim is still current,
+    update those items in one executemany, insert all their attempt rows in one more.
+    """
+    if not outcomes:
+        return [], []
+    now = utcnow()
+    # FOR UPDATE holds the rows until commit, so no reconciler or later claim can change them
+    # between the check and the write (SQLite has one writer at a time anyway).
+    duplicates: dict[int, int] = {}
+    current = set()
+    for item_id, tier, claims, followers in session.execute(
+        select(Item.id, Item.tier, Item.claims, Item.duplicates)
+        .where(Item.id.in_([o.item_id for o in outcomes]), *_held(provider_batch_id))
+        .order_by(Item.id)
+        .with_for_update()
+    ):
+        current.add((item_id, tier, claims))
+        duplicates[item_id] = followers or 0
+    written = [o for o in outcomes if (o.item_id, o.tier, o.claim_no) in current]
+    if not written:
+        return [], []
+    items = cast(Table, Item.__table__)  # Core, not ORM: an executemany with per-row values
+    session.execute(
+        update(items)
+        .where(items.c.id == bindparam("b_id"))
+        .values(
+            state=bindparam("b_state"),
+            tier=bindparam("b_tier"),
+            attempts=items.c.attempts + bindparam("b_calls"),
+            cost_usd=items.c.cost_usd + bindparam("b_spent"),
+            error=bindparam("b_error"),
+            # a round with no output (parked, or a tier skipped) keeps the best one so far
+            output=func.coalesce(bindparam("b_output"), items.c.output),
+            deployment=func.coalesce(bindparam("b_deployment"), items.c.deployment),
+            model=func.coalesce(bindparam("b_model"), items.c.model),
+            provider_batch_id=None,  # a worker's outcome: in no provider batch (any more)
+            updated_at=now,
+        ),
+        [
+            {
+                "b_id": o.item_id,
+                "b_state": o.next_state,
+                "b_tier": o.next_tier,
+                "b_calls": len(o.attempts),
+                "b_spent": sum(a.cost_usd for a in o.attempts),
+                "b_error": o.error,
+                "b_output": o.output,
+                "b_deployment": o.deployment if o.output is not None else None,
+                "b_model": o.model if o.output is not None else None,
+            }
+            for o in written
+        ],
+    )
+    rows = [_attempt_row(o, record, now) for o in written for record in o.attempts]
+    if rows:
+        session.execute(insert(Attempt), rows)
+    record_cache_writes(session, written)
+    for outcome in written:
+        if outcome.pause_reason:
+            session.execute(
+                update(Batch)
+                .where(Batch.id == outcome.batch_id, Batch.state == BatchState.RUNNING.value)
+                .values(state=BatchState.PAUSED.value, paused_reason=outcome.pause_reason)
+            )
+    finished = Counter(o.batch_id for o in written if o.next_state in TERMINAL_STATES)
+    # Only leaders that settled have followers to settle: other chunks pay no query.
+    leaders = [_leader_end(o) for o in written if duplicates.get(o.item_id) and _settled(o)]
+    if leaders:
+        finished.update(settle_followers(session, leaders, now))
+    return written, _count_done(session, finished, now)
+
+
+def _held(provider_batch_id: str | None) -> list[Any]:
+    if provider_batch_id is None:
+        return [Item.state == ItemState.RUNNING.value]
+    return [Item.state == ItemState.DEFERRED.value, Item.provider_batch_id == provider_batch_id]
+
+
+def _settled(outcome: ItemOutcome) -> bool:
+    return outcome.next_state in (ItemState.SUCCEEDED.value, ItemState.FAILED.value)
+
+
+def _leader_end(outcome: ItemOutcome) -> LeaderEnd:
+    return LeaderEnd(
+        item_id=outcome.item_id,
+        state=outcome.next_state,
+        output=outcome.output,
+        deployment=outcome.deployment if outcome.output is not None else None,
+        model=outcome.model if outcome.output is not None else None,
+        tier=outcome.next_tier,
+        error=outcome.error,
+        last=last_judged(outcome.attempts),
+    )
+
+
+def _count_done(session: Session, finished: Counter[str], now: Any) -> list[str]:
+    """Add newly settled items to their batches; return the batches this call finished."""
+    completed = []
+    for batch_id, count in finished.items():
+        done, total = session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(done=Batch.done + count)
+            .returning(Batch.done, Batch.total)
+        ).one()
+        if done >= total:
+            marked = session.execute(
+                update(Batch)
+                .where(Batch.id == batch_id, Batch.finished_at.is_(None))
+                .values(finished_at=now)
+            )
+            if marked.rowcount == 1:  # type: ignore[attr-defined]
+                completed.append(batch_id)
+    return completed
+
+
+def _attempt_row(outcome: ItemOutcome, record: AttemptRecord, now: Any) -> dict[str, Any]:
+    return {
+        "item_id": outcome.item_id,
+        "batch_id": outcome.batch_id,
+        "attempt_no": record.attempt_no,
+        "tier": record.tier,
+        "deployment": record.deployment,
+        "provider": record.provider,
+        "model": record.model,
+        "input_tokens": record.input_tokens,
+        "cached_input_tokens": record.cached_input_tokens,
+        "cache_write_tokens": record.cache_write_tokens,
+        "output_tokens": record.output_tokens,
+        "reasoning_tokens": record.reasoning_tokens,
+        "usage_estimated": record.usage_estimated,
+        "cost_usd": record.cost_usd,
+        "prices": record.prices,
+        "latency_ms": record.latency_ms,
+        "outcome": record.outcome,
+        "verdicts": record.verdicts,
+        "error_class": record.error_class,
+        "error_message": record.error_message,
+        "output": record.output,
+        "request_id": record.request_id,
+        "cache_hit": record.cache_hit,
+        "provider_batch_id": record.provider_batch_id,
+        "saved_usd": record.saved_usd,
+        "created_at": now,
+    }

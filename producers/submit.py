@@ -1,0 +1,113 @@
+"""Submit a file as a batch: validate everything, register it in the ledger, then enqueue.
+
+Order matters: the whole input and the routing file are checked before anything is written;
+the ledger rows are committed before any message is published (a worker must find its items);
+if publishing fails, the batch is removed again, so nothing is left half-enqueued.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import delete
+
+from ledger.batches import register_batch
+from ledger.db import session_scope, upgrade_schema
+from ledger.models import Batch
+from producers.readers import read_items
+from routing.config import ConfigError, load_config
+from routing.settings import get_settings
+from routing.yamlfile import read_text
+from worker.publish import publish_items
+
+log = logging.getLogger("batchrouter.submit")
+
+# progress(stage, done, total): stage is "read", "ledger" or "publish"; done/total count items.
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    batch_id: str
+    items: int
+    messages: int
+    entry_tier: str
+    duplicates: int = 0  # items waiting for an equal item of the batch (not published)
+
+
+def submit_batch(
+    path: str | Path,
+    task_type: str,
+    *,
+    config: str | Path | None = None,
+    name: str | None = None,
+    project: str | None = None,
+    callback_url: str | None = None,
+    callback_task: str | None = None,
+    budget_usd: float | None = None,
+    progress: Progress | None = None,
+) -> Submitted:
+    """Register the items of a JSONL or CSV file as a batch and enqueue them on the entry tier."""
+    settings = get_settings()
+    config_path = Path(config or settings.config)
+    routing = load_config(config_path)
+    if task_type not in routing.task_types:
+        known = ", ".join(sorted(routing.task_types))
+        raise ConfigError(f"unknown task type {task_type!r}; {config_path} defines: {known}")
+    task = routing.task_types[task_type]
+    for tier in task.ladder:  # fail now, not in a worker, when a price cannot be found
+        for deployment in routing.tier(tier).deployments:
+            try:
+                routing.prices_for(deployment)
+            except KeyError as exc:
+                raise ConfigError(f"{config_path}: deployment {deployment!r}: {exc}") from None
+    if budget_usd is not None and budget_usd < 0:
+        raise ConfigError(f"a budget must be >= 0 USD, got {budget_usd}")
+    report = progress or (lambda stage, done, total: None)
+    items = read_items(path)
+    total = len(items)
+    report("read", total, total)
+    entry_tier = task.ladder[0]
+
+    upgrade_schema()
+    with session_scope() as session:
+        batch_id, item_ids = register_batch(
+            session,
+            items=items,
+            task_type=task_type,
+            entry_tier=entry_tier,
+            config_yaml=read_text(config_path),
+            config_source=str(config_path),
+            name=name,
+            project=project,
+            callback_url=callback_url,
+            callback_task=callback_task,
+            budget_usd=budget_usd,
+            dedupe=task.cache,  # followers of a duplicate are not returned: never published
+        )
+    report("ledger", total, total)
+    published = 0
+
+    def on_publish(count: int) -> None:
+        nonlocal published
+        published += count
+        report("publish", published, total)
+
+    try:
+        messages = publish_items(item_ids, entry_tier, settings.chunk_size, progress=on_publish)
+    except Exception:
+        # Workers that got a message for a removed item find nothing to claim.
+        with session_scope() as session:
+            session.execute(delete(Batch).where(Batch.id == batch_id))
+        log.exception("publishing batch %s failed; the batch was removed from the ledger", batch_id)
+        raise
+    return Submitted(
+        batch_id=batch_id,
+        items=total,
+        messages=messages,
+        entry_tier=entry_tier,
+        duplicates=total - len(item_ids),
+    )

@@ -1,0 +1,244 @@
+"""The routing file: deployments, tiers (cheapest first) and task types, validated by pydantic.
+
+A broken file fails at load with every error naming its field path and line, for example
+`routing.yaml:14: task_types.ticket_classification.ladder.1: unknown tier 'tier9'`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+
+from routing.checks import CHECK_KINDS, CheckSpec, LabelCheck
+from routing.deployments import Deployment
+from routing.prices import Prices
+from routing.yamlfile import load_yaml_with_lines, nearest_line, read_text
+
+BATCH_API_PROVIDERS = ("openai", "anthropic")  # providers whose batch API a deferred tier uses
+
+
+class BatchOptions(BaseModel):
+    """How a deferred tier fills provider batches (worker/deferred/, docs/cost-levers.md)."""
+
+    # Items are staged this long (from the oldest) before they are sent as one provider batch,
+    # so a nightly run becomes a few large batches rather than one per worker chunk.
+    collect_s: float = Field(default=30.0, ge=0, le=86_400)
+    # Below the providers' limits: OpenAI 50,000 requests / 200 MB per batch (one model per
+    # file), Anthropic 100,000 requests / 256 MB.
+    max_requests: int = Field(default=50_000, ge=1, le=100_000)
+    max_bytes: int = Field(default=190_000_000, ge=1_000, le=256_000_000)
+    completion_window: Literal["24h"] = "24h"  # the only window both providers offer
+
+
+class Tier(BaseModel):
+    """An ordered rung of the ladder. Its name is also the name of its broker queue."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    deployments: list[str] = Field(min_length=1)
+    # How a call picks among the tier's deployments (routing/selection.py, docs/routing.md).
+    strategy: Literal["ordered", "cheapest", "weighted", "least_busy", "lowest_latency"] = "ordered"
+    weights: dict[str, float] = Field(default_factory=dict)  # weighted: missing names weigh 1
+    # A deployment failing this many calls in a row (transient, rate limited, bad response)
+    # is tried last for cooldown_s seconds, by every worker (the cooldown lives in Redis).
+    cooldown_after_failures: int = Field(default=3, ge=1, le=1000)
+    cooldown_s: float = Field(default=30.0, ge=0, le=86_400)
+    # Deferred: the tier's calls go through its first deployment's batch API at batch prices
+    # (about half), answered within the completion window instead of seconds.
+    deferred: bool = False
+    batch: BatchOptions = Field(default_factory=BatchOptions)
+
+    @model_validator(mode="after")
+    def _weights_name_deployments(self) -> Tier:
+        unknown = sorted(set(self.weights) - set(self.deployments))
+        if unknown:
+            raise ValueError(f"weights name deployments not in this tier: {unknown}")
+        negative = sorted(name for name, weight in self.weights.items() if weight < 0)
+        if negative:
+            raise ValueError(f"weights must be >= 0, got a negative weight for {negative}")
+        return self
+
+
+class TaskType(BaseModel):
+    ladder: list[str] = Field(min_length=1)  # tier names, cheapest first; never stepped down
+    system_prompt: str | None = None
+    prompt: str = Field(min_length=1)  # a template; {text} is the item's text
+    checks: list[CheckSpec] = Field(default_factory=list)
+    max_attempts: int = Field(default=6, ge=1, le=100)  # calls per item, all tiers together
+    transient_retries: int = Field(default=2, ge=0, le=10)  # per deployment, before falling back
+    show_failed_output: bool = False  # let the next tier see the rejected answer and the reason
+    # Spend cap per item, all tiers together: a call whose estimate would pass it is not made
+    # and the item fails with the reason (worker/budget.py).
+    max_item_cost_usd: float | None = Field(default=None, gt=0)
+    # Deferred tiers for this task type: true for every tier of its ladder, or a list of tier
+    # names; adds to the tiers marked `deferred: true` themselves.
+    deferred: bool | list[str] = False
+    # The response cache (ledger/cache.py) and in-batch deduplication (ledger/dedup.py): off
+    # when the task needs a fresh answer for every item. The namespace is part of the key, so a
+    # new namespace starts an empty cache (for instance after changing the checks).
+    cache: bool = True
+    cache_namespace: str = Field(default="default", min_length=1, max_length=100)
+    cache_ttl_s: float = Field(default=7 * 86_400, gt=0, le=365 * 86_400)
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_uses_text(cls, value: str) -> str:
+        if "{text}" not in value:
+            raise ValueError("the prompt template must contain {text}")
+        return value
+
+    @property
+    def output_schema(self) -> dict | None:
+        """The JSON Schema of the task's `json` check, sent to deployments with json_output."""
+        for check in self.checks:
+            schema = getattr(check, "output_schema", None)
+            if callable(schema):
+                found = schema()
+                if found is not None:
+                    return dict(found)
+        return None
+
+    @property
+    def labels(self) -> list[str]:
+        for check in self.checks:
+            if isinstance(check, LabelCheck):
+                return check.labels
+        return []
+
+
+class RoutingConfig(BaseModel):
+    deployments: dict[str, Deployment] = Field(min_length=1)
+    tiers: list[Tier] = Field(min_length=1)
+    task_types: dict[str, TaskType] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> RoutingConfig:
+        names = [tier.name for tier in self.tiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tier names must be unique, got {names}")
+        for tier in self.tiers:
+            for name in tier.deployments:
+                if name not in self.deployments:
+                    raise ValueError(f"tier {tier.name!r} names unknown deployment {name!r}")
+        for task_name, task in self.task_types.items():
+            for check in task.checks:
+                for name in getattr(check, "deployments", None) or []:
+                    if name not in self.deployments:
+                        raise ValueError(
+                            f"task type {task_name!r}: consensus names unknown deployment {name!r}"
+                        )
+            deferred = task.deferred if isinstance(task.deferred, list) else []
+            for tier_name in deferred:
+                if tier_name not in task.ladder:
+                    raise ValueError(
+                        f"task type {task_name!r}: deferred tier {tier_name!r} is not on its ladder"
+                    )
+            for tier_name in task.ladder:
+                if tier_name in names and self.is_deferred(task_name, tier_name):
+                    self._check_deferred(task_name, task, self.tier(tier_name))
+            positions = []
+            for tier_name in task.ladder:
+                if tier_name not in names:
+                    raise ValueError(f"task type {task_name!r}: unknown tier {tier_name!r}")
+                positions.append(names.index(tier_name))
+            if positions != sorted(set(positions)):
+                raise ValueError(
+                    f"task type {task_name!r}: ladder {task.ladder} must climb the tiers in order"
+                )
+        return self
+
+    def _check_deferred(self, task_name: str, task: TaskType, tier: Tier) -> None:
+        first = self.deployments[tier.deployments[0]]
+        if first.provider not in BATCH_API_PROVIDERS:
+            raise ValueError(
+                f"task type {task_name!r}: deferred tier {tier.name!r} sends its calls to "
+                f"{tier.deployments[0]!r}, whose provider {first.provider!r} has no batch API "
+                f"batchrouter can use (one of {list(BATCH_API_PROVIDERS)})"
+            )
+        if any(getattr(check, "kind", None) == "consensus" for check in task.checks):
+            raise ValueError(
+                f"task type {task_name!r}: a consensus check needs extra calls per item, "
+                f"which a deferred tier ({tier.name!r}) cannot make"
+            )
+
+    def is_deferred(self, task_name: str, tier_name: str) -> bool:
+        """Whether `task_name`'s items on `tier_name` go through a provider batch API."""
+        task = self.task_types[task_name]
+        if task.deferred is True or tier_name in (task.deferred or []):
+            return True
+        return any(tier.name == tier_name and tier.deferred for tier in self.tiers)
+
+    def tier(self, name: str) -> Tier:
+        for tier in self.tiers:
+            if tier.name == name:
+                return tier
+        raise KeyError(f"unknown tier {name!r}; tiers are {[t.name for t in self.tiers]}")
+
+    def tier_by_ref(self, ref: str | int) -> Tier:
+        """A tier by name, or by its position in the tiers list (0 = cheapest)."""
+        if isinstance(ref, int) or str(ref).isdigit():
+            index = int(ref)
+            if not 0 <= index < len(self.tiers):
+                raise KeyError(f"tier {index} does not exist; there are {len(self.tiers)} tiers")
+            return self.tiers[index]
+        return self.tier(str(ref))
+
+    def task_type(self, name: str) -> TaskType:
+        if name not in self.task_types:
+            known = ", ".join(sorted(self.task_types))
+            raise KeyError(f"unknown task type {name!r}; the routing file defines: {known}")
+        return self.task_types[name]
+
+    def prices_for(self, deployment_name: str) -> Prices:
+        deployment = self.deployments[deployment_name]
+        if deployment.prices is not None:
+            return deployment.prices
+        from routing.price_table import lookup_prices
+
+        return lookup_prices(deployment.model)
+
+
+class ConfigError(ValueError):
+    """A routing file that cannot be used; the message names file, line and field path."""
+
+
+def parse_config(text: str, source: str = "<routing file>") -> RoutingConfig:
+    try:
+        data, lines = load_yaml_with_lines(text)
+    except Exception as exc:  # yaml's own errors carry the line already
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping with deployments, tiers, task_types")
+    try:
+        return RoutingConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = _without_union_tags(tuple(error["loc"]))
+            line = nearest_line(lines, loc)
+            where = f"{source}:{line}" if line else source
+            path = ".".join(str(part) for part in loc) or "(top level)"
+            problems.append(f"{where}: {path}: {error['msg']}")
+        raise ConfigError("invalid routing file\n  " + "\n  ".join(problems)) from None
+
+
+def load_config(path: str | Path) -> RoutingConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: routing file not found")
+    return parse_config(read_text(path), str(path))
+
+
+def _without_union_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """pydantic puts the discriminator value into a union error's location, right after the
+    list index (`checks.0.label.labels`); drop it there, and only there."""
+    cleaned: list[str | int] = []
+    for index, part in enumerate(loc):
+        after_check_index = (
+            index >= 2 and loc[index - 2] == "checks" and isinstance(loc[index - 1], int)
+        )
+        if after_check_index and part in CHECK_KINDS:
+            continue
+        cleaned.append(part)
+    return tuple(cleaned)

@@ -1,0 +1,141 @@
+"""`batchrouter report` and `batchrouter results` as a user runs them: table, JSON, CSV, HTML,
+and result exports in JSONL, CSV and Parquet."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from batchrouter.cli import app
+from tests.helpers.ledger_data import fill_ledger
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def ledger(use_ledger, sqlite_url: str) -> dict[str, str]:
+    use_ledger(sqlite_url)
+    return fill_ledger()
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout
+
+
+def test_table_output_shows_every_section(ledger: dict[str, str]) -> None:
+    code, out = run("report", "--by", "task_type")
+    assert code == 0, out
+    for words in (
+        "all batches",
+        "By tier",
+        "escalation funnel",
+        "By model",
+        "By task_type",
+        "ticket_classification",
+        "Latency per deployment",
+        "Top failure reasons",
+        "rate_limit",
+        "premium tier (tier2) alone",
+        "saving",
+        "sim provider",
+        "Accuracy against the expected answers: 1/2",
+    ):
+        assert words in out, words
+
+
+def test_json_and_csv(ledger: dict[str, str]) -> None:
+    code, out = run("report", "alpha", "--format", "json", "--by", "tier,model")
+    assert code == 0
+    data = json.loads(out)
+    assert data["title"] == "batch alpha (ticket_classification)"
+    assert data["group_by"] == ["tier", "model"] and len(data["groups"]) == 3
+    assert [t["items_received"] for t in data["by_tier"]] == [4, 2, 1]
+    assert data["attempts"] == 8 and data["saving_pct"] == pytest.approx(
+        100 * (data["premium_only_cost_usd"] - data["cost_usd"]) / data["premium_only_cost_usd"]
+    )
+
+    code, out = run("report", "--format", "csv", "--by", "day", "--project", "beta")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["day"] for r in rows] == ["2026-11-02", "total"]
+    assert rows[0]["attempts"] == "4" and float(rows[1]["cost_usd"]) == pytest.approx(0.035)
+    assert rows[0]["premium_only_cost_usd"] == ""  # not defined per day
+    assert rows[1]["cache_hits"] == "0" and float(rows[1]["routing_saving_usd"]) == pytest.approx(
+        float(rows[1]["saving_usd"])
+    )
+
+
+def test_html_is_self_contained_with_charts(ledger: dict[str, str], tmp_path: Path) -> None:
+    page_file = tmp_path / "report.html"
+    code, _ = run("report", "--html", str(page_file), "--format", "json")
+    assert code == 0
+    page = page_file.read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert re.search(r"https?://", page) is None, "no CDN, no remote fonts, works offline"
+    assert "<script" not in page and "<link" not in page
+    assert page.count("<svg") == 4  # cost by tier, cost by model, funnel, latency
+    for words in ("Cost by tier", "Escalation funnel", "Latency per deployment", "sim-premium"):
+        assert words in page
+    assert "6 received: 2 resolved, 4 passed on" in page  # the tier0 funnel bar
+    assert "Where the saving came from" in page and "0 cache hits" in page
+
+
+def test_bad_report_options_exit_2(ledger: dict[str, str]) -> None:
+    assert run("report", "no-such-batch")[0] == 2
+    assert run("report", "--by", "colour")[0] == 2
+    assert run("report", "--since", "yesterday")[0] == 2
+    assert run("report", "--format", "xml")[0] == 2
+
+
+def test_results_exports(ledger: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "all.jsonl"
+    assert run("results", "alpha", "--out", str(out))[0] == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["i1", "i2", "i3", "i4", "i5"]  # input order
+    assert rows[2] == {
+        "id": "i3",
+        "state": "succeeded",
+        "output": "shipping_delay",
+        "tier": "tier2",
+        "deployment": "sim-premium",
+        "model": "sim-premium",
+        "attempts": 4,
+        "cost_usd": pytest.approx(0.01),
+        "error": None,
+    }
+
+    failed = tmp_path / "failed.csv"
+    assert run("results", "beta", "--out", str(failed), "--state", "failed")[0] == 0
+    table = list(csv.DictReader(failed.open()))
+    assert [(r["id"], r["state"], r["error"]) for r in table] == [
+        ("j1", "failed", "length check failed")
+    ]
+    good = tmp_path / "good.txt"
+    assert (
+        run("results", "alpha", "-o", str(good), "--state", "succeeded", "--format", "csv")[0] == 0
+    )
+    assert good.read_text().splitlines()[0].startswith("id,state,output,tier")
+    assert len(good.read_text().splitlines()) == 4
+
+    assert run("results", "alpha", "-o", str(tmp_path / "x.xml"))[0] == 2
+    assert run("results", "alpha", "-o", str(out), "--state", "running")[0] == 2
+
+
+def test_results_parquet(ledger: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "results.parquet"
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        code, _ = run("results", "alpha", "--out", str(out))
+        assert code == 2  # a clear "needs pyarrow" error, not a traceback
+        pytest.skip("pyarrow is not installed")
+    assert run("results", "alpha", "--out", str(out))[0] == 0
+    table = pq.read_table(out)
+    assert table.column("id").to_pylist() == ["i1", "i2", "i3", "i4", "i5"]

@@ -1,0 +1,82 @@
+"""Shared pieces of the fault tests: bigger inputs, a reconciler loop, ledger invariants."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from ledger.db import session_scope
+from ledger.models import Attempt, Item
+from tests.conftest import EXAMPLES
+
+
+def many_tickets(path: Path, count: int) -> Path:
+    """`count` tickets made from the examples, each with an id of its own."""
+    source = [json.loads(line) for line in (EXAMPLES / "tickets.jsonl").read_text().splitlines()]
+    with path.open("w") as out:
+        for n in range(count):
+            ticket = dict(source[n % len(source)])
+            ticket["id"] = f"{ticket['id']}-{n // len(source)}"
+            out.write(json.dumps(ticket) + "\n")
+    return path
+
+
+@contextmanager
+def reconciler_running(every_s: float = 1.0, running_timeout_s: float = 5.0) -> Iterator[list]:
+    """What beat does in production, faster: reconcile every `every_s` seconds."""
+    from worker.reconcile import reconcile
+
+    stop = threading.Event()
+    results: list = []
+
+    def loop() -> None:
+        while not stop.wait(every_s):
+            try:
+                results.append(reconcile(running_timeout_s, queued_grace_s=2.0))
+            except Exception as exc:  # the broker or database may be down on purpose
+                results.append(exc)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield results
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def assert_nothing_lost_or_charged_twice(batch_id: str, expected_items: int) -> dict[str, int]:
+    """Every item ended; every call is one row; each item's cost is the sum of its rows."""
+    with session_scope() as session:
+        items = list(session.scalars(select(Item).where(Item.batch_id == batch_id)))
+        attempts = list(session.scalars(select(Attempt).where(Attempt.batch_id == batch_id)))
+    assert len(items) == expected_items
+    states: dict[str, int] = defaultdict(int)
+    by_item: dict[int, list[Attempt]] = defaultdict(list)
+    for attempt in attempts:
+        by_item[attempt.item_id].append(attempt)
+    for item in items:
+        states[item.state] += 1
+        assert item.state in ("succeeded", "failed"), (item.external_id, item.state, item.error)
+        rows = sorted(by_item[item.id], key=lambda a: a.attempt_no)
+        assert [a.attempt_no for a in rows] == list(range(1, len(rows) + 1))
+        assert item.attempts == len(rows)
+        assert item.cost_usd == pytest.approx(sum(a.cost_usd for a in rows), rel=1e-9, abs=1e-12)
+    return dict(states)
+
+
+def wait_until(predicate, timeout: float, what: str, poll: float = 0.2) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(poll)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -1,0 +1,94 @@
+"""Start and stop real `batchrouter worker` processes for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.conftest import EXAMPLES
+
+
+@contextmanager
+def running_workers(
+    tiers: list[str],
+    *,
+    database_url: str,
+    broker_url: str,
+    log_dir: Path,
+    config: Path = EXAMPLES / "routing.yaml",
+    concurrency: int = 4,
+    extra_env: dict[str, str] | None = None,
+    celery_command: list[str] | None = None,
+) -> Iterator[list[subprocess.Popen]]:
+    """One worker process per tier, like `batchrouter worker --tier N` in production.
+
+    `celery_command` starts each with that Celery command line instead (`celery -A worker
+    worker -Q TIER ...`), with `TIER` replaced by the tier's name."""
+    env = os.environ.copy()
+    env.update(
+        BATCHROUTER_DATABASE_URL=database_url,
+        BATCHROUTER_BROKER_URL=broker_url,
+        BATCHROUTER_HOME=str(log_dir / "home"),
+        **(extra_env or {}),
+    )
+    processes = []
+    for tier in tiers:
+        log = open(log_dir / f"worker-{tier}.log", "wb")  # noqa: SIM115 - closed with the worker
+        if celery_command is not None:
+            command = [sys.executable, "-m"] + [tier if a == "TIER" else a for a in celery_command]
+            command += ["--hostname", f"{tier}-{os.getpid()}@%h"]
+        else:
+            command = [sys.executable, "-m", "batchrouter", "worker", "--tier", tier]
+            command += ["--config", str(config), "--concurrency", str(concurrency)]
+            command += ["--loglevel", "INFO", "--hostname", f"{tier}-{os.getpid()}@%h"]
+        processes.append(subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env))
+    try:
+        yield processes
+    finally:
+        stop_workers(processes)
+
+
+def stop_workers(processes: list[subprocess.Popen], timeout: float = 20) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        try:
+            process.wait(max(deadline - time.monotonic(), 0.1))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextmanager
+def running_flower(broker_url: str, port: int, log_path: Path, auth: str = "ops:s3cret"):  # type: ignore[no-untyped-def]
+    """`batchrouter flower` against the given broker, behind basic auth; yields its base URL."""
+    import httpx
+
+    env = {**os.environ, "BATCHROUTER_BROKER_URL": broker_url, "FLOWER_BASIC_AUTH": auth}
+    log = open(log_path, "wb")  # noqa: SIM115 - closed with the process
+    command = [sys.executable, "-m", "batchrouter", "flower", "--port", str(port)]
+    process = subprocess.Popen(
+        command + ["--address", "127.0.0.1"], env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthcheck", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        yield base
+    finally:
+        stop_workers([process], timeout=15)
+        log.close()

@@ -1,0 +1,76 @@
+"""The Celery app: one queue per tier, ids-only messages, at-least-once delivery settings.
+
+`celery -A worker worker -Q tier0` and `batchrouter worker --tier 0` both use it.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.app import trace
+
+from routing.settings import Settings, get_settings
+from worker.queues import CONTROL_QUEUE
+
+# Celery logs every task's return value at INFO; ours is a per-call summary for metrics, too
+# long for a log line. Keep the line, drop the value.
+trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("batchrouter", include=["worker.tasks"])
+    # Redis redelivers a message unacked for longer than this; every app and worker must agree.
+    transport_options: dict = {"visibility_timeout": settings.visibility_timeout}
+    broker_url = settings.resolved_broker_url()
+    if broker_url.startswith("filesystem"):
+        # The embedded broker: messages are files in one folder shared by every local process.
+        folder = settings.broker_folder()
+        transport_options.update(
+            data_folder_in=str(folder),
+            data_folder_out=str(folder),
+            control_folder=str(folder / "control"),
+            polling_interval=0.05,
+        )
+    app.conf.update(
+        broker_url=broker_url,
+        broker_transport_options=transport_options,
+        result_backend_transport_options={"visibility_timeout": settings.visibility_timeout},
+        visibility_timeout=settings.visibility_timeout,
+        broker_connection_retry_on_startup=True,
+        result_backend=None,
+        task_ignore_result=True,  # results live in the ledger
+        task_serializer="json",
+        accept_content=["json"],
+        task_default_queue=CONTROL_QUEUE,
+        task_acks_late=True,  # a message is acked only when its items are recorded
+        task_reject_on_worker_lost=True,  # a killed worker's message goes back to the queue
+        worker_prefetch_multiplier=1,  # hold no more than we run (visibility timeout)
+        worker_send_task_events=True,  # Flower
+        # Not cancelling: the threads pool cannot kill a job (its attempt raises inside the
+        # reconnect path and leaves the consumer stuck after a Redis restart). A task that
+        # outlives its connection finishes; its redelivered twin finds the items settled.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        broker_connection_retry=True,
+        broker_connection_max_retries=None,  # a broker outage delays work, it never ends a worker
+        broker_pool_limit=max(10, settings.concurrency * 2),
+        worker_hijack_root_logger=False,
+        # A worker told to stop finishes what it holds for this long, then hands back
+        # (requeues) the late-acked messages it could not finish.
+        worker_soft_shutdown_timeout=float(settings.soft_shutdown_timeout),
+        worker_enable_soft_shutdown_on_idle=True,
+        beat_schedule={
+            "reconcile": {
+                "task": "batchrouter.reconcile",
+                "schedule": float(settings.reconcile_interval),
+                "options": {"queue": CONTROL_QUEUE},
+            },
+            "deferred-poll": {
+                "task": "batchrouter.deferred_poll",
+                "schedule": float(settings.deferred_poll_interval),
+                "options": {"queue": CONTROL_QUEUE, "expires": settings.deferred_poll_interval},
+            },
+        },
+    )
+    return app
+
+
+app = make_celery(get_settings())

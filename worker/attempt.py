@@ -1,0 +1,369 @@
+"""One item on one tier: choose a deployment, call it, judge the output, decide what follows.
+
+This is the worker's inner loop, written over the provider contract and the pure routing core;
+it touches neither Celery nor the database, so it runs the same under a worker, in replay and in
+evaluation. It never raises: every failure becomes an attempt record and an outcome.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from ledger.cache import request_key
+from ledger.models import ItemState
+from ledger.outcomes import AttemptRecord, CachePolicy, ClaimedItem, ItemOutcome
+from providers.base import get_provider
+from providers.errors import backoff_delay, redact
+from routing.checks import ConsensusCheck, agreement, judge
+from routing.config import RoutingConfig, TaskType
+from routing.deployments import Deployment
+from routing.policy import (
+    RETRYABLE,
+    Step,
+    after_check_failure,
+    after_error,
+    fits_context,
+    next_tier,
+    when_tier_exhausted,
+)
+from routing.prices import Prices, cost_usd
+from routing.prompts import render_messages
+from routing.tokens import count_message_tokens
+from routing.types import (
+    CompletionRequest,
+    CompletionResult,
+    ErrorClass,
+    Message,
+    ProviderError,
+    RequestMeta,
+    Usage,
+)
+from worker.middleware import CallContext, Denied, Middleware, installed
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass
+class _Run:
+    """The state of one item's round on its tier: its calls so far and how to make another."""
+
+    item: ClaimedItem
+    config: RoutingConfig
+    task: TaskType
+    messages: list[Message]
+    records: list[AttemptRecord] = field(default_factory=list)
+    calls: int = 0  # counted against the task type's attempt cap
+    middleware: list[Middleware] = field(default_factory=list)
+    prompt_tokens: int = 0
+
+    def can_call(self) -> bool:
+        return self.calls < self.task.max_attempts
+
+    async def call(
+        self, name: str
+    ) -> tuple[AttemptRecord, CompletionResult | ProviderError] | Denied:
+        """One provider call on deployment `name`, recorded whatever happens, unless a
+        middleware denies it (then nothing is called, recorded or counted)."""
+        deployment = self.config.deployments[name]
+        prices = self.config.prices_for(name)
+        ctx = CallContext(
+            self.item, self.config, self.task, name, deployment, prices,
+            self.prompt_tokens, deployment.max_output_tokens,
+            sum(record.cost_usd for record in self.records),
+        )  # fmt: skip
+        for index, layer in enumerate(self.middleware):
+            denied = await layer.before_call(ctx)
+            if denied is not None:
+                for admitted in reversed(self.middleware[:index]):
+                    await admitted.release(ctx)
+                return denied
+        record, result = await self._call(name, deployment, prices)
+        for layer in reversed(self.middleware):
+            await layer.after_call(ctx, record, result)
+        return record, result
+
+    async def _call(
+        self, name: str, deployment: Deployment, prices: Prices
+    ) -> tuple[AttemptRecord, CompletionResult | ProviderError]:
+        self.calls += 1
+        attempt_no = self.item.attempt_no_base + self.calls
+        record = AttemptRecord(
+            attempt_no=attempt_no,
+            tier=self.item.tier,
+            deployment=name,
+            provider=deployment.provider,
+            model=deployment.model,
+            outcome="error",
+            prices=prices.model_dump(),
+        )
+        self.records.append(record)
+        request = build_request(self.task, name, deployment, self.messages, self.item, attempt_no)
+        if self.task.cache:
+            record.cache_key = request_key(self.task.cache_namespace, name, request)
+        try:
+            result = await get_provider(deployment.provider).complete(request, deployment)
+        except ProviderError as error:
+            fill_usage(record, error.billed_usage, prices)
+            record.latency_ms = error.latency_ms
+            record.error_class = error.error_class.value
+            record.error_message = redact(error.message)
+            return record, error
+        except Exception as exc:  # a bug in an adapter must not kill the worker
+            record.error_class = ErrorClass.INTERNAL.value
+            record.error_message = redact(f"{type(exc).__name__}: {exc}")
+            return record, ProviderError(ErrorClass.INTERNAL, record.error_message)
+        fill_usage(record, result.usage, prices, result.cost_usd_override)
+        record.latency_ms = result.latency_ms
+        record.request_id = result.request_id
+        record.output = result.text
+        if record.cache_key is not None:
+            record.token_logprobs = result.token_logprobs
+        return record, result
+
+    def parked(self, denied: Denied) -> ItemOutcome:
+        """Back to queued on the same tier, not published: it waits for a resume. A denial
+        that fails the item (a spend cap) ends it instead, keeping its best output."""
+        if denied.fail_item:
+            return self.outcome(
+                ItemState.FAILED, self.item.tier, denied.reason, _best(self.records)
+            )
+        parked = self.outcome(ItemState.QUEUED, self.item.tier, denied.reason, None)
+        parked.parked = True
+        parked.pause_reason = denied.reason if denied.pause_batch else None
+        return parked
+
+    def outcome(
+        self, state: str, to_tier: str, error: str | None, record: AttemptRecord | None
+    ) -> ItemOutcome:
+        return ItemOutcome(
+            item_id=self.item.id,
+            batch_id=self.item.batch_id,
+            tier=self.item.tier,
+            attempts=self.records,
+            next_state=state,
+            next_tier=to_tier,
+            output=record.output if record else None,
+            deployment=record.deployment if record else None,
+            model=record.model if record else None,
+            error=error,
+            claim_no=self.item.claim_no,
+            cache=cache_policy(self.task),
+        )
+
+
+def cache_policy(task: TaskType) -> CachePolicy | None:
+    return CachePolicy(task.cache_namespace, task.cache_ttl_s) if task.cache else None
+
+
+def item_messages(item: ClaimedItem, task: TaskType) -> list[Message]:
+    """The messages every call for this item sends on its current round (and the messages
+    its response-cache key is computed from: one function, so the two cannot drift)."""
+    feedback = None
+    if task.show_failed_output and item.last_output is not None and item.last_error:
+        feedback = (
+            f"A previous answer was rejected ({item.last_error}). "
+            f"The rejected answer was:\n{item.last_output}"
+        )
+    fields = {key: str(value) for key, value in item.fields.items()}
+    return render_messages(task, item.text, fields, feedback)
+
+
+def build_request(
+    task: TaskType,
+    name: str,
+    deployment: Deployment,
+    messages: list[Message],
+    item: ClaimedItem,
+    attempt_no: int,
+) -> CompletionRequest:
+    """The request a call on deployment `name` sends; the cache key hashes all of it but
+    `meta`."""
+    return CompletionRequest(
+        deployment=name,
+        model=deployment.model,
+        messages=messages,
+        max_output_tokens=deployment.max_output_tokens,
+        temperature=deployment.temperature,
+        logprobs=deployment.logprobs,
+        json_schema=task.output_schema if deployment.json_output else None,
+        meta=RequestMeta(
+            item_key=item.external_id,
+            expected=item.expected,
+            labels=task.labels,
+            attempt_no=attempt_no,
+        ),
+    )
+
+
+async def run_item(
+    item: ClaimedItem,
+    config: RoutingConfig,
+    task_name: str,
+    *,
+    sleep: Sleep = asyncio.sleep,
+    rng: random.Random | None = None,
+    middleware: list[Middleware] | None = None,
+) -> ItemOutcome:
+    task = config.task_type(task_name)
+    tier = item.tier
+    rng = rng or random.Random()
+    layers = installed() if middleware is None else middleware
+    run = _Run(item, config, task, item_messages(item, task))
+    run.calls, run.middleware = item.attempts, layers
+    last_error: ErrorClass | None = None
+    last_message = "no deployment could take the item"
+
+    names = list(config.tier(tier).deployments)
+    first_model = config.deployments[names[0]].model
+    for layer in layers:
+        names = await layer.order(
+            config, tier, names, count_message_tokens(run.messages, first_model)
+        )
+    for name in names:
+        deployment = config.deployments[name]
+        prompt_tokens = count_message_tokens(run.messages, deployment.model)
+        run.prompt_tokens = prompt_tokens
+        if not fits_context(config, name, prompt_tokens):
+            last_error = ErrorClass.CONTEXT_LENGTH
+            last_message = (
+                f"{name}: prompt of ~{prompt_tokens} tokens + {deployment.max_output_tokens} output "
+                f"tokens exceeds its {deployment.context_window}-token window"
+            )
+            continue
+        retries = 0
+        while True:
+            if not run.can_call():
+                reason = f"attempt cap reached ({task.max_attempts} calls); last: {last_message}"
+                return run.outcome(ItemState.FAILED, tier, reason, _best(run.records))
+            called = await run.call(name)
+            if isinstance(called, Denied):
+                return run.parked(called)
+            record, result = called
+            if isinstance(result, ProviderError):
+                last_error, last_message = result.error_class, f"{name}: {record.error_message}"
+                step = after_error(result.error_class, retries, task)
+                if step is Step.RETRY:
+                    delay = backoff_delay(retries, result.retry_after_s, rng=rng)
+                    if delay is not None:
+                        retries += 1
+                        await sleep(delay)
+                        continue
+                    step = Step.NEXT_DEPLOYMENT
+                if step is Step.NEXT_DEPLOYMENT:
+                    break
+                return run.outcome(ItemState.FAILED, tier, last_message, _best(run.records))
+            return await _judge_and_decide(run, record, result)
+
+    if when_tier_exhausted(last_error, task, tier) is Step.ESCALATE:
+        return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, last_message, None)
+    return run.outcome(
+        ItemState.FAILED, tier, f"tier {tier} exhausted: {last_message}", _best(run.records)
+    )
+
+
+async def judge_deferred_result(
+    item: ClaimedItem,
+    config: RoutingConfig,
+    task_name: str,
+    record: AttemptRecord,
+    result: CompletionResult | ProviderError,
+) -> ItemOutcome:
+    """The outcome of a call made elsewhere (a provider batch API): the same checks and the
+    same ladder as a call made here. `record` is already filled in (usage, cost, output)."""
+    task = config.task_type(task_name)
+    run = _Run(item, config, task, [], records=[record], calls=item.attempts + 1)
+    if isinstance(result, CompletionResult):
+        return await _judge_and_decide(run, record, result)
+    message = f"{record.deployment}: {record.error_message}"
+    if not run.can_call():
+        reason = f"attempt cap reached ({task.max_attempts} calls); last: {message}"
+        return run.outcome(ItemState.FAILED, item.tier, reason, _best(run.records))
+    if result.error_class in RETRYABLE:  # again in a later provider batch, same tier
+        return run.outcome(ItemState.QUEUED, item.tier, message, None)
+    if when_tier_exhausted(result.error_class, task, item.tier) is Step.ESCALATE:
+        return run.outcome(ItemState.QUEUED, next_tier(task, item.tier) or item.tier, message, None)
+    return run.outcome(
+        ItemState.FAILED, item.tier, f"tier {item.tier} exhausted: {message}", _best(run.records)
+    )
+
+
+async def _judge_and_decide(
+    run: _Run, record: AttemptRecord, result: CompletionResult
+) -> ItemOutcome:
+    task, tier = run.task, run.item.tier
+    answer, samples = result.text, None
+    consensus = next((c for c in task.checks if isinstance(c, ConsensusCheck)), None)
+    if consensus is not None:
+        samples = [result.text] + await _collect_samples(run, consensus, record.deployment)
+        answer, _votes = agreement(samples, consensus.normalizer)
+    judgement = judge(
+        task.checks,
+        answer,
+        run.item.text,
+        logprobs=result.token_logprobs,
+        fields=run.item.fields,
+        samples=samples,
+    )
+    record.output = judgement.output if judgement.passed else answer
+    record.verdicts = [
+        {"check": v.check, "passed": v.passed, "reason": v.reason, "score": v.score}
+        for v in judgement.verdicts
+    ]
+    if judgement.passed:
+        record.outcome = "passed"
+        return run.outcome(ItemState.SUCCEEDED, tier, None, record)
+    record.outcome = "check_failed"
+    if after_check_failure(task, tier) is Step.ESCALATE:
+        return run.outcome(
+            ItemState.QUEUED, next_tier(task, tier) or tier, judgement.reason, record
+        )
+    return run.outcome(
+        ItemState.FAILED, tier, f"last tier failed its checks: {judgement.reason}", record
+    )
+
+
+async def _collect_samples(run: _Run, spec: ConsensusCheck, first: str) -> list[str]:
+    """The other answers a consensus check needs: k-1 more samples of the same deployment, or
+    one answer from each other listed deployment. Each is a paid call and an attempt row."""
+    if spec.deployments is not None:
+        names = [name for name in spec.deployments if name != first]
+    else:
+        names = [first] * ((spec.k or 1) - 1)
+    answers = []
+    for name in names:
+        if not run.can_call():
+            break  # the attempt cap also bounds what consensus may spend
+        called = await run.call(name)
+        if isinstance(called, Denied):
+            break  # fewer answers; the consensus check judges what it has
+        sample, result = called
+        sample.outcome = "sample"
+        if isinstance(result, CompletionResult):
+            answers.append(result.text)
+    return answers
+
+
+def fill_usage(
+    record: AttemptRecord, usage: Usage | None, prices: Prices, override: float | None = None
+) -> None:
+    if usage is None:
+        return  # the provider does not bill this failure
+    record.input_tokens = usage.input_tokens
+    record.cached_input_tokens = usage.cached_input_tokens
+    record.cache_write_tokens = usage.cache_write_tokens
+    record.output_tokens = usage.output_tokens
+    record.reasoning_tokens = usage.reasoning_tokens
+    record.usage_estimated = usage.estimated
+    # A recorded cost (replay of an earlier run) is what was paid; else price the usage.
+    record.cost_usd = override if override is not None else cost_usd(usage, prices)
+
+
+def _best(records: list[AttemptRecord]) -> AttemptRecord | None:
+    """The last attempt that produced any output: kept on a failed item for review."""
+    for record in reversed(records):
+        if record.output and record.outcome != "sample":
+            return record
+    return None

@@ -1,0 +1,143 @@
+"""Spend control around each provider call: the item's spend cap, then the budgets.
+
+`before_call` first checks the task type's `max_item_cost_usd`: when the item's spend so far
+(earlier rounds, from the ledger, plus this round's calls) plus the call's estimate would pass
+it, the call is not made and the item fails with the reason. Then it reserves the call's
+estimate on the batch's and the project's budgets (ledger/budgets.py: one conditional UPDATE
+per scope, atomic across workers and hosts); when a budget refuses, the item is parked and the
+batch pauses with `budget of $X for batch B exhausted (spent $Y)` until the budget is raised.
+A call refused only because of what other calls in flight hold waits (up to `wait_s`) for them
+to settle first: they usually cost less than their estimate, and pausing at once would leave
+that part of the budget unused.
+`after_call` settles the reservation to what the call really cost; `release` (a later layer
+denied the call) gives it back.
+
+The ledger calls are synchronous SQLAlchemy: they run in a thread, with the ledger's retry on
+a lost connection, so the event loop keeps serving the other calls in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+
+from ledger.budgets import Reservation, budget_applies, reserve, settle, usd
+from ledger.db import session_scope, with_db_retry
+from ledger.outcomes import AttemptRecord
+from routing.types import CompletionResult, ProviderError
+from worker.middleware import CallContext, Denied, Middleware
+
+log = logging.getLogger("batchrouter.budget")
+
+
+def spend_cap_denial(ctx: CallContext) -> Denied | None:
+    """A Denied that fails the item when this call could take it past its spend cap."""
+    cap = ctx.task.max_item_cost_usd
+    if cap is None:
+        return None
+    spent = ctx.item.cost_usd + ctx.round_cost_usd
+    estimate = ctx.estimated_cost_usd
+    if spent + estimate <= cap:
+        return None
+    return Denied(
+        f"spend cap of {usd(cap)} per item reached: spent {usd(spent)}, "
+        f"the next call ({ctx.deployment_name}) may cost up to {usd(estimate)}",
+        fail_item=True,
+    )
+
+
+class BudgetGuard(Middleware):
+    def __init__(
+        self,
+        database_url: str | None = None,
+        *,
+        wait_s: float = 10.0,
+        poll_s: float = 0.25,
+        recheck_s: float = 2.0,
+    ) -> None:
+        self.database_url = database_url  # None: the settings' ledger
+        self.wait_s, self.poll_s = wait_s, poll_s
+        # Most batches have no budget: ask the ledger whether one applies at most every
+        # `recheck_s` seconds per batch, and make no per-call round trips for those without.
+        # A budget set on a running batch takes effect within `recheck_s`.
+        self.recheck_s = recheck_s
+        self._applies: dict[str, tuple[bool, float]] = {}
+        self._reserved: set[int] = set()  # id() of the contexts holding a reservation
+
+    def _budget_applies(self, batch_id: str) -> bool:
+        def work() -> bool:
+            with session_scope(self.database_url) as session:
+                return budget_applies(session, batch_id)
+
+        return with_db_retry(work, what="budget lookup")
+
+    async def _limited(self, batch_id: str) -> bool:
+        known = self._applies.get(batch_id)
+        now = time.monotonic()
+        if known is None or now - known[1] > self.recheck_s:
+            applies = await asyncio.to_thread(self._budget_applies, batch_id)
+            self._applies[batch_id] = known = (applies, now)
+        return known[0]
+
+    def _reserve(self, batch_id: str, amount: float) -> Reservation:
+        def work() -> Reservation:
+            with session_scope(self.database_url) as session:
+                return reserve(session, batch_id, amount)
+
+        return with_db_retry(work, what="budget reservation")
+
+    def _settle(self, batch_id: str, reserved: float, actual: float) -> None:
+        def work() -> None:
+            with session_scope(self.database_url) as session:
+                settle(session, batch_id, reserved, actual)
+
+        with_db_retry(work, what="budget settlement")
+
+    async def before_call(self, ctx: CallContext) -> Denied | None:
+        capped = spend_cap_denial(ctx)
+        if capped is not None:
+            return capped
+        try:
+            if not await self._limited(ctx.item.batch_id):
+                return None
+        except Exception as exc:  # no ledger, no spend: park it, the reconciler requeues
+            log.exception("batch %s: budget lookup failed", ctx.item.batch_id)
+            return Denied(f"budget lookup failed: {type(exc).__name__}")
+        deadline = time.monotonic() + self.wait_s
+        while True:
+            try:
+                taken = await asyncio.to_thread(
+                    self._reserve, ctx.item.batch_id, ctx.estimated_cost_usd
+                )
+            except Exception as exc:  # no ledger, no spend: park it, the reconciler requeues
+                log.exception("batch %s: budget reservation failed", ctx.item.batch_id)
+                return Denied(f"budget reservation failed: {type(exc).__name__}")
+            if taken.ok:
+                self._reserved.add(id(ctx))
+                return None
+            if not taken.may_fit_later or time.monotonic() >= deadline:
+                log.warning("batch %s pauses: %s", ctx.item.batch_id, taken.reason)
+                return Denied(taken.reason or "budget exhausted", pause_batch=True)
+            await asyncio.sleep(self.poll_s * (0.5 + random.random()))
+
+    async def after_call(
+        self, ctx: CallContext, record: AttemptRecord, result: CompletionResult | ProviderError
+    ) -> None:
+        await self._settle_safely(ctx, record.cost_usd)
+
+    async def release(self, ctx: CallContext) -> None:
+        await self._settle_safely(ctx, 0.0)
+
+    async def _settle_safely(self, ctx: CallContext, actual: float) -> None:
+        if id(ctx) not in self._reserved:
+            return  # no budget applied when the call was admitted: nothing was reserved
+        self._reserved.discard(id(ctx))
+        try:
+            await asyncio.to_thread(self._settle, ctx.item.batch_id, ctx.estimated_cost_usd, actual)
+        except Exception:  # the call happened: its outcome must still be recorded
+            log.exception(
+                "batch %s: settling a call's cost failed; its reservation stays held",
+                ctx.item.batch_id,
+            )
