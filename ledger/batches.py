@@ -11,7 +11,7 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ledger.dedup import find_leaders
-from ledger.models import TERMINAL_STATES, Batch, Item, ItemState
+from ledger.models import TERMINAL_STATES, Batch, BudgetReservation, Item, ItemState, utcnow
 from routing.types import InputItem
 
 INSERT_CHUNK = 2000  # rows per INSERT statement: big enough to be fast, small enough for SQLite
@@ -196,10 +196,27 @@ def batch_status(session: Session, batch_ref: str) -> BatchStatus:
         by_tier_state=by_tier_state,
         budget_usd=batch.budget_usd,
         spent_usd=batch.spent_usd or 0.0,
-        reserved_usd=batch.reserved_usd or 0.0,
+        reserved_usd=live_reserved(session, batch_id=batch.id),
     )
 
 
 def chunked(ids: Iterable[int], size: int) -> list[list[int]]:
     ids = list(ids)
     return [ids[start : start + size] for start in range(0, len(ids), size)]
+
+
+def live_reserved(
+    session: Session, *, batch_id: str | None = None, project: str | None = None
+) -> float:
+    """What calls in flight hold now: the reservations whose lease has not ended."""
+    scope = (
+        BudgetReservation.batch_id == batch_id
+        if batch_id is not None
+        else BudgetReservation.project == project
+    )
+    total = session.scalar(
+        select(func.coalesce(func.sum(BudgetReservation.amount_usd), 0.0)).where(
+            scope, BudgetReservation.expires_at >= utcnow()
+        )
+    )
+    return float(total or 0.0)

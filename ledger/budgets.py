@@ -11,6 +11,13 @@ and after the call the reservation is settled to the real cost. Spend therefore 
 only when a call costs more than its estimate. Both scopes change in one transaction: when the
 project's budget refuses, the batch's reservation is taken back before the commit.
 
+Each reservation is also a row with a lease (the call's timeouts plus a margin). A worker
+killed between reserve and settle cannot leave its hold forever: once the lease is over, the
+reconciler (or the next reservation refused for want of room) releases it, and its amount is
+counted as spent, because the call may have reached the provider and been billed. A settle that
+comes after its lease ended replaces that estimate with the real cost. `status` shows only the
+holds whose lease is live.
+
 A batch without a budget still reserves and settles, so `status` shows what it spent and a
 budget set later starts from the truth. A project without a `project_budgets` row is
 unlimited and untracked; setting its budget creates the row from its batches' figures.
@@ -18,13 +25,15 @@ unlimited and untracked; setting its budget creates the row from its batches' fi
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ledger.batches import find_batch
-from ledger.models import Attempt, Batch, BatchState, ProjectBudget
+from ledger.models import Attempt, Batch, BatchState, BudgetReservation, ProjectBudget, utcnow
 
 # A batch paused by a budget says so in its paused_reason, which starts with this.
 BUDGET_PAUSE_PREFIX = "budget of $"
@@ -50,10 +59,32 @@ class Reservation:
     # Refused only because of what calls in flight hold: the spend alone leaves room for this
     # call, so it may fit once they settle (their real cost is usually below their estimate).
     may_fit_later: bool = False
+    id: str | None = None  # the reservation row, to settle
 
 
-def reserve(session: Session, batch_id: str, amount: float) -> Reservation:
-    """Reserve `amount` USD on the batch and on its project, or on neither."""
+def reserve(session: Session, batch_id: str, amount: float, lease_s: float = 600.0) -> Reservation:
+    """Reserve `amount` USD on the batch and on its project, or on neither, for `lease_s`
+    seconds at most. A refusal first releases holds whose lease is over, then tries again."""
+    taken = _reserve(session, batch_id, amount)
+    if not taken.ok and release_expired(session):
+        taken = _reserve(session, batch_id, amount)
+    if not taken.ok:
+        return taken
+    project = taken.reason  # _reserve passes the charged project here
+    reservation = BudgetReservation(
+        id=uuid.uuid4().hex,
+        batch_id=batch_id,
+        project=project,
+        amount_usd=amount,
+        expires_at=utcnow() + timedelta(seconds=lease_s),
+    )
+    session.add(reservation)
+    session.flush()
+    return Reservation(ok=True, id=reservation.id)
+
+
+def _reserve(session: Session, batch_id: str, amount: float) -> Reservation:
+    """The counters' part of `reserve`. When ok, `reason` carries the project charged."""
     row = session.execute(
         update(Batch)
         .where(
@@ -91,7 +122,7 @@ def reserve(session: Session, batch_id: str, amount: float) -> Reservation:
         .values(reserved_usd=ProjectBudget.reserved_usd + amount)
     )
     if taken.rowcount == 1:  # type: ignore[attr-defined]
-        return Reservation(ok=True)
+        return Reservation(ok=True, reason=project)
     limit = session.execute(
         select(ProjectBudget.budget_usd, ProjectBudget.spent_usd, ProjectBudget.reserved_usd).where(
             ProjectBudget.project == project
@@ -110,9 +141,22 @@ def reserve(session: Session, batch_id: str, amount: float) -> Reservation:
     return Reservation(ok=False, reason=reason, may_fit_later=later)
 
 
-def settle(session: Session, batch_id: str, reserved: float, actual: float) -> None:
+def settle(
+    session: Session,
+    batch_id: str,
+    reserved: float,
+    actual: float,
+    reservation_id: str | None = None,
+) -> None:
     """Turn a reservation into spend: release `reserved`, add `actual` (0 when the call was
-    never made), on the batch and on its project."""
+    never made), on the batch and on its project. A reservation already released for its
+    lease counted `reserved` as spent: only the difference to `actual` is added."""
+    if reservation_id is not None:
+        gone = session.execute(
+            delete(BudgetReservation).where(BudgetReservation.id == reservation_id)
+        )
+        if gone.rowcount == 0:  # type: ignore[attr-defined]
+            reserved, actual = 0.0, actual - reserved
     row = session.execute(
         update(Batch)
         .where(Batch.id == batch_id)
@@ -132,6 +176,38 @@ def settle(session: Session, batch_id: str, reserved: float, actual: float) -> N
             spent_usd=ProjectBudget.spent_usd + actual,
         )
     )
+
+
+def release_expired(session: Session, now: datetime | None = None) -> int:
+    """Release the holds whose lease is over (their worker died mid-call): each amount leaves
+    `reserved` and is counted as spent, since the call may have been billed. Returns how many
+    were released. Safe from any number of hosts: each row is deleted once."""
+    now = now or utcnow()
+    released = session.execute(
+        delete(BudgetReservation)
+        .where(BudgetReservation.expires_at < now)
+        .returning(
+            BudgetReservation.batch_id, BudgetReservation.project, BudgetReservation.amount_usd
+        )
+    ).all()
+    for batch_id, project, amount in released:
+        session.execute(
+            update(Batch)
+            .where(Batch.id == batch_id)
+            .values(
+                reserved_usd=_minus(Batch.reserved_usd, amount), spent_usd=Batch.spent_usd + amount
+            )
+        )
+        if project is not None:
+            session.execute(
+                update(ProjectBudget)
+                .where(ProjectBudget.project == project)
+                .values(
+                    reserved_usd=_minus(ProjectBudget.reserved_usd, amount),
+                    spent_usd=ProjectBudget.spent_usd + amount,
+                )
+            )
+    return len(released)
 
 
 def _minus(column, amount: float):  # type: ignore[no-untyped-def]

@@ -101,6 +101,25 @@ class ProjectBudget(Base):
     spent_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 
 
+class BudgetReservation(Base):
+    """What one call in flight holds on its batch's (and project's) budget, until its lease
+    ends. A worker that dies between reserve and settle leaves its row behind: once the lease
+    is over, the reconciler (or the next reservation refused for want of room) releases it, its
+    amount counted as spent because the call may have been billed (ledger/budgets.py)."""
+
+    __tablename__ = "budget_reservations"
+    __table_args__ = (
+        Index("ix_budget_reservations_batch", "batch_id"),
+        Index("ix_budget_reservations_expires", "expires_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(32))
+    project: Mapped[str | None] = mapped_column(String(100))  # set when the project was charged
+    amount_usd: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
 class Item(Base):
     __tablename__ = "items"
     __table_args__ = (

@@ -31,6 +31,9 @@ class ClaimedItem:
     last_error: str | None
     claim_no: int = 1  # this claim's number: the outcome is written only if it is still current
     attempt_no_base: int = 0  # attempt numbers continue after calls made before a retry
+    # Calls of a round an earlier claim left unfinished (its worker died): the new round
+    # continues from them and calls again only when none reached a verdict (ledger/journal.py).
+    dead_round: tuple[AttemptRecord, ...] = ()
 
 
 @dataclass

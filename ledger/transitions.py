@@ -11,21 +11,21 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ledger.cache import record_cache_writes
 from ledger.dedup import LeaderEnd, last_judged, settle_followers
+from ledger.journal import attempt_row, upsert_attempts
 from ledger.models import (
     TERMINAL_STATES,
-    Attempt,
     Batch,
     BatchState,
     Item,
     ItemState,
     utcnow,
 )
-from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
+from ledger.outcomes import ClaimedItem, ItemOutcome
 
 
 def claim_items(
@@ -222,9 +222,11 @@ def record_outcomes(
             for o in written
         ],
     )
-    rows = [_attempt_row(o, record, now) for o in written for record in o.attempts]
-    if rows:
-        session.execute(insert(Attempt), rows)
+    # Upserts: the journal (ledger/journal.py) already wrote most of these rows as the calls
+    # happened; this write is the authoritative one, and records each call once.
+    upsert_attempts(
+        session, [attempt_row(o.item_id, o.batch_id, r, now) for o in written for r in o.attempts]
+    )
     record_cache_writes(session, written)
     for outcome in written:
         if outcome.pause_reason:
@@ -283,34 +285,3 @@ def _count_done(session: Session, finished: Counter[str], now: Any) -> list[str]
             if marked.rowcount == 1:  # type: ignore[attr-defined]
                 completed.append(batch_id)
     return completed
-
-
-def _attempt_row(outcome: ItemOutcome, record: AttemptRecord, now: Any) -> dict[str, Any]:
-    return {
-        "item_id": outcome.item_id,
-        "batch_id": outcome.batch_id,
-        "attempt_no": record.attempt_no,
-        "tier": record.tier,
-        "deployment": record.deployment,
-        "provider": record.provider,
-        "model": record.model,
-        "input_tokens": record.input_tokens,
-        "cached_input_tokens": record.cached_input_tokens,
-        "cache_write_tokens": record.cache_write_tokens,
-        "output_tokens": record.output_tokens,
-        "reasoning_tokens": record.reasoning_tokens,
-        "usage_estimated": record.usage_estimated,
-        "cost_usd": record.cost_usd,
-        "prices": record.prices,
-        "latency_ms": record.latency_ms,
-        "outcome": record.outcome,
-        "verdicts": record.verdicts,
-        "error_class": record.error_class,
-        "error_message": record.error_message,
-        "output": record.output,
-        "request_id": record.request_id,
-        "cache_hit": record.cache_hit,
-        "provider_batch_id": record.provider_batch_id,
-        "saved_usd": record.saved_usd,
-        "created_at": now,
-    }

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     deferred_poll_interval: int = Field(default=30, ge=1)
     deferred_submit_grace_s: float = Field(default=300.0, ge=0)
     max_claims: int = Field(default=5, ge=1)  # claims without an outcome before an item fails
+    # A budget reservation is held at most a call's longest life plus this margin; past it the
+    # reconciler releases it as spent (its worker died mid-call; worker/budget.py).
+    reservation_margin_s: float = Field(default=60.0, ge=0)
     sim_time_scale: float = Field(default=1.0, ge=0)  # shrink sim latencies (tests, demo)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # worker /metrics (Prometheus)
     # Provider calls one worker process runs at once, over all its task slots (bounds memory).

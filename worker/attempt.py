@@ -2,12 +2,19 @@
 
 This is the worker's inner loop, written over the provider contract and the pure routing core;
 it touches neither Celery nor the database, so it runs the same under a worker, in replay and in
-evaluation. It never raises: every failure becomes an attempt record and an outcome.
+evaluation. It never raises: every failure becomes an attempt record and an outcome (a
+failure preparing or judging the item ends that item `failed` with the reason).
+
+Under a worker, a journal (worker/journal.py) makes each call durable: a row before the call,
+its outcome soon after. An item claimed again after its worker died continues from the calls
+its dead round made (`ClaimedItem.dead_round`): an answer already judged settles it without
+another call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -41,8 +48,10 @@ from routing.types import (
     RequestMeta,
     Usage,
 )
+from worker.journal import CallJournal, LedgerUnavailable
 from worker.middleware import CallContext, Denied, Middleware, installed
 
+log = logging.getLogger("batchrouter.worker")
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -58,15 +67,18 @@ class _Run:
     calls: int = 0  # counted against the task type's attempt cap
     middleware: list[Middleware] = field(default_factory=list)
     prompt_tokens: int = 0
+    journal: CallJournal | None = None
 
     def can_call(self) -> bool:
         return self.calls < self.task.max_attempts
 
     async def call(
-        self, name: str
+        self, name: str, *, sample: bool = False
     ) -> tuple[AttemptRecord, CompletionResult | ProviderError] | Denied:
         """One provider call on deployment `name`, recorded whatever happens, unless a
-        middleware denies it (then nothing is called, recorded or counted)."""
+        middleware denies it or the item's claim is lost (then nothing is called, recorded or
+        counted). An error, or a consensus sample, is settled in the journal at once; an
+        answer when it has been judged."""
         deployment = self.config.deployments[name]
         prices = self.config.prices_for(name)
         ctx = CallContext(
@@ -80,18 +92,8 @@ class _Run:
                 for admitted in reversed(self.middleware[:index]):
                     await admitted.release(ctx)
                 return denied
-        record, result = await self._call(name, deployment, prices)
-        for layer in reversed(self.middleware):
-            await layer.after_call(ctx, record, result)
-        return record, result
-
-    async def _call(
-        self, name: str, deployment: Deployment, prices: Prices
-    ) -> tuple[AttemptRecord, CompletionResult | ProviderError]:
-        self.calls += 1
-        attempt_no = self.item.attempt_no_base + self.calls
         record = AttemptRecord(
-            attempt_no=attempt_no,
+            attempt_no=self.item.attempt_no_base + self.calls + 1,
             tier=self.item.tier,
             deployment=name,
             provider=deployment.provider,
@@ -99,7 +101,36 @@ class _Run:
             outcome="error",
             prices=prices.model_dump(),
         )
+        if self.journal is not None:
+            try:
+                held = await self.journal.intent(self.item, record, ctx.estimated_cost_usd)
+            except LedgerUnavailable:
+                held = None
+            if not held:
+                for layer in reversed(self.middleware):
+                    await layer.release(ctx)
+                if held is None:
+                    raise LedgerUnavailable("the call's intent could not be written")
+                return Denied("the item's claim was taken over by another worker")
+        self.calls += 1
         self.records.append(record)
+        result = await self._call(record, name, deployment, prices)
+        for layer in reversed(self.middleware):
+            await layer.after_call(ctx, record, result)
+        if sample:
+            record.outcome = "sample"
+        if sample or isinstance(result, ProviderError):
+            self.settle(record)
+        return record, result
+
+    def settle(self, record: AttemptRecord) -> None:
+        if self.journal is not None:
+            self.journal.settled(self.item, record)
+
+    async def _call(
+        self, record: AttemptRecord, name: str, deployment: Deployment, prices: Prices
+    ) -> CompletionResult | ProviderError:
+        attempt_no = record.attempt_no
         request = build_request(self.task, name, deployment, self.messages, self.item, attempt_no)
         if self.task.cache:
             record.cache_key = request_key(self.task.cache_namespace, name, request)
@@ -110,18 +141,18 @@ class _Run:
             record.latency_ms = error.latency_ms
             record.error_class = error.error_class.value
             record.error_message = redact(error.message)
-            return record, error
+            return error
         except Exception as exc:  # a bug in an adapter must not kill the worker
             record.error_class = ErrorClass.INTERNAL.value
             record.error_message = redact(f"{type(exc).__name__}: {exc}")
-            return record, ProviderError(ErrorClass.INTERNAL, record.error_message)
+            return ProviderError(ErrorClass.INTERNAL, record.error_message)
         fill_usage(record, result.usage, prices, result.cost_usd_override)
         record.latency_ms = result.latency_ms
         record.request_id = result.request_id
         record.output = result.text
         if record.cache_key is not None:
             record.token_logprobs = result.token_logprobs
-        return record, result
+        return result
 
     def parked(self, denied: Denied) -> ItemOutcome:
         """Back to queued on the same tier, not published: it waits for a resume. A denial
@@ -206,13 +237,61 @@ async def run_item(
     sleep: Sleep = asyncio.sleep,
     rng: random.Random | None = None,
     middleware: list[Middleware] | None = None,
+    journal: CallJournal | None = None,
 ) -> ItemOutcome:
-    task = config.task_type(task_name)
-    tier = item.tier
-    rng = rng or random.Random()
+    """The item's round on its tier. `journal`: write each call to the ledger as it happens."""
     layers = installed() if middleware is None else middleware
-    run = _Run(item, config, task, item_messages(item, task))
-    run.calls, run.middleware = item.attempts, layers
+    run: _Run | None = None
+    try:
+        task = config.task_type(task_name)
+        dead = list(item.dead_round)
+        run = _Run(item, config, task, [], records=dead, calls=item.attempts + len(dead))
+        run.middleware, run.journal = layers, journal
+        return resume(run) or await _round(run, item_messages(item, task), sleep, rng)
+    except LedgerUnavailable:
+        raise  # not the item's fault: the chunk is not recorded and comes back
+    except Exception as exc:  # a template, a check, the tokenizer, memory: this item only
+        log.exception("item %s: could not be run", item.id)
+        reason = redact(f"could not run the item: {type(exc).__name__}: {exc}")[:500]
+        records = run.records if run is not None else list(item.dead_round)
+        return ItemOutcome(
+            item_id=item.id,
+            batch_id=item.batch_id,
+            tier=item.tier,
+            attempts=records,
+            next_state=ItemState.FAILED,
+            next_tier=item.tier,
+            error=reason,
+            claim_no=item.claim_no,
+        )
+
+
+def resume(run: _Run) -> ItemOutcome | None:
+    """The outcome of a round that an earlier claim left unfinished after a call reached a
+    verdict: the item needs no new call. None when it must call (again)."""
+    tier = run.item.tier
+    for record in run.records:
+        if record.outcome == "passed":
+            return run.outcome(ItemState.SUCCEEDED, tier, None, record)
+    rejected = next((r for r in reversed(run.records) if r.outcome == "check_failed"), None)
+    if rejected is None:
+        return None
+    failed = [
+        f"{v.get('check')}: {v.get('reason')}" for v in rejected.verdicts if not v.get("passed")
+    ]
+    reason = "; ".join(failed) or "a check failed"
+    if after_check_failure(run.task, tier) is Step.ESCALATE:
+        return run.outcome(ItemState.QUEUED, next_tier(run.task, tier) or tier, reason, rejected)
+    return run.outcome(ItemState.FAILED, tier, f"last tier failed its checks: {reason}", rejected)
+
+
+async def _round(
+    run: _Run, messages: list[Message], sleep: Sleep, rng: random.Random | None
+) -> ItemOutcome:
+    config, task, tier = run.config, run.task, run.item.tier
+    run.messages = messages
+    rng = rng or random.Random()
+    layers = run.middleware
     last_error: ErrorClass | None = None
     last_message = "no deployment could take the item"
 
@@ -314,8 +393,10 @@ async def _judge_and_decide(
     ]
     if judgement.passed:
         record.outcome = "passed"
+        run.settle(record)
         return run.outcome(ItemState.SUCCEEDED, tier, None, record)
     record.outcome = "check_failed"
+    run.settle(record)
     if after_check_failure(task, tier) is Step.ESCALATE:
         return run.outcome(
             ItemState.QUEUED, next_tier(task, tier) or tier, judgement.reason, record
@@ -336,11 +417,10 @@ async def _collect_samples(run: _Run, spec: ConsensusCheck, first: str) -> list[
     for name in names:
         if not run.can_call():
             break  # the attempt cap also bounds what consensus may spend
-        called = await run.call(name)
+        called = await run.call(name, sample=True)
         if isinstance(called, Denied):
             break  # fewer answers; the consensus check judges what it has
-        sample, result = called
-        sample.outcome = "sample"
+        _sample, result = called
         if isinstance(result, CompletionResult):
             answers.append(result.text)
     return answers

@@ -10,7 +10,9 @@ A call refused only because of what other calls in flight hold waits (up to `wai
 to settle first: they usually cost less than their estimate, and pausing at once would leave
 that part of the budget unused.
 `after_call` settles the reservation to what the call really cost; `release` (a later layer
-denied the call) gives it back.
+denied the call) gives it back. A reservation's lease covers the call's longest possible life
+(the rate limiter's wait, every timeout of the deployment) plus `BATCHROUTER_RESERVATION_MARGIN_S`:
+a hold that outlives it belonged to a dead worker and is released (ledger/budgets.py).
 
 The ledger calls are synchronous SQLAlchemy: they run in a thread, with the ledger's retry on
 a lost connection, so the event loop keeps serving the other calls in flight.
@@ -26,6 +28,7 @@ import time
 from ledger.budgets import Reservation, budget_applies, reserve, settle, usd
 from ledger.db import session_scope, with_db_retry
 from ledger.outcomes import AttemptRecord
+from routing.settings import get_settings
 from routing.types import CompletionResult, ProviderError
 from worker.middleware import CallContext, Denied, Middleware
 
@@ -48,6 +51,15 @@ def spend_cap_denial(ctx: CallContext) -> Denied | None:
     )
 
 
+def lease_s(ctx: CallContext) -> float:
+    """How long a reservation may be held: the rate limiter's longest wait, then every timeout
+    of one call, plus a margin. Past that, its worker is gone."""
+    settings = get_settings()
+    timeouts = ctx.deployment.timeouts
+    call_s = timeouts.connect + timeouts.read + timeouts.write + timeouts.pool
+    return settings.ratelimit_max_reserve_s + call_s + settings.reservation_margin_s
+
+
 class BudgetGuard(Middleware):
     def __init__(
         self,
@@ -64,7 +76,7 @@ class BudgetGuard(Middleware):
         # A budget set on a running batch takes effect within `recheck_s`.
         self.recheck_s = recheck_s
         self._applies: dict[str, tuple[bool, float]] = {}
-        self._reserved: set[int] = set()  # id() of the contexts holding a reservation
+        self._reserved: dict[int, str | None] = {}  # id() of a holding context -> reservation
 
     def _budget_applies(self, batch_id: str) -> bool:
         def work() -> bool:
@@ -81,17 +93,19 @@ class BudgetGuard(Middleware):
             self._applies[batch_id] = known = (applies, now)
         return known[0]
 
-    def _reserve(self, batch_id: str, amount: float) -> Reservation:
+    def _reserve(self, batch_id: str, amount: float, lease_s: float) -> Reservation:
         def work() -> Reservation:
             with session_scope(self.database_url) as session:
-                return reserve(session, batch_id, amount)
+                return reserve(session, batch_id, amount, lease_s)
 
         return with_db_retry(work, what="budget reservation")
 
-    def _settle(self, batch_id: str, reserved: float, actual: float) -> None:
+    def _settle(
+        self, batch_id: str, reserved: float, actual: float, reservation_id: str | None
+    ) -> None:
         def work() -> None:
             with session_scope(self.database_url) as session:
-                settle(session, batch_id, reserved, actual)
+                settle(session, batch_id, reserved, actual, reservation_id)
 
         with_db_retry(work, what="budget settlement")
 
@@ -109,13 +123,13 @@ class BudgetGuard(Middleware):
         while True:
             try:
                 taken = await asyncio.to_thread(
-                    self._reserve, ctx.item.batch_id, ctx.estimated_cost_usd
+                    self._reserve, ctx.item.batch_id, ctx.estimated_cost_usd, lease_s(ctx)
                 )
             except Exception as exc:  # no ledger, no spend: park it, the reconciler requeues
                 log.exception("batch %s: budget reservation failed", ctx.item.batch_id)
                 return Denied(f"budget reservation failed: {type(exc).__name__}")
             if taken.ok:
-                self._reserved.add(id(ctx))
+                self._reserved[id(ctx)] = taken.id
                 return None
             if not taken.may_fit_later or time.monotonic() >= deadline:
                 log.warning("batch %s pauses: %s", ctx.item.batch_id, taken.reason)
@@ -133,9 +147,11 @@ class BudgetGuard(Middleware):
     async def _settle_safely(self, ctx: CallContext, actual: float) -> None:
         if id(ctx) not in self._reserved:
             return  # no budget applied when the call was admitted: nothing was reserved
-        self._reserved.discard(id(ctx))
+        reservation_id = self._reserved.pop(id(ctx))
         try:
-            await asyncio.to_thread(self._settle, ctx.item.batch_id, ctx.estimated_cost_usd, actual)
+            await asyncio.to_thread(
+                self._settle, ctx.item.batch_id, ctx.estimated_cost_usd, actual, reservation_id
+            )
         except Exception:  # the call happened: its outcome must still be recorded
             log.exception(
                 "batch %s: settling a call's cost failed; its reservation stays held",

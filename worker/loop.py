@@ -9,6 +9,7 @@ A forked child notices the pid change and starts its own loop.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 from collections.abc import Coroutine
@@ -59,10 +60,29 @@ def in_flight_slots() -> asyncio.Semaphore:
     return slots
 
 
+_running: set[concurrent.futures.Future] = set()
+_running_lock = threading.Lock()
+
+
 def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-    """Run `coro` on the process's loop from any thread and return its result."""
+    """Run `coro` on the process's loop from any thread and return its result. Raises
+    `concurrent.futures.CancelledError` when `cancel_running` stopped it."""
     future = asyncio.run_coroutine_threadsafe(coro, get_loop())
-    return future.result(timeout)
+    with _running_lock:
+        _running.add(future)
+    try:
+        return future.result(timeout)
+    finally:
+        with _running_lock:
+            _running.discard(future)
+
+
+def cancel_running() -> int:
+    """Cancel every coroutine a task is waiting for (a stopping worker's time is up); return
+    how many. Their tasks see `concurrent.futures.CancelledError`."""
+    with _running_lock:
+        running = list(_running)
+    return sum(1 for future in running if future.cancel())
 
 
 def close() -> None:

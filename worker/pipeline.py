@@ -1,21 +1,27 @@
 """A chunk of item ids on one tier: claim, run every item concurrently, record, escalate.
 
-The ledger write for the whole chunk is one transaction (commit, then publish): a redelivered
-message finds its items settled and does nothing; an escalated item is queued on the next tier
-in the ledger before its message is published.
+Each call is journaled as it happens (worker/journal.py): a row before it, its outcome within
+about a second after it. The chunk's outcomes are then written in one transaction (commit,
+then publish): a redelivered message finds its items settled and does nothing; an item whose
+worker died mid-round is claimed again and continues from the calls its dead round made; an
+escalated item is queued on the next tier in the ledger before its message is published.
+A failure preparing one item (its batch's stored routing file, its template) fails that item
+with the reason; it never leaves it running.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
 
 from ledger.db import session_scope, with_db_retry
+from ledger.journal import take_over_dead_rounds
 from ledger.models import Batch, ItemState
 from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
 from ledger.transitions import claim_items, outcome_without_call, record_outcomes
@@ -25,13 +31,18 @@ from worker import loop
 from worker.attempt import run_item
 from worker.cache_hits import serve_from_cache
 from worker.callbacks import notify_batch_finished
+from worker.journal import CallJournal, LedgerUnavailable, current_journal
 from worker.publish import publish_items
 
 log = logging.getLogger("batchrouter.worker")
 
 _configs: dict[str, tuple[str, RoutingConfig]] = {}  # batch id -> (task type, its routing config)
 _configs_lock = threading.Lock()
-Configs = dict[str, tuple[str, RoutingConfig]]  # batch id -> (task type, routing config)
+Configs = dict[str, tuple[str, RoutingConfig] | str]  # batch id -> (task type, config) or error
+
+
+class HandBack(Exception):
+    """The chunk was stopped before its outcomes were written: requeue its message."""
 
 
 @dataclass
@@ -54,9 +65,18 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     def claim() -> tuple[list[ClaimedItem], Configs, dict[int, ItemOutcome]]:
         with session_scope() as session:
             claimed = claim_items(session, item_ids, tier, token, settings.max_claims)
-            batches = batch_configs(session, {item.batch_id for item in claimed})
-            # the response cache: one SELECT for the whole chunk, in the claim's transaction
-            served = serve_from_cache(session, claimed, batches) if claimed else {}
+            dead = take_over_dead_rounds(session, claimed)
+            claimed = [
+                replace(item, dead_round=tuple(dead[item.id])) if item.id in dead else item
+                for item in claimed
+            ]
+            batches = configs_or_reasons(session, {item.batch_id for item in claimed})
+            # The response cache: one SELECT for the whole chunk, in the claim's transaction.
+            # An item continuing a dead round settles from that round, not from the cache.
+            fresh = [
+                i for i in claimed if not i.dead_round and isinstance(batches[i.batch_id], tuple)
+            ]
+            served = serve_from_cache(session, fresh, batches) if fresh else {}  # type: ignore[arg-type]
             return claimed, batches, served
 
     claimed, batches, served = with_db_retry(claim, what="claim")
@@ -64,13 +84,21 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     if not claimed:
         return summary  # a duplicate delivery: its work is done or owned by another worker
 
-    outcomes = loop.run(_run_all(claimed, batches, served))
+    try:
+        outcomes, journal = loop.run(_run_all(claimed, batches, served))
+    except concurrent.futures.CancelledError:
+        # The worker is stopping and its soft-shutdown time is up: record nothing; the
+        # message goes back to the queue and its items, claimed again by the same token,
+        # continue from what the journal kept of this round.
+        raise HandBack(f"tier {tier}: {len(claimed)} items handed back unfinished") from None
 
     def record() -> tuple[list[ItemOutcome], list[str]]:
         with session_scope() as session:
             return record_outcomes(session, outcomes)
 
     written, finished_batches = with_db_retry(record, what="record")
+    # Recorded: these items' journal entries need no write of their own.
+    loop.get_loop().call_soon_threadsafe(journal.forget, [o.item_id for o in outcomes])
     summary.recorded = len(written)
 
     escalations: dict[str, list[int]] = defaultdict(list)
@@ -96,23 +124,34 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
 
 
 async def _run_all(
-    claimed: list[ClaimedItem],
-    batches: dict[str, tuple[str, RoutingConfig]],
-    served: dict[int, ItemOutcome] | None = None,
-) -> list[ItemOutcome]:
+    claimed: list[ClaimedItem], batches: Configs, served: dict[int, ItemOutcome] | None = None
+) -> tuple[list[ItemOutcome], CallJournal]:
     slots = loop.in_flight_slots()
+    journal = current_journal()
     served = served or {}
 
     async def one(item: ClaimedItem) -> ItemOutcome:
         if item.id in served:  # a cache hit wins over a call and over deferred staging
             return served[item.id]
-        task_name, config = batches[item.batch_id]
-        if config.is_deferred(task_name, item.tier):
+        found = batches[item.batch_id]
+        if isinstance(found, str):  # its batch's routing file no longer loads
+            return outcome_without_call(item, ItemState.FAILED.value, found)
+        task_name, config = found
+        try:
+            deferred = not item.dead_round and config.is_deferred(task_name, item.tier)
+        except Exception as exc:
+            reason = f"could not run the item: {type(exc).__name__}: {exc}"
+            return outcome_without_call(item, ItemState.FAILED.value, reason)
+        if deferred:
             return stage_for_provider_batch(item)
         async with slots:
-            return await run_item(item, config, task_name)
+            return await run_item(item, config, task_name, journal=journal)
 
-    return list(await asyncio.gather(*(one(item) for item in claimed)))
+    try:
+        outcomes = await asyncio.gather(*(one(item) for item in claimed))
+    except LedgerUnavailable:
+        raise  # the chunk records nothing; its message comes back (at least once)
+    return list(outcomes), journal
 
 
 def call_facts(record: AttemptRecord) -> dict:
@@ -134,6 +173,19 @@ def stage_for_provider_batch(item: ClaimedItem) -> ItemOutcome:
     """A deferred tier makes no call here: the item waits in the ledger (state `deferred`)
     until the poller puts it into a provider batch (worker/deferred/)."""
     return outcome_without_call(item, ItemState.DEFERRED.value)
+
+
+def configs_or_reasons(session, batch_ids: set[str]) -> Configs:  # type: ignore[no-untyped-def]
+    """`batch_configs`, except that a stored routing file that no longer loads (edited in the
+    ledger, or naming a check this host does not allow) maps to the reason, which fails the
+    batch's items instead of leaving them running."""
+    found: Configs = {}
+    for batch_id in sorted(batch_ids):
+        try:
+            found.update(batch_configs(session, {batch_id}))
+        except Exception as exc:
+            found[batch_id] = f"the batch's routing file does not load here: {exc}"
+    return found
 
 
 def batch_configs(session, batch_ids: set[str]) -> dict[str, tuple[str, RoutingConfig]]:  # type: ignore[no-untyped-def]

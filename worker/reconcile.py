@@ -3,7 +3,8 @@
 Run it at any time, from any number of hosts (`batchrouter reconcile`, or the beat task every
 minute). It re-queues items claimed by a worker that never reported (killed, host lost), and
 re-publishes queued items that no message names (Redis restarted and lost its lists, a publish
-failed after the ledger commit), and purges expired response-cache entries. Claims are compare-and-set, so a message published twice is
+failed after the ledger commit), releases budget reservations whose lease ended (their worker
+died mid-call), and purges expired response-cache entries. Claims are compare-and-set, so a message published twice is
 harmless: the second finds nothing to claim.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
+from ledger.budgets import release_expired
 from ledger.cache import purge_expired
 from ledger.db import session_scope, with_db_retry
 from ledger.lifecycle import queued_items_older_than, requeue_stale_running
@@ -31,6 +33,7 @@ class ReconcileResult:
     republished: dict[str, int] = field(default_factory=dict)  # tier -> items put back
     broker_checked: bool = False  # whether live messages could be listed
     cache_purged: int = 0  # expired response-cache entries deleted
+    reservations_released: int = 0  # budget holds of dead workers, counted as spent
 
 
 def reconcile(
@@ -53,14 +56,14 @@ def reconcile(
 
     stale, waiting, tiers = with_db_retry(repair, what="reconcile")
 
-    def purge() -> int:
+    def purge() -> tuple[int, int]:
         with session_scope() as session:
-            return purge_expired(session)
+            return purge_expired(session), release_expired(session)
 
     try:  # housekeeping: a failure here must not stop the repair below
-        result.cache_purged = with_db_retry(purge, what="cache purge")
+        result.cache_purged, result.reservations_released = with_db_retry(purge, what="purge")
     except Exception:
-        log.exception("reconcile: purging expired cache entries failed")
+        log.exception("reconcile: purging expired cache entries and reservations failed")
     result.requeued_stale = sum(len(ids) for ids in stale.values())
     live = live_item_ids(settings, tiers, unacked_max_age_s=running_timeout_s)
     result.broker_checked = live is not None

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 from dataclasses import asdict
 
-from celery.signals import worker_init, worker_shutdown
+from celery.exceptions import Reject
+from celery.signals import worker_init, worker_shutdown, worker_shutting_down
 
 from worker import (
     loop,
     metrics,  # noqa: F401  (registers the Prometheus signal handlers)
 )
 from worker.app import app
-from worker.pipeline import process_chunk
+from worker.pipeline import HandBack, process_chunk
+
+log = logging.getLogger("batchrouter.worker")
 
 
 @app.task(name="batchrouter.attempt", bind=True, acks_late=True)
 def attempt(self, item_ids: list[int], tier: str) -> dict:  # type: ignore[no-untyped-def]
     """Run one attempt round for a chunk of items on `tier`; see worker/pipeline.py."""
-    return asdict(process_chunk(item_ids, tier, token=self.request.id))
+    try:
+        return asdict(process_chunk(item_ids, tier, token=self.request.id))
+    except HandBack as stopped:
+        raise Reject(str(stopped), requeue=True) from None
 
 
 @app.task(name="batchrouter.reconcile", ignore_result=True)
@@ -44,6 +52,33 @@ def _install_middleware(**_: object) -> None:
     from worker.middleware import install
 
     install(*stack.default_middleware())
+
+
+@worker_shutting_down.connect
+def _hand_back_when_time_is_up(**_: object) -> None:
+    """A stopping worker (SIGTERM or SIGQUIT) finishes what it can within
+    BATCHROUTER_SOFT_SHUTDOWN_TIMEOUT seconds, then hands the rest back: its chunks stop,
+    the call outcomes it has are written, and their messages return to the queue. Celery's
+    own warm shutdown would wait for every running task however long it takes."""
+    from routing.settings import get_settings
+
+    def time_is_up() -> None:
+        stopped = loop.cancel_running()
+        if stopped:
+            log.warning("soft shutdown: %d chunks handed back unfinished", stopped)
+        try:
+            from worker.journal import current_journal
+
+            async def flush() -> None:
+                await current_journal().flush()
+
+            loop.run(flush(), timeout=10)
+        except Exception:
+            log.exception("soft shutdown: the journal could not be flushed")
+
+    timer = threading.Timer(float(get_settings().soft_shutdown_timeout), time_is_up)
+    timer.daemon = True
+    timer.start()
 
 
 @worker_shutdown.connect

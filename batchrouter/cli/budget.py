@@ -11,6 +11,7 @@ from batchrouter.cli.common import errors, fail
 from ledger.batches import UnknownBatch
 from ledger.budgets import (
     paused_for_budget,
+    release_expired,
     set_batch_budget,
     set_project_budget,
     usd,
@@ -53,6 +54,7 @@ def budget(
 
     try:
         with session_scope() as session:
+            release_expired(session)  # holds of calls whose worker died: not live any more
             if batch is not None:
                 row: Batch | ProjectBudget | None
                 if change:

@@ -21,8 +21,8 @@ from typer.testing import CliRunner
 
 from batchrouter.api import batch_status, submit_batch, wait_for_batch
 from batchrouter.cli import app
-from ledger.batches import BatchStatus, register_batch
-from ledger.budgets import reserve, set_project_budget, settle
+from ledger.batches import BatchStatus, live_reserved, register_batch
+from ledger.budgets import release_expired, reserve, set_project_budget, settle
 from ledger.db import session_scope
 from ledger.models import Attempt, Batch, ProjectBudget
 from routing.config import load_config
@@ -277,3 +277,53 @@ def test_the_budget_command_shows_and_refuses_bad_usage(ledger_url: str) -> None
 
 def test_examples_routing_file_still_loads() -> None:
     assert load_config(EXAMPLES / "routing.yaml").tier("tier0").strategy == "ordered"
+
+
+def _figures(batch_id: str) -> tuple[float, float, float]:
+    """(spent, reserved counter, live reserved as status shows it)."""
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        return batch.spent_usd, batch.reserved_usd, live_reserved(session, batch_id=batch_id)
+
+
+def test_a_hold_whose_worker_died_ends_with_its_lease_counted_as_spent(ledger_url: str) -> None:
+    batch_id = _batch(budget=1.0)
+    with session_scope() as session:
+        assert reserve(session, batch_id, 0.6, lease_s=0.2).ok  # ... and its worker dies
+    assert _figures(batch_id) == pytest.approx((0.0, 0.6, 0.6))
+    assert batch_status(batch_id).reserved_usd == pytest.approx(0.6)
+    time.sleep(0.3)
+    # The lease is over: status no longer counts the hold, before anything released it.
+    assert batch_status(batch_id).reserved_usd == 0.0
+    with session_scope() as session:
+        # The next reservation that finds no room releases it first. The dead call may have
+        # been billed: its estimate is spent, so 0.6 more does not fit a $1 budget, 0.4 does.
+        refused = reserve(session, batch_id, 0.6)
+        assert not refused.ok and "spent $0.6000" in (refused.reason or "")
+        assert reserve(session, batch_id, 0.4).ok
+    assert _figures(batch_id) == pytest.approx((0.6, 0.4, 0.4))
+
+
+def test_the_reconciler_releases_expired_holds_and_a_late_settle_corrects_the_spend(
+    ledger_url: str,
+) -> None:
+    batch_id = _batch(budget=5.0, project="lease-test")
+    with session_scope() as session:
+        set_project_budget(session, "lease-test", 10.0)
+        slow = reserve(session, batch_id, 0.5, lease_s=0.1)
+        live = reserve(session, batch_id, 0.25, lease_s=600)
+    assert slow.ok and live.ok and slow.id != live.id
+    time.sleep(0.2)
+    with session_scope() as session:
+        assert release_expired(session) == 1  # what the reconciler runs
+        assert release_expired(session) == 0  # once only, from any number of hosts
+    assert _figures(batch_id) == pytest.approx((0.5, 0.25, 0.25))
+    with session_scope() as session:
+        # The slow worker was alive after all: its settle replaces the estimate with the cost.
+        settle(session, batch_id, reserved=0.5, actual=0.2, reservation_id=slow.id)
+        settle(session, batch_id, reserved=0.25, actual=0.25, reservation_id=live.id)
+        project = session.get(ProjectBudget, "lease-test")
+        assert project is not None
+        assert (project.spent_usd, project.reserved_usd) == pytest.approx((0.45, 0.0))
+    assert _figures(batch_id) == pytest.approx((0.45, 0.0, 0.0))
