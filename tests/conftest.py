@@ -85,6 +85,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # is fixed before any test module is imported (and builds the Celery app).
     SUITE_REDIS.open()
     os.environ["BATCHROUTER_BROKER_URL"] = SUITE_REDIS.url or NO_REDIS_URL
+    # The rate limiter and deployment statistics fall back to the broker's Redis: a developer's
+    # own settings for them must not send the tests' keys to another server.
+    for name in ("BATCHROUTER_REDIS_URL", "BATCHROUTER_RATELIMIT_REDIS_URL"):
+        os.environ.pop(name, None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -159,9 +159,9 @@ class ClaimedDatabase:
 def claim_empty_database(url: str) -> ClaimedDatabase:
     """The first empty database of `url`'s server, trying the one the URL names first.
 
-    A database holding any key is left alone (not even read), so two runs, or a run and a
-    developer's own data, never share one: the claim key is set only if absent, and the
-    database is kept only if that key is then the only one in it."""
+    A database holding any key is left alone (its keys are neither read nor written), so two
+    runs, or a run and a developer's own data, never share one: the claim key is set only if
+    absent, and the database is kept only if that key is then the only one in it."""
     parsed = urlparse(url)
     named = int(parsed.path.strip("/") or 0)
     probe = redis.Redis.from_url(url, socket_connect_timeout=2)
@@ -232,7 +232,10 @@ class PostgresCluster:
         # Output to a file, not a pipe: a postmaster that pg_ctl starts would hold a pipe open.
         with (self.folder / "commands.log").open("a+") as out:
             start = out.tell()
-            done = subprocess.run(argv, stdout=out, stderr=out, timeout=timeout)
+            try:
+                done = subprocess.run(argv, stdout=out, stderr=out, timeout=timeout)
+            except FileNotFoundError as exc:  # no runuser, or no such binary
+                raise ServerError(str(exc)) from exc
             out.seek(start)
             said = out.read()
         if done.returncode != 0:
@@ -315,13 +318,13 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     The folder is made with mkdtemp (under /tmp, not pytest's tmp_path: PostgreSQL's OS user
     must be able to reach it)."""
     folder = Path(tempfile.mkdtemp(prefix="batchrouter-pg-"))
+    cluster: PostgresCluster | None = None
     try:
         cluster = PostgresCluster(folder)
         cluster.init()
         cluster.start()
-        try:
-            yield cluster
-        finally:
-            cluster.stop()
+        yield cluster
     finally:
+        if cluster is not None:
+            cluster.stop()  # also after a start that failed half-way
         shutil.rmtree(folder, ignore_errors=True)
