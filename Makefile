@@ -36,8 +36,9 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy $(PACKAGES)
 
-# The whole suite: lint, types, unit tests, and integration tests against the real Redis and
-# PostgreSQL (set CI=true to make an unreachable service fail the run instead of skipping).
+# The whole suite: lint, types, unit tests, and integration tests against a redis-server the
+# suite starts itself and the machine's PostgreSQL (throwaway databases); nothing of the
+# machine's is stopped or flushed (README). CI=true makes a missing service fail, not skip.
 test: lint typecheck
 	$(BIN)/pytest -q
 
@@ -45,7 +46,7 @@ unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -q tests -m "not redis and not postgres"
 
 # The throughput suite (issue 5): prints each target's figure, baseline and ratio and writes
-# docs/benchmarks.md. Needs Redis (db 8, flushed) and PostgreSQL (throwaway databases).
+# docs/benchmarks.md. Starts its own redis-server; needs PostgreSQL (throwaway databases).
 # `make bench ARGS="--quick"` for a smoke run, ARGS="--only P1,P3" for some targets.
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench $(ARGS)

@@ -4,8 +4,9 @@ Prints, for each target, the figure, the baseline measured in the same run and t
 writes them between the markers of docs/benchmarks.md (not in --quick mode). P5 (report over
 1M attempts) is bench/p5_report.py's own command; `--only P5` runs it too.
 
-Needs Redis (BATCHROUTER_BENCH_REDIS_URL, default redis://127.0.0.1:6379/8, flushed) and
-PostgreSQL (BATCHROUTER_TEST_POSTGRES_URL's server; a throwaway database per benchmark).
+Starts a redis-server of its own (or claims an empty database on the server
+BATCHROUTER_BENCH_REDIS_URL names) and needs PostgreSQL (BATCHROUTER_TEST_POSTGRES_URL's
+server; a throwaway database per benchmark).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench.common import REDIS_URL, ROOT, Result
+from bench.common import ROOT, Result, bench_redis
 
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
@@ -83,20 +84,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated targets, e.g. P1,P3")
     parser.add_argument("--no-write", action="store_true", help="do not update the doc")
     args = parser.parse_args(argv)
-    os.environ["BATCHROUTER_BROKER_URL"] = REDIS_URL  # before anything builds the Celery app
     wanted = [t.strip().upper() for t in args.only.split(",") if t.strip()] or ORDER
     unknown = [t for t in wanted if t not in ORDER + ["P5"]]
     if unknown:
         parser.error(f"unknown targets {unknown}; choose from {', '.join(ORDER + ['P5'])}")
     began = time.perf_counter()
     results: list[Result] = []
-    for target in [t for t in ORDER if t in wanted]:
-        print(f"{target}: running{' (quick)' if args.quick else ''} ...", flush=True)
-        result = _runner(target)(quick=args.quick)
-        print(result.line(), flush=True)
-        for note in result.notes:
-            print(f"    {note}", flush=True)
-        results.append(result)
+    with bench_redis() as redis_url:
+        os.environ["BATCHROUTER_BROKER_URL"] = redis_url  # before anything builds the Celery app
+        for target in [t for t in ORDER if t in wanted]:
+            print(f"{target}: running{' (quick)' if args.quick else ''} ...", flush=True)
+            result = _runner(target)(quick=args.quick)
+            print(result.line(), flush=True)
+            for note in result.notes:
+                print(f"    {note}", flush=True)
+            results.append(result)
     if "P5" in wanted:
         from bench import p5_report
 

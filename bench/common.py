@@ -1,7 +1,9 @@
 """What every benchmark needs: a result row, throwaway databases, Redis, worker processes.
 
-Benchmarks use their own Redis database (BATCHROUTER_BENCH_REDIS_URL, default db 8, flushed)
-and a throwaway PostgreSQL database each, so they never touch the tests' or anyone's data.
+Benchmarks use a Redis of their own (`bench_redis`: a redis-server they start, or an empty
+database they claim on the server BATCHROUTER_BENCH_REDIS_URL names) and a throwaway PostgreSQL
+database each, so they never touch the tests' or anyone's data, and never flush a server they
+did not start.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_URL = os.environ.get("BATCHROUTER_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
+REDIS_URL = ""  # the benchmarks' Redis, set by bench_redis()
+_empty_redis: Callable[[], None] | None = None
 ADMIN_URL = os.environ.get(
     "BATCHROUTER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -61,12 +64,38 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def flush_redis(url: str = REDIS_URL) -> None:
-    import redis
+@contextmanager
+def bench_redis() -> Iterator[str]:
+    """The benchmarks' Redis for this run: a redis-server started here, or, when
+    BATCHROUTER_BENCH_REDIS_URL names a server, an empty database claimed on it (only its own
+    keys are ever deleted there). Sets REDIS_URL, and the variable worker processes read."""
+    global REDIS_URL, _empty_redis
+    from tests.helpers.servers import claim_empty_database, redis_server
 
-    client = redis.Redis.from_url(url)
-    client.flushdb()
-    client.close()
+    named = os.environ.get("BATCHROUTER_BENCH_REDIS_URL")
+    with ExitStack() as stack:
+        if named:
+            claimed = claim_empty_database(named)
+            stack.callback(claimed.release)
+            REDIS_URL, _empty_redis = claimed.url, claimed.clean
+        else:
+            server = stack.enter_context(redis_server())
+            REDIS_URL, _empty_redis = server.url(), server.empty
+        os.environ["BATCHROUTER_BENCH_REDIS_URL"] = REDIS_URL  # bench.noop's workers read it
+        try:
+            yield REDIS_URL
+        finally:
+            REDIS_URL, _empty_redis = "", None
+            if named:
+                os.environ["BATCHROUTER_BENCH_REDIS_URL"] = named
+            else:
+                os.environ.pop("BATCHROUTER_BENCH_REDIS_URL", None)
+
+
+def flush_redis() -> None:
+    """Empty the benchmarks' Redis (all of it if it is our server, else our keys)."""
+    assert _empty_redis is not None, "inside bench_redis() only"
+    _empty_redis()
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """The P1 baseline: a bare Celery app whose one task does nothing but count itself.
 
-    celery -A bench.noop worker -P prefork -c 2   (BATCHROUTER_BENCH_REDIS_URL, default db 8)
+    celery -A bench.noop worker -P prefork -c 2   (BATCHROUTER_BENCH_REDIS_URL: `python -m bench`
+                                                   sets it to the Redis it started or claimed)
 
 Celery's defaults otherwise (prefork, early acks, prefetch 4): the fastest plain Celery gets.
 """

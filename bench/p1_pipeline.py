@@ -16,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import common
 from bench.common import (
-    REDIS_URL,
     Result,
     bench_env,
     done_counter,
@@ -39,7 +39,7 @@ def noop_rate(count: int, log: Path) -> float:
     from bench import noop
 
     flush_redis()
-    client = redis.Redis.from_url(REDIS_URL)
+    client = redis.Redis.from_url(common.REDIS_URL)
     with noop.app.producer_or_acquire() as producer, producer.batch(max_size=1000):
         for _ in range(count):
             noop.noop.apply_async(producer=producer)

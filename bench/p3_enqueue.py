@@ -13,7 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import REDIS_URL, Result, flush_redis, postgres_database, write_items
+from bench import common
+from bench.common import Result, flush_redis, postgres_database, write_items
 
 BAR, GOAL = 5.0, 10.0
 
@@ -36,7 +37,7 @@ def run(quick: bool = False) -> Result:
 
     items = 5_000 if quick else 100_000
     baseline_n = 1_000 if quick else 10_000
-    assert os.environ.get("BATCHROUTER_BROKER_URL") == REDIS_URL
+    assert os.environ.get("BATCHROUTER_BROKER_URL") == common.REDIS_URL
     with tempfile.TemporaryDirectory() as tmp, postgres_database("batchrouter_p3") as url:
         source = write_items(Path(tmp) / "items.jsonl", items)
         os.environ["BATCHROUTER_DATABASE_URL"] = url
@@ -57,7 +58,7 @@ def run(quick: bool = False) -> Result:
         elapsed = time.perf_counter() - began
         import redis
 
-        queued = redis.Redis.from_url(REDIS_URL).llen(submitted.entry_tier)
+        queued = redis.Redis.from_url(common.REDIS_URL).llen(submitted.entry_tier)
         flush_redis()
         os.environ.pop("BATCHROUTER_DATABASE_URL", None)
         get_settings.cache_clear()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import defaultdict
@@ -51,6 +52,32 @@ def reconciler_running(every_s: float = 1.0, running_timeout_s: float = 5.0) -> 
     finally:
         stop.set()
         thread.join(10)
+
+
+@contextmanager
+def this_process_publishes_to(broker_url: str) -> Iterator[str]:
+    """Point this process's Celery app (what `submit_batch` and the reconciler publish with)
+    and its broker settings at another Redis, such as a fault test's own server; put the
+    suite's back afterwards."""
+    import worker.app
+    from routing.settings import get_settings
+
+    before_env, before_app = os.environ.get("BATCHROUTER_BROKER_URL"), worker.app.app
+    os.environ["BATCHROUTER_BROKER_URL"] = broker_url
+    get_settings.cache_clear()
+    app = worker.app.make_celery(get_settings())
+    worker.app.app = app
+    try:
+        yield broker_url
+    finally:
+        worker.app.app = before_app
+        before_app.set_current()
+        app.close()
+        if before_env is None:
+            os.environ.pop("BATCHROUTER_BROKER_URL", None)
+        else:
+            os.environ["BATCHROUTER_BROKER_URL"] = before_env
+        get_settings.cache_clear()
 
 
 def assert_nothing_lost_or_charged_twice(batch_id: str, expected_items: int) -> dict[str, int]:
