@@ -112,8 +112,8 @@ def test_every_kind_loads_from_yaml(tmp_path: Path) -> None:
         ("{kind: consensus, k: 3, m: 5}", "task_types.tickets.checks.0", "cannot exceed"),
         (
             "{kind: regex, pattern: a, patern: b}",
-            "task_types.tickets.checks.0.patern",
-            "Extra inputs are not permitted",
+            "rules.yaml:12: task_types.tickets.checks.0.patern",
+            "unknown key 'patern'; did you mean 'pattern'?",
         ),
         ("{kind: sentiment}", "task_types.tickets.checks.0", "does not match any of the expected"),
     ],
