@@ -15,6 +15,7 @@ from routing.checks import CheckSpec, LabelCheck
 from routing.deployments import Deployment
 from routing.prices import Prices
 from routing.schema import Loc, StrictModel, unknown_key_message, walk_loc
+from routing.templates import template_fields
 from routing.yamlfile import DuplicateKeyError, load_yaml_with_lines, nearest_line, read_text
 
 BATCH_API_PROVIDERS = ("openai", "anthropic")  # providers whose batch API a deferred tier uses
@@ -65,7 +66,9 @@ class Tier(StrictModel):
 class TaskType(StrictModel):
     ladder: list[str] = Field(min_length=1)  # tier names, cheapest first; never stepped down
     system_prompt: str | None = None
-    prompt: str = Field(min_length=1)  # a template; {text} is the item's text
+    # Templates of plain {field} names (routing/templates.py): {text} is the item's text,
+    # {labels} the label check's labels, any other name an input field of the item.
+    prompt: str = Field(min_length=1)
     checks: list[CheckSpec] = Field(default_factory=list)
     max_attempts: int = Field(default=6, ge=1, le=100)  # calls per item, all tiers together
     transient_retries: int = Field(default=2, ge=0, le=10)  # per deployment, before falling back
@@ -86,9 +89,21 @@ class TaskType(StrictModel):
     @field_validator("prompt")
     @classmethod
     def _prompt_uses_text(cls, value: str) -> str:
-        if "{text}" not in value:
+        if "text" not in template_fields(value):
             raise ValueError("the prompt template must contain {text}")
         return value
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _system_prompt_is_plain(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_fields(value)
+        return value
+
+    def template_fields(self) -> list[str]:
+        """The fields the prompt and system prompt use (`text`, `labels`, input fields)."""
+        fields = template_fields(self.system_prompt or "")
+        return fields + [f for f in template_fields(self.prompt) if f not in fields]
 
     @property
     def output_schema(self) -> dict | None:

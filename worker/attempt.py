@@ -31,6 +31,7 @@ from routing.policy import (
 )
 from routing.prices import Prices, cost_usd
 from routing.prompts import render_messages
+from routing.templates import TemplateError
 from routing.tokens import count_message_tokens
 from routing.types import (
     CompletionRequest,
@@ -211,7 +212,12 @@ async def run_item(
     tier = item.tier
     rng = rng or random.Random()
     layers = installed() if middleware is None else middleware
-    run = _Run(item, config, task, item_messages(item, task))
+    try:
+        messages = item_messages(item, task)
+    except TemplateError as exc:  # a template that skipped the load check: refused, not run
+        reason = f"prompt template refused: {exc}"
+        return _Run(item, config, task, []).outcome(ItemState.FAILED, tier, reason, None)
+    run = _Run(item, config, task, messages)
     run.calls, run.middleware = item.attempts, layers
     last_error: ErrorClass | None = None
     last_message = "no deployment could take the item"

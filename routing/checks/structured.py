@@ -26,6 +26,7 @@ from routing.checks.base import (
     shorten,
 )
 from routing.checks.imports import import_dotted
+from routing.templates import TemplateError, render, template_fields
 
 MAX_ERRORS_SHOWN = 3
 
@@ -187,8 +188,15 @@ class PythonCheck(CheckBase):
     """
 
     kind: Literal["python"] = "python"
-    function: str | None = None
+    function: str | None = None  # a plain-{field} template (routing/templates.py)
     args: int | None = Field(default=None, ge=0, le=50)
+
+    @field_validator("function")
+    @classmethod
+    def _function_is_plain(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_fields(value)
+        return value
 
     def run(self, given: CheckInput) -> Verdict:
         code = extract_fenced(given.output, ("python", "py", "python3"))
@@ -204,9 +212,9 @@ class PythonCheck(CheckBase):
         if self.function is None:
             return Verdict(self.kind, True, "compiles", 1.0, normalized=code)
         try:
-            wanted = self.function.format_map(dict(given.fields))
-        except KeyError as exc:
-            return Verdict(self.kind, False, f"the item has no field {exc.args[0]!r}", 0.0)
+            wanted = render(self.function, given.fields, keep_missing=False)
+        except TemplateError as exc:
+            return Verdict(self.kind, False, str(exc), 0.0)
         defined = {
             node.name: node
             for node in tree.body
