@@ -19,7 +19,7 @@ from ledger.db import session_scope, with_db_retry
 from ledger.models import Batch, ItemState
 from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
 from ledger.transitions import claim_items, outcome_without_call, record_outcomes
-from routing.config import RoutingConfig, parse_config
+from routing.config import ConfigError, RoutingConfig, parse_config
 from routing.settings import get_settings
 from worker import loop
 from worker.attempt import run_item
@@ -30,6 +30,7 @@ from worker.publish import publish_items
 log = logging.getLogger("batchrouter.worker")
 
 _configs: dict[str, tuple[str, RoutingConfig]] = {}  # batch id -> (task type, its routing config)
+_refused: dict[str, str] = {}  # batch id -> why this host refuses its stored routing file
 _configs_lock = threading.Lock()
 Configs = dict[str, tuple[str, RoutingConfig]]  # batch id -> (task type, routing config)
 
@@ -55,8 +56,9 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
         with session_scope() as session:
             claimed = claim_items(session, item_ids, tier, token, settings.max_claims)
             batches = batch_configs(session, {item.batch_id for item in claimed})
+            runnable = [item for item in claimed if item.batch_id in batches]
             # the response cache: one SELECT for the whole chunk, in the claim's transaction
-            served = serve_from_cache(session, claimed, batches) if claimed else {}
+            served = serve_from_cache(session, runnable, batches) if runnable else {}
             return claimed, batches, served
 
     claimed, batches, served = with_db_retry(claim, what="claim")
@@ -106,6 +108,11 @@ async def _run_all(
     async def one(item: ClaimedItem) -> ItemOutcome:
         if item.id in served:  # a cache hit wins over a call and over deferred staging
             return served[item.id]
+        if item.batch_id not in batches:  # nothing of its routing file was imported or run
+            reason = (
+                f"this worker refuses the batch's stored routing file: {refusal(item.batch_id)}"
+            )
+            return outcome_without_call(item, ItemState.FAILED.value, reason)
         task_name, config = batches[item.batch_id]
         if config.is_deferred(task_name, item.tier):
             return stage_for_provider_batch(item)
@@ -137,8 +144,14 @@ def stage_for_provider_batch(item: ClaimedItem) -> ItemOutcome:
 
 
 def batch_configs(session, batch_ids: set[str]) -> dict[str, tuple[str, RoutingConfig]]:  # type: ignore[no-untyped-def]
-    """Each batch runs under the routing file it was submitted with (kept in the ledger)."""
-    missing = [batch_id for batch_id in batch_ids if batch_id not in _configs]
+    """Each batch runs under the routing file it was submitted with (kept in the ledger).
+
+    The stored copy is loaded under this host's rules, as at submit: a file this host refuses
+    (a check off its allow-list, a template outside the plain-{field} rule: the ledger's copy
+    was edited, or this host allows less than the submitting one) is left out of the result,
+    with nothing of it imported; `refusal(batch_id)` says why.
+    """
+    missing = [b for b in batch_ids if b not in _configs and b not in _refused]
     if missing:
         rows = session.execute(
             select(Batch.id, Batch.task_type, Batch.config_yaml, Batch.config_source).where(
@@ -147,5 +160,14 @@ def batch_configs(session, batch_ids: set[str]) -> dict[str, tuple[str, RoutingC
         ).all()
         with _configs_lock:
             for batch_id, task_type, text, source in rows:
-                _configs[batch_id] = (task_type, parse_config(text, source))
-    return {batch_id: _configs[batch_id] for batch_id in batch_ids}
+                try:
+                    _configs[batch_id] = (task_type, parse_config(text, source))
+                except ConfigError as exc:
+                    log.error("batch %s: its stored routing file is refused: %s", batch_id, exc)
+                    _refused[batch_id] = str(exc)
+    return {batch_id: _configs[batch_id] for batch_id in batch_ids if batch_id in _configs}
+
+
+def refusal(batch_id: str) -> str:
+    """Why batch_configs left this batch out."""
+    return _refused.get(batch_id, "its routing file could not be loaded")

@@ -25,7 +25,7 @@ from routing.checks.base import (
     extract_fenced,
     shorten,
 )
-from routing.checks.imports import import_dotted
+from routing.checks.imports import resolve_allowed
 from routing.templates import TemplateError, render, template_fields
 
 MAX_ERRORS_SHOWN = 3
@@ -66,7 +66,7 @@ def load_schema_file(path: str) -> dict[str, Any]:
 class JsonCheck(CheckBase):
     """The output is JSON (``` fences are stripped first) that validates against an inline JSON
     Schema (`schema`), a schema file (`schema_file`), or a pydantic model (`model`, a dotted
-    path resolved at load). With none of them, the JSON only has to parse."""
+    path or entry point resolved at load, if the host allows it: routing/checks/imports.py). With none of them, the JSON only has to parse."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -166,7 +166,7 @@ class JsonCheck(CheckBase):
 
 
 def _pydantic_model(path: str) -> type[BaseModel]:
-    target = import_dotted(path)
+    target = resolve_allowed(path)
     if not (isinstance(target, type) and issubclass(target, BaseModel)):
         raise ValueError(f"{path!r} is a {type(target).__name__}, not a pydantic model class")
     return target
