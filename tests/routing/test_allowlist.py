@@ -68,19 +68,31 @@ def test_a_refused_name_is_never_imported(marker: Path, allow_checks) -> None:  
     assert marker.exists() and MARKER_MODULE in sys.modules
 
 
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        ("shutil.rmtree", "'shutil.rmtree' is not allowed on this host"),
+        # Issue 13, section 4: a custom check that does not import fails at submit, with its
+        # line, not in a worker's log.
+        (f"{CHECK_FIXTURES}.gone:check", f"module '{CHECK_FIXTURES}.gone' failed to import"),
+        (f"{CHECK_FIXTURES}:gone", "has no attribute 'gone'"),
+    ],
+)
 def test_submit_refuses_the_file_before_anything_is_registered_or_enqueued(
-    use_ledger, sqlite_url: str, tmp_path: Path
+    use_ledger, sqlite_url: str, tmp_path: Path, allow_checkfixtures, function: str, message: str
 ) -> None:
     from ledger.db import session_scope
     from ledger.models import Batch
 
     use_ledger(sqlite_url)
     rules = tmp_path / "rules.yaml"
-    rules.write_text(HEAD + '      - {kind: custom, function: "shutil.rmtree"}\n')
+    rules.write_text(HEAD + f'      - {{kind: custom, function: "{function}"}}\n')
     items = tmp_path / "items.jsonl"
     items.write_text('{"text": "hello"}\n')
-    with pytest.raises(ConfigError, match=r"rules.yaml:12: .*'shutil.rmtree' is not allowed"):
+    with pytest.raises(ConfigError) as error:
         submit_batch(items, "tickets", config=rules)
+    assert f"{rules}:12: task_types.tickets.checks.0.function: " in str(error.value)
+    assert message in str(error.value)
     with session_scope() as session:
         assert session.scalar(select(func.count()).select_from(Batch)) == 0
 
