@@ -5,7 +5,8 @@ dict) in Celery's `task_postrun` signal, so the pipeline itself knows nothing ab
 Queue depth is read from Redis at scrape time (LLEN, priority sub-lists summed), because Flower
 shows a queue only while a worker consumes it.
 
-The exporter starts when BATCHROUTER_METRICS_PORT is set. Counters live in the process that runs
+The exporter starts when BATCHROUTER_METRICS_PORT is set, on 127.0.0.1 unless
+BATCHROUTER_METRICS_ADDRESS says otherwise. Counters live in the process that runs
 the tasks: the default `threads` pool (and `solo`) run them in the worker process itself. With
 `prefork` the tasks run in child processes and this exporter would only see the parent.
 """
@@ -184,8 +185,10 @@ def start_exporter(port: int) -> None:
     settings = get_settings()
     watch_queues(_tiers_from_config())
     REGISTRY.register(QueueDepthCollector(settings.resolved_broker_url()))
-    start_http_server(port)
-    log.info("Prometheus metrics on :%d/metrics", port)
+    # /metrics has no auth: loopback unless BATCHROUTER_METRICS_ADDRESS opens it (a scraper on
+    # another host, on a private network).
+    start_http_server(port, addr=settings.metrics_address)
+    log.info("Prometheus metrics on %s:%d/metrics", settings.metrics_address, port)
 
 
 @worker_init.connect
