@@ -1,7 +1,9 @@
 """Prometheus metrics from a worker process: items, attempts, cost, escalations, errors, queues.
 
-Everything is counted from the `batchrouter.attempt` task's return value (a ChunkSummary as a
-dict) in Celery's `task_postrun` signal, so the pipeline itself knows nothing about metrics.
+The attempt and deferred-poll tasks (worker/tasks.py) hand their full summaries (a ChunkSummary
+or PollSummary as a dict, with per-call facts) to `record_chunk`/`record_poll` in the process
+that ran them and return counts only, so per-call model, cost and latency never reach Flower;
+the pipeline itself knows nothing about metrics.
 Queue depth is read from Redis at scrape time (LLEN, priority sub-lists summed), because Flower
 shows a queue only while a worker consumes it.
 
@@ -19,7 +21,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from celery.signals import task_failure, task_postrun, worker_init, worker_ready
+from celery.signals import task_failure, worker_init, worker_ready
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -29,7 +31,6 @@ from routing.settings import get_settings
 log = logging.getLogger("batchrouter.metrics")
 
 ATTEMPT_TASK = "batchrouter.attempt"
-DEFERRED_POLL_TASK = "batchrouter.deferred_poll"
 # kombu's Redis transport emulates priorities with sub-lists "<queue>\x06\x16<step>".
 PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)  # step 0 is the queue's own list
@@ -206,19 +207,6 @@ def _on_worker_init(**_: Any) -> None:
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     with contextlib.suppress(AttributeError):
         watch_queues(sender.app.amqp.queues.consume_from.keys())
-
-
-@task_postrun.connect
-def _on_task_postrun(
-    task: Any = None, retval: Any = None, state: str | None = None, **_: Any
-) -> None:
-    if state != "SUCCESS" or not isinstance(retval, dict):
-        return
-    name = getattr(task, "name", None)
-    if name == ATTEMPT_TASK:
-        record_chunk(retval)
-    elif name == DEFERRED_POLL_TASK:
-        record_poll(retval)
 
 
 @task_failure.connect

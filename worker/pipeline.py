@@ -46,6 +46,18 @@ class ChunkSummary:
     # one entry per recorded provider call: what metrics and logs need, never item text
     calls: list[dict] = field(default_factory=list)
 
+    def counts(self) -> dict:
+        """What the task returns (Flower shows it): counts by tier and state, no per-call
+        model, cost, tokens or latency."""
+        return {
+            "tier": self.tier,
+            "received": self.received,
+            "claimed": self.claimed,
+            "recorded": self.recorded,
+            "by_state": dict(self.by_state),
+            "escalated_to": dict(self.escalated_to),
+        }
+
 
 def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     """`token` identifies the broker message (its task id): see ledger.transitions.claim_items."""

@@ -68,6 +68,22 @@ class PollSummary:
     calls: list[dict] = field(default_factory=list)
     items_by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
 
+    def counts(self) -> dict:
+        """What the beat task returns (Flower shows it): counts, no per-call facts and no
+        error texts (a provider's message is logged and kept on the provider batch row)."""
+        return {
+            "formed": self.formed,
+            "submitted": self.submitted,
+            "ended": self.ended,
+            "ingested": self.ingested,
+            "settled": dict(self.settled),
+            "sent_back": self.sent_back,
+            "open": self.open,
+            "staged": self.staged,
+            "unfinished": self.unfinished,
+            "errors": len(self.errors),
+        }
+
 
 def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> PollSummary:
     """One step for everything: form, submit, poll, ingest. `force` forms provider batches
