@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from routing.checks import CheckSpec, LabelCheck
+from routing.checks.imports import RESOLVE_CODE
 from routing.deployments import Deployment
 from routing.prices import Prices
 from routing.schema import Loc, StrictModel, unknown_key_message, walk_loc
@@ -261,7 +262,15 @@ class ConfigError(ValueError):
     """A routing file that cannot be used; the message names file, line and field path."""
 
 
-def parse_config(text: str, source: str = "<routing file>") -> RoutingConfig:
+def parse_config(
+    text: str, source: str = "<routing file>", *, resolve_code: bool = True
+) -> RoutingConfig:
+    """The routing file in `text`, validated; ConfigError naming each problem's line.
+
+    `resolve_code=False` checks everything but the custom checks and models the file names,
+    which are neither resolved nor imported: for callers that read only its shape (ladders,
+    prices), such as reports, on hosts that may not allow or have that code.
+    """
     try:
         data, lines = load_yaml_with_lines(text)
     except DuplicateKeyError as exc:
@@ -271,7 +280,8 @@ def parse_config(text: str, source: str = "<routing file>") -> RoutingConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with deployments, tiers, task_types")
     try:
-        config = RoutingConfig.model_validate(data, context={_CALLER_REPORTS_REFERENCES: True})
+        context = {_CALLER_REPORTS_REFERENCES: True, RESOLVE_CODE: resolve_code}
+        config = RoutingConfig.model_validate(data, context=context)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():

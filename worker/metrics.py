@@ -174,9 +174,13 @@ def watch_queues(names: Iterable[str]) -> None:
 
 def _tiers_from_config() -> list[str]:
     try:
-        from routing.config import load_config
+        from routing.config import parse_config
+        from routing.yamlfile import read_text
 
-        return [tier.name for tier in load_config(get_settings().config).tiers]
+        path = get_settings().config  # only its tier names: no check code is imported
+        return [
+            tier.name for tier in parse_config(read_text(path), str(path), resolve_code=False).tiers
+        ]
     except Exception:  # the routing file is optional for a worker; its own queue is enough
         return []
 

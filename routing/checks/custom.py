@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from routing.checks.base import CheckBase, CheckInput, Verdict
-from routing.checks.imports import resolve_allowed
+from routing.checks.imports import resolve_allowed, resolving
 
 
 def _callable(path: str) -> Callable[..., Any]:
@@ -35,13 +35,15 @@ class CustomCheck(CheckBase):
 
     @field_validator("function")
     @classmethod
-    def _imports(cls, value: str) -> str:
-        _callable(value)
+    def _imports(cls, value: str, info: ValidationInfo) -> str:
+        if resolving(info.context):  # here, so a refusal names the `function:` line
+            _callable(value)
         return value
 
     @model_validator(mode="after")
-    def _resolve(self) -> CustomCheck:
-        self._func = _callable(self.function)
+    def _resolve(self, info: ValidationInfo) -> CustomCheck:
+        if resolving(info.context):
+            self._func = _callable(self.function)
         return self
 
     def verdict_name(self) -> str:

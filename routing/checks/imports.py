@@ -26,6 +26,14 @@ from routing.settings import get_settings
 
 ENTRY_POINT_GROUP = "batchrouter.checks"
 SETTING = "BATCHROUTER_ALLOWED_CHECKS"
+# Validation context key: False when the caller only reads the file's shape (reports, retry),
+# so the named code is neither resolved nor imported there.
+RESOLVE_CODE = "resolve code"
+
+
+def resolving(context: Any) -> bool:
+    """Whether validation with this context resolves (and imports) named code."""
+    return bool((context or {}).get(RESOLVE_CODE, True))
 
 
 def resolve_allowed(reference: str) -> Any:

@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -25,7 +26,7 @@ from routing.checks.base import (
     extract_fenced,
     shorten,
 )
-from routing.checks.imports import resolve_allowed
+from routing.checks.imports import resolve_allowed, resolving
 from routing.templates import TemplateError, render, template_fields
 
 MAX_ERRORS_SHOWN = 3
@@ -93,13 +94,13 @@ class JsonCheck(CheckBase):
 
     @field_validator("model")
     @classmethod
-    def _model_imports(cls, value: str | None) -> str | None:
-        if value is not None:
+    def _model_imports(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and resolving(info.context):
             _pydantic_model(value)
         return value
 
     @model_validator(mode="after")
-    def _one_target(self) -> JsonCheck:
+    def _one_target(self, info: ValidationInfo) -> JsonCheck:
         given = [
             name
             for name, value in (
@@ -115,7 +116,7 @@ class JsonCheck(CheckBase):
             self._validator = _schema_validator(self.schema_)
         elif self.schema_file is not None:
             self._validator = _schema_validator(load_schema_file(self.schema_file))
-        elif self.model is not None:
+        elif self.model is not None and resolving(info.context):
             self._model = _pydantic_model(self.model)
         return self
 
@@ -153,6 +154,8 @@ class JsonCheck(CheckBase):
                 )
                 more = f" (+{len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > 3 else ""
                 return Verdict(self.kind, False, f"schema: {shown}{more}", 0.0)
+        if self.model is not None and self._model is None:  # loaded with resolve_code=False
+            self._model = _pydantic_model(self.model)
         if self._model is not None:
             try:
                 self._model.model_validate(data)

@@ -161,3 +161,23 @@ def test_an_entry_point_of_the_host_is_named_by_its_name(
         "host (it has: mentions_refund, ticket) nor a dotted path like 'package.module:name'; "
         "did you mean 'mentions_refund'?"
     ) in refused("{kind: custom, function: mentions_refnd}")
+
+
+def test_reading_only_the_files_shape_imports_nothing(marker: Path) -> None:
+    """Reports and `retry` read a stored file for its ladder and prices only: they load it
+    without resolving its code, on hosts that may not allow (or have) that code."""
+    from routing.checks import judge
+
+    text = HEAD + f'      - {{kind: custom, function: "{MARKER_MODULE}:check"}}\n'
+    text += f'      - {{kind: json, model: "{MARKER_MODULE}:Nope"}}\n'
+    config = parse_config(text, "rules.yaml", resolve_code=False)
+    assert config.task_type("tickets").ladder == ["t0", "t1"]
+    assert not marker.exists() and MARKER_MODULE not in sys.modules
+    # Run anyway, its checks resolve under the allow-list: refused, and the checks fail.
+    judgement = judge(config.task_type("tickets").checks, '{"a": 1}', "source")
+    assert not judgement.passed
+    assert all("is not allowed on this host" in v.reason for v in judgement.verdicts)
+    assert not marker.exists() and MARKER_MODULE not in sys.modules
+    # Everything else is still checked.
+    with pytest.raises(ConfigError, match="unknown key 'functon'"):
+        parse_config(HEAD + "      - {kind: custom, functon: x}\n", resolve_code=False)
