@@ -18,7 +18,7 @@ from pathlib import Path
 
 from batchrouter.api import submit_batch, wait_for_batch
 from ledger.db import session_scope
-from ledger.results import iter_results
+from ledger.results import iter_results, spreadsheet_safe
 from producers.readers import InputError
 from routing.config import ConfigError
 
@@ -53,8 +53,11 @@ def label_rows(
             writer.writerow(
                 {
                     **row,
-                    column: result.get("output") if ok else "",
-                    f"{column}_error": "" if ok else (result.get("error") or "not processed"),
+                    # model answers and provider errors: escaped like `results --out x.csv`
+                    column: spreadsheet_safe(result.get("output")) if ok else "",
+                    f"{column}_error": ""
+                    if ok
+                    else spreadsheet_safe(result.get("error") or "not processed"),
                 }
             )
     return len(results), unlabelled

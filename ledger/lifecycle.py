@@ -123,7 +123,9 @@ def retry_failed(session: Session, batch_ref: str) -> ByTier:
 def _entry_tier(batch: Batch) -> str:
     from routing.config import parse_config
 
-    return parse_config(batch.config_yaml, batch.config_source).task_type(batch.task_type).ladder[0]
+    # Only the ladder is needed: the checks' code is neither resolved nor imported here.
+    config = parse_config(batch.config_yaml, batch.config_source, resolve_code=False)
+    return config.task_type(batch.task_type).ladder[0]
 
 
 def requeue_stale_running(session: Session, older_than_s: float) -> ByTier:

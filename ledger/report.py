@@ -66,7 +66,7 @@ def _premium_of(rows: list[tuple[str, str, str | None, str, str]]) -> dict[str, 
         key = (config_yaml, task_type)
         if key not in parsed:
             try:
-                config: RoutingConfig = parse_config(config_yaml, source)
+                config: RoutingConfig = parse_config(config_yaml, source, resolve_code=False)
                 ladder = list(config.task_type(task_type).ladder)
                 deployment = config.tier(ladder[-1]).deployments[0]
                 prices = config.prices_for(deployment)

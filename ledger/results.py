@@ -20,6 +20,9 @@ from ledger.batches import find_batch
 from ledger.models import Item
 
 FIELDS = ["id", "state", "output", "tier", "deployment", "model", "attempts", "cost_usd", "error"]
+# A spreadsheet opening a CSV runs a cell that starts with one of these as a formula
+# (=HYPERLINK(...), =cmd|...); outputs, ids and names are data from producers and models.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 FORMATS = ("jsonl", "csv", "parquet")
 PAGE = 1000  # rows fetched (and, for Parquet, written) at a time
 
@@ -79,13 +82,22 @@ def write_results(
             writer = csv.DictWriter(handle, fieldnames=FIELDS)
             writer.writeheader()
             for record in records:
-                writer.writerow(record)
+                writer.writerow({key: spreadsheet_safe(value) for key, value in record.items()})
                 count += 1
         else:
             for record in records:
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
                 count += 1
     return count
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A CSV cell no spreadsheet runs as a formula: text starting with =, +, -, @, tab or
+    carriage return gets a leading single quote (OWASP, CSV injection). Numbers are ours and
+    stay numbers (a negative saving is -0.12, not text)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
 
 
 def write_results_jsonl(

@@ -17,9 +17,11 @@ from sqlalchemy import delete
 from ledger.batches import register_batch
 from ledger.db import session_scope, upgrade_schema
 from ledger.models import Batch
-from producers.readers import read_items
-from routing.config import ConfigError, load_config
+from producers.readers import InputError, read_items
+from routing.config import ConfigError, RoutingConfig, load_config
+from routing.prompts import missing_fields
 from routing.settings import get_settings
+from routing.types import InputItem
 from routing.yamlfile import read_text
 from worker.publish import publish_items
 
@@ -68,6 +70,7 @@ def submit_batch(
         raise ConfigError(f"a budget must be >= 0 USD, got {budget_usd}")
     report = progress or (lambda stage, done, total: None)
     items = read_items(path)
+    _check_template_fields(routing, task_type, items, path, config_path)
     total = len(items)
     report("read", total, total)
     entry_tier = task.ladder[0]
@@ -111,3 +114,22 @@ def submit_batch(
         entry_tier=entry_tier,
         duplicates=total - len(item_ids),
     )
+
+
+def _check_template_fields(
+    routing: RoutingConfig,
+    task_type: str,
+    items: list[InputItem],
+    path: str | Path,
+    config_path: Path,
+) -> None:
+    """Every field the prompt names must come with every item: a typo'd {field} would reach
+    the model as written, for every item of the batch."""
+    needed = missing_fields(routing.task_types[task_type], {})  # the input fields it names
+    for item in items if needed else []:
+        absent = [name for name in needed if name not in item.fields]
+        if absent:
+            raise InputError(
+                f"{path}:{item.line_no}: no field {absent[0]!r}, which the prompt of task "
+                f"type {task_type!r} uses as {{{absent[0]}}} ({config_path})"
+            )

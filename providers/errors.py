@@ -214,6 +214,15 @@ def backoff_delay(
 
 # Secrets that may appear in an exception text or an echoed request: header values, query keys,
 # and the usual key shapes (sk-..., sk-ant-..., AIza..., gsk_..., Bearer ...).
+# Masked keys a provider echoes back ("Incorrect API key provided: sk-proj-****abcd", "key
+# abc123...defXYZ"): the visible ends are still part of a key, and two echoes of different
+# masks can add up to most of it. They go first, before the shapes below take a piece each.
+_MASKED_PATTERNS = [
+    re.compile(r"\b(?:sk-(?:ant-|proj-)?|gsk_|fw_|pk-|xai-|AIza)[\w-]*(?:\*+|\.{3,}|…)[\w-]*"),
+    re.compile(r"[\w-]*\*{3,}[\w-]*"),
+    # An ellipsis between two runs of key characters, with a digit somewhere: a key, not prose.
+    re.compile(r"\b(?=[\w-]*\d|[\w-]{3,}(?:\.{3}|…)[\w-]*\d)[\w-]{3,}(?:\.{3}|…)[\w-]{3,}"),
+]
 _SECRET_PATTERNS = [
     re.compile(r"(?i)(authorization\s*[:=]\s*['\"]?)(bearer\s+)?[^\s'\",}]+"),
     re.compile(r"(?i)((?:x-api-key|api-key|x-goog-api-key)\s*[\"']?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
@@ -229,11 +238,14 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
     """`text` with API keys and credential-bearing header/query values replaced by [REDACTED].
 
     Known secrets (the key actually used for the call) are removed verbatim first; patterns
-    catch keys we were not told about, e.g. a proxy echoing the request headers.
+    catch keys we were not told about, e.g. a proxy echoing the request headers, and the
+    masked fragments providers echo (`sk-...XYZ`, `abc123...defXYZ`, `sk-proj-****abcd`).
     """
     for secret in secrets:
         if secret and len(secret) >= 4:
             text = text.replace(secret, REDACTED)
+    for masked in _MASKED_PATTERNS:
+        text = masked.sub(REDACTED, text)
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
     return text

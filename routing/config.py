@@ -9,17 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from routing.checks import CHECK_KINDS, CheckSpec, LabelCheck
+from routing.checks import CheckSpec, LabelCheck
+from routing.checks.imports import RESOLVE_CODE
 from routing.deployments import Deployment
 from routing.prices import Prices
-from routing.yamlfile import load_yaml_with_lines, nearest_line, read_text
+from routing.schema import Loc, StrictModel, unknown_key_message, walk_loc
+from routing.templates import template_fields
+from routing.yamlfile import DuplicateKeyError, load_yaml_with_lines, nearest_line, read_text
 
 BATCH_API_PROVIDERS = ("openai", "anthropic")  # providers whose batch API a deferred tier uses
+_CALLER_REPORTS_REFERENCES = "caller reports references"  # validation context key
 
 
-class BatchOptions(BaseModel):
+class BatchOptions(StrictModel):
     """How a deferred tier fills provider batches (worker/deferred/, docs/cost-levers.md)."""
 
     # Items are staged this long (from the oldest) before they are sent as one provider batch,
@@ -32,7 +36,7 @@ class BatchOptions(BaseModel):
     completion_window: Literal["24h"] = "24h"  # the only window both providers offer
 
 
-class Tier(BaseModel):
+class Tier(StrictModel):
     """An ordered rung of the ladder. Its name is also the name of its broker queue."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -60,10 +64,12 @@ class Tier(BaseModel):
         return self
 
 
-class TaskType(BaseModel):
+class TaskType(StrictModel):
     ladder: list[str] = Field(min_length=1)  # tier names, cheapest first; never stepped down
     system_prompt: str | None = None
-    prompt: str = Field(min_length=1)  # a template; {text} is the item's text
+    # Templates of plain {field} names (routing/templates.py): {text} is the item's text,
+    # {labels} the label check's labels, any other name an input field of the item.
+    prompt: str = Field(min_length=1)
     checks: list[CheckSpec] = Field(default_factory=list)
     max_attempts: int = Field(default=6, ge=1, le=100)  # calls per item, all tiers together
     transient_retries: int = Field(default=2, ge=0, le=10)  # per deployment, before falling back
@@ -84,9 +90,21 @@ class TaskType(BaseModel):
     @field_validator("prompt")
     @classmethod
     def _prompt_uses_text(cls, value: str) -> str:
-        if "{text}" not in value:
+        if "text" not in template_fields(value):
             raise ValueError("the prompt template must contain {text}")
         return value
+
+    @field_validator("system_prompt")
+    @classmethod
+    def _system_prompt_is_plain(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_fields(value)
+        return value
+
+    def template_fields(self) -> list[str]:
+        """The fields the prompt and system prompt use (`text`, `labels`, input fields)."""
+        fields = template_fields(self.system_prompt or "")
+        return fields + [f for f in template_fields(self.prompt) if f not in fields]
 
     @property
     def output_schema(self) -> dict | None:
@@ -107,60 +125,20 @@ class TaskType(BaseModel):
         return []
 
 
-class RoutingConfig(BaseModel):
+class RoutingConfig(StrictModel):
     deployments: dict[str, Deployment] = Field(min_length=1)
     tiers: list[Tier] = Field(min_length=1)
     task_types: dict[str, TaskType] = Field(min_length=1)
 
     @model_validator(mode="after")
-    def _references_resolve(self) -> RoutingConfig:
-        names = [tier.name for tier in self.tiers]
-        if len(set(names)) != len(names):
-            raise ValueError(f"tier names must be unique, got {names}")
-        for tier in self.tiers:
-            for name in tier.deployments:
-                if name not in self.deployments:
-                    raise ValueError(f"tier {tier.name!r} names unknown deployment {name!r}")
-        for task_name, task in self.task_types.items():
-            for check in task.checks:
-                for name in getattr(check, "deployments", None) or []:
-                    if name not in self.deployments:
-                        raise ValueError(
-                            f"task type {task_name!r}: consensus names unknown deployment {name!r}"
-                        )
-            deferred = task.deferred if isinstance(task.deferred, list) else []
-            for tier_name in deferred:
-                if tier_name not in task.ladder:
-                    raise ValueError(
-                        f"task type {task_name!r}: deferred tier {tier_name!r} is not on its ladder"
-                    )
-            for tier_name in task.ladder:
-                if tier_name in names and self.is_deferred(task_name, tier_name):
-                    self._check_deferred(task_name, task, self.tier(tier_name))
-            positions = []
-            for tier_name in task.ladder:
-                if tier_name not in names:
-                    raise ValueError(f"task type {task_name!r}: unknown tier {tier_name!r}")
-                positions.append(names.index(tier_name))
-            if positions != sorted(set(positions)):
-                raise ValueError(
-                    f"task type {task_name!r}: ladder {task.ladder} must climb the tiers in order"
-                )
+    def _references_resolve(self, info: ValidationInfo) -> RoutingConfig:
+        # parse_config reports every problem at its own line; other callers get the first.
+        if not (info.context or {}).get(_CALLER_REPORTS_REFERENCES):
+            problems = reference_problems(self)
+            if problems:
+                loc, message = problems[0]
+                raise ValueError(f"{_dotted(loc)}: {message}")
         return self
-
-    def _check_deferred(self, task_name: str, task: TaskType, tier: Tier) -> None:
-        first = self.deployments[tier.deployments[0]]
-        if first.provider not in BATCH_API_PROVIDERS:
-            raise ValueError(
-                f"task type {task_name!r}: deferred tier {tier.name!r} sends its calls to "
-                f"{tier.deployments[0]!r}, whose provider {first.provider!r} has no batch API "
-                f"batchrouter can use (one of {list(BATCH_API_PROVIDERS)})"
-            )
-        if any(getattr(check, "kind", None) == "consensus" for check in task.checks):
-            raise ValueError(
-                f"task type {task_name!r}: a consensus check needs extra calls per item, "
-                f"which a deferred tier ({tier.name!r}) cannot make"
-            )
 
     def is_deferred(self, task_name: str, tier_name: str) -> bool:
         """Whether `task_name`'s items on `tier_name` go through a provider batch API."""
@@ -199,28 +177,137 @@ class RoutingConfig(BaseModel):
         return lookup_prices(deployment.model)
 
 
+def reference_problems(config: RoutingConfig) -> list[tuple[Loc, str]]:
+    """Names that must resolve across sections (tiers, deployments, ladders), each with the
+    path of the node that names it, so an error points at its own line."""
+    problems: list[tuple[Loc, str]] = []
+    names = [tier.name for tier in config.tiers]
+    for index, tier in enumerate(config.tiers):
+        if tier.name in names[:index]:
+            problems.append((("tiers", index, "name"), f"tier name {tier.name!r} is used twice"))
+        for position, name in enumerate(tier.deployments):
+            if name not in config.deployments:
+                problems.append(
+                    (
+                        ("tiers", index, "deployments", position),
+                        f"tier {tier.name!r} names unknown deployment {name!r}",
+                    )
+                )
+    for task_name, task in config.task_types.items():
+        at: Loc = ("task_types", task_name)
+        for number, check in enumerate(task.checks):
+            for position, name in enumerate(getattr(check, "deployments", None) or []):
+                if name not in config.deployments:
+                    problems.append(
+                        (
+                            (*at, "checks", number, "deployments", position),
+                            f"task type {task_name!r}: consensus names unknown deployment {name!r}",
+                        )
+                    )
+        deferred = task.deferred if isinstance(task.deferred, list) else []
+        for position, tier_name in enumerate(deferred):
+            if tier_name not in task.ladder:
+                problems.append(
+                    (
+                        (*at, "deferred", position),
+                        f"task type {task_name!r}: deferred tier {tier_name!r} is not on its ladder",
+                    )
+                )
+        positions = []
+        for position, tier_name in enumerate(task.ladder):
+            if tier_name not in names:
+                problems.append(
+                    (
+                        (*at, "ladder", position),
+                        f"task type {task_name!r}: unknown tier {tier_name!r}; tiers are {names}",
+                    )
+                )
+                continue
+            positions.append(names.index(tier_name))
+            tier = config.tier(tier_name)
+            if (
+                config.is_deferred(task_name, tier_name)
+                and tier.deployments[0] in config.deployments
+            ):
+                problem = _deferred_problem(config, task_name, task, tier)
+                if problem:
+                    problems.append(((*at, "ladder", position), problem))
+        if positions != sorted(set(positions)):
+            problems.append(
+                (
+                    (*at, "ladder"),
+                    f"task type {task_name!r}: ladder {task.ladder} must climb the tiers in order",
+                )
+            )
+    return problems
+
+
+def _deferred_problem(config: RoutingConfig, task_name: str, task: TaskType, tier: Tier) -> str:
+    first = config.deployments[tier.deployments[0]]
+    if first.provider not in BATCH_API_PROVIDERS:
+        return (
+            f"task type {task_name!r}: deferred tier {tier.name!r} sends its calls to "
+            f"{tier.deployments[0]!r}, whose provider {first.provider!r} has no batch API "
+            f"batchrouter can use (one of {list(BATCH_API_PROVIDERS)})"
+        )
+    if any(getattr(check, "kind", None) == "consensus" for check in task.checks):
+        return (
+            f"task type {task_name!r}: a consensus check needs extra calls per item, "
+            f"which a deferred tier ({tier.name!r}) cannot make"
+        )
+    return ""
+
+
 class ConfigError(ValueError):
     """A routing file that cannot be used; the message names file, line and field path."""
 
 
-def parse_config(text: str, source: str = "<routing file>") -> RoutingConfig:
+def parse_config(
+    text: str, source: str = "<routing file>", *, resolve_code: bool = True
+) -> RoutingConfig:
+    """The routing file in `text`, validated; ConfigError naming each problem's line.
+
+    `resolve_code=False` checks everything but the custom checks and models the file names,
+    which are neither resolved nor imported: for callers that read only its shape (ladders,
+    prices), such as reports, on hosts that may not allow or have that code.
+    """
     try:
         data, lines = load_yaml_with_lines(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"invalid routing file\n  {source}:{exc.line}: {exc}") from None
     except Exception as exc:  # yaml's own errors carry the line already
         raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping with deployments, tiers, task_types")
     try:
-        return RoutingConfig.model_validate(data)
+        context = {_CALLER_REPORTS_REFERENCES: True, RESOLVE_CODE: resolve_code}
+        config = RoutingConfig.model_validate(data, context=context)
     except ValidationError as exc:
         problems = []
         for error in exc.errors():
-            loc = _without_union_tags(tuple(error["loc"]))
-            line = nearest_line(lines, loc)
-            where = f"{source}:{line}" if line else source
-            path = ".".join(str(part) for part in loc) or "(top level)"
-            problems.append(f"{where}: {path}: {error['msg']}")
+            loc, holders = walk_loc(RoutingConfig, tuple(error["loc"]))
+            message = error["msg"]
+            if error["type"] == "extra_forbidden" and loc:
+                message = unknown_key_message(str(loc[-1]), holders[-1])
+            problems.append(_problem(source, lines, loc, message))
         raise ConfigError("invalid routing file\n  " + "\n  ".join(problems)) from None
+    references = reference_problems(config)
+    if references:
+        problems = [_problem(source, lines, loc, message) for loc, message in references]
+        raise ConfigError("invalid routing file\n  " + "\n  ".join(problems))
+    return config
+
+
+def _problem(source: str, lines: dict[Loc, int], loc: Loc, message: str) -> str:
+    """`rules.yaml:14: task_types.t.ladder.1: message`, at the line of the deepest node of
+    `loc` that the file has (the node itself, else its closest ancestor)."""
+    line = nearest_line(lines, loc)
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {_dotted(loc)}: {message}"
+
+
+def _dotted(loc: Loc) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
 
 
 def load_config(path: str | Path) -> RoutingConfig:
@@ -228,17 +315,3 @@ def load_config(path: str | Path) -> RoutingConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: routing file not found")
     return parse_config(read_text(path), str(path))
-
-
-def _without_union_tags(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    """pydantic puts the discriminator value into a union error's location, right after the
-    list index (`checks.0.label.labels`); drop it there, and only there."""
-    cleaned: list[str | int] = []
-    for index, part in enumerate(loc):
-        after_check_index = (
-            index >= 2 and loc[index - 2] == "checks" and isinstance(loc[index - 1], int)
-        )
-        if after_check_index and part in CHECK_KINDS:
-            continue
-        cleaned.append(part)
-    return tuple(cleaned)

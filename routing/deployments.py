@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
 from routing.prices import Prices
+from routing.schema import StrictModel
 
 
-class SimModel(BaseModel):
+class SimModel(StrictModel):
     """How the offline `sim` provider behaves for this deployment."""
 
     skill: float = Field(ge=0, le=1)  # probability of answering an item right
@@ -17,7 +18,7 @@ class SimModel(BaseModel):
     words_per_answer: int = Field(default=40, ge=1)  # typical length of free-text answers
 
 
-class Timeouts(BaseModel):
+class Timeouts(StrictModel):
     """httpx timeouts in seconds. LLM calls are slow: the read timeout is far above httpx's 5 s."""
 
     connect: float = Field(default=5.0, gt=0)
@@ -26,7 +27,7 @@ class Timeouts(BaseModel):
     pool: float = Field(default=10.0, gt=0)
 
 
-class Deployment(BaseModel):
+class Deployment(StrictModel):
     provider: str = Field(min_length=1)  # sim | openai | anthropic | gemini | replay | ...
     model: str = Field(min_length=1)
     api_base: str | None = None

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field, model_validator
 
+from routing.schema import StrictModel
 from routing.types import Usage
 
 # Anything above this is a typo or a broken price map entry (some public maps list $10,000/1M).
 MAX_PLAUSIBLE_PER_MTOK = 1000.0
 
 
-class Prices(BaseModel):
+class Prices(StrictModel):
     """USD per 1M tokens. Cached reads and cache writes default to the input price."""
 
     input: float = Field(ge=0, le=MAX_PLAUSIBLE_PER_MTOK)

@@ -37,6 +37,13 @@ class Settings(BaseSettings):
     reservation_margin_s: float = Field(default=60.0, ge=0)
     sim_time_scale: float = Field(default=1.0, ge=0)  # shrink sim latencies (tests, demo)
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # worker /metrics (Prometheus)
+    # The address /metrics listens on: loopback unless the host opts in (it has no auth).
+    metrics_address: str = "127.0.0.1"
+    # What a routing file may name as a custom check or a JSON check's model: comma-separated
+    # `module:function` entries or module prefixes (`myapp.checks`), besides the entry points
+    # of the `batchrouter.checks` group. The routing file is data (a copy is stored in the
+    # ledger and read back by workers); which code runs is this host's decision, never its.
+    allowed_checks: str = ""
     # Provider calls one worker process runs at once, over all its task slots (bounds memory).
     max_in_flight: int = Field(default=500, ge=1)
     # Global RPM/TPM buckets (worker/ratelimit.py): the Redis holding them (default: the broker,
@@ -47,6 +54,9 @@ class Settings(BaseSettings):
     ratelimit_max_reserve_s: float = Field(default=30.0, ge=0)
     # Messages published per Redis round trip when enqueueing (worker/publish.py).
     publish_pipeline: int = Field(default=500, ge=1)
+
+    def allowed_check_entries(self) -> tuple[str, ...]:
+        return tuple(e.strip() for e in self.allowed_checks.split(",") if e.strip())
 
     def resolved_database_url(self) -> str:
         if self.database_url:

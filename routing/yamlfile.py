@@ -8,8 +8,19 @@ from typing import Any
 import yaml
 
 
+class DuplicateKeyError(ValueError):
+    """A mapping names the same key twice: YAML keeps the last silently, we refuse."""
+
+    def __init__(self, path: tuple[str | int, ...], line: int, first_line: int) -> None:
+        self.path, self.line, self.first_line = path, line, first_line
+        where = ".".join(str(part) for part in path)
+        super().__init__(f"{where}: duplicate key (first given on line {first_line})")
+
+
 def load_yaml_with_lines(text: str) -> tuple[Any, dict[tuple[str | int, ...], int]]:
-    """Parse YAML text; return the data and a map from field path to 1-based line number."""
+    """Parse YAML text; return the data and a map from field path to 1-based line number.
+
+    Raises DuplicateKeyError for a key given twice in one mapping."""
     node = yaml.compose(text, Loader=yaml.SafeLoader)
     lines: dict[tuple[str | int, ...], int] = {}
     if node is None:
@@ -21,8 +32,14 @@ def load_yaml_with_lines(text: str) -> tuple[Any, dict[tuple[str | int, ...], in
 def _walk(node: yaml.Node, path: tuple[str | int, ...], lines: dict) -> None:
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
         for key, value in node.value:
             child = (*path, key.value)
+            if isinstance(key, yaml.ScalarNode) and key.tag != "tag:yaml.org,2002:merge":
+                if (key.tag, key.value) in seen:
+                    first = seen[(key.tag, key.value)]
+                    raise DuplicateKeyError(child, key.start_mark.line + 1, first)
+                seen[(key.tag, key.value)] = key.start_mark.line + 1
             lines[child] = key.start_mark.line + 1
             _walk(value, child, lines)
             lines[child] = key.start_mark.line + 1

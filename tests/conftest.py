@@ -178,3 +178,26 @@ def use_ledger(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
     yield use
     get_settings.cache_clear()
+
+
+CHECK_FIXTURES = "tests.routing.checkfixtures"  # the module tests name as custom checks/models
+
+
+@pytest.fixture
+def allow_checks(monkeypatch: pytest.MonkeyPatch):
+    """Allow routing files to name these checks (BATCHROUTER_ALLOWED_CHECKS entries), in this
+    process and in the worker processes it starts (they inherit the environment)."""
+    from routing.settings import get_settings
+
+    def allow(*entries: str) -> None:
+        monkeypatch.setenv("BATCHROUTER_ALLOWED_CHECKS", ",".join(entries))
+        get_settings.cache_clear()
+
+    yield allow
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def allow_checkfixtures(allow_checks) -> None:
+    """Routing files may name anything defined in tests/routing/checkfixtures."""
+    allow_checks(CHECK_FIXTURES)

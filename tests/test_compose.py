@@ -48,7 +48,12 @@ def test_config_is_valid_with_flower_auth(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     services = yaml.safe_load(result.stdout)["services"]
     assert set(services) >= REQUIRED_SERVICES
-    assert "--basic-auth=admin:secret" in services["flower"]["command"]
+    flower = services["flower"]
+    assert flower["command"] == ["batchrouter", "flower", "--port", "5555", "--address", "0.0.0.0"]
+    # The password is in Flower's environment, not on its command line (`ps` shows that).
+    assert flower["environment"]["FLOWER_BASIC_AUTH"] == "admin:secret"
+    assert flower["environment"]["BATCHROUTER_BROKER_URL"] == "redis://redis:6379/0"
+    assert not any("secret" in part for part in flower["command"])
     for tier in range(3):
         worker = services[f"worker-tier{tier}"]
         assert worker["command"][-2:] == ["--tier", str(tier)]

@@ -11,8 +11,8 @@ from celery.app import trace
 from routing.settings import Settings, get_settings
 from worker.queues import CONTROL_QUEUE
 
-# Celery logs every task's return value at INFO; ours is a per-call summary for metrics, too
-# long for a log line. Keep the line, drop the value.
+# Celery logs every task's return value at INFO; ours are counts the pipeline logs itself
+# already. Keep the line, drop the value.
 trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
 
 

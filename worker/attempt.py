@@ -38,6 +38,7 @@ from routing.policy import (
 )
 from routing.prices import Prices, cost_usd
 from routing.prompts import render_messages
+from routing.templates import TemplateError
 from routing.tokens import count_message_tokens
 from routing.types import (
     CompletionRequest,
@@ -250,20 +251,26 @@ async def run_item(
         return resume(run) or await _round(run, item_messages(item, task), sleep, rng)
     except LedgerUnavailable:
         raise  # not the item's fault: the chunk is not recorded and comes back
-    except Exception as exc:  # a template, a check, the tokenizer, memory: this item only
+    except TemplateError as exc:  # a template that skipped the load check: refused, not run
+        return _failed_before_round(item, run, f"prompt template refused: {exc}")
+    except Exception as exc:  # a check, the tokenizer, memory: this item only
         log.exception("item %s: could not be run", item.id)
         reason = redact(f"could not run the item: {type(exc).__name__}: {exc}")[:500]
-        records = run.records if run is not None else list(item.dead_round)
-        return ItemOutcome(
-            item_id=item.id,
-            batch_id=item.batch_id,
-            tier=item.tier,
-            attempts=records,
-            next_state=ItemState.FAILED,
-            next_tier=item.tier,
-            error=reason,
-            claim_no=item.claim_no,
-        )
+        return _failed_before_round(item, run, reason)
+
+
+def _failed_before_round(item: ClaimedItem, run: _Run | None, reason: str) -> ItemOutcome:
+    """The item fails with `reason`, keeping the calls its round made."""
+    return ItemOutcome(
+        item_id=item.id,
+        batch_id=item.batch_id,
+        tier=item.tier,
+        attempts=run.records if run is not None else list(item.dead_round),
+        next_state=ItemState.FAILED,
+        next_tier=item.tier,
+        error=reason,
+        claim_no=item.claim_no,
+    )
 
 
 def resume(run: _Run) -> ItemOutcome | None:

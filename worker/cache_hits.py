@@ -19,6 +19,7 @@ from ledger.models import ItemState
 from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
 from routing.checks import ConsensusCheck, judge
 from routing.config import RoutingConfig, TaskType
+from routing.templates import TemplateError
 from routing.tokens import count_message_tokens, count_text_tokens
 from routing.types import Message
 from worker.attempt import build_request, cache_policy, item_messages
@@ -43,7 +44,10 @@ def serve_from_cache(
         task = config.task_type(task_name)
         if not task.cache:
             continue
-        messages = item_messages(item, task)
+        try:
+            messages = item_messages(item, task)
+        except TemplateError:
+            continue  # not served; its call path fails it with the reason
         keys = []
         # This tier's deployments first, then those of the tiers above it: an answer a higher
         # tier already gave (and that passes the checks) costs nothing either, so an item that

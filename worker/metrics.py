@@ -1,11 +1,14 @@
 """Prometheus metrics from a worker process: items, attempts, cost, escalations, errors, queues.
 
-Everything is counted from the `batchrouter.attempt` task's return value (a ChunkSummary as a
-dict) in Celery's `task_postrun` signal, so the pipeline itself knows nothing about metrics.
+The attempt and deferred-poll tasks (worker/tasks.py) hand their full summaries (a ChunkSummary
+or PollSummary as a dict, with per-call facts) to `record_chunk`/`record_poll` in the process
+that ran them and return counts only, so per-call model, cost and latency never reach Flower;
+the pipeline itself knows nothing about metrics.
 Queue depth is read from Redis at scrape time (LLEN, priority sub-lists summed), because Flower
 shows a queue only while a worker consumes it.
 
-The exporter starts when BATCHROUTER_METRICS_PORT is set. Counters live in the process that runs
+The exporter starts when BATCHROUTER_METRICS_PORT is set, on 127.0.0.1 unless
+BATCHROUTER_METRICS_ADDRESS says otherwise. Counters live in the process that runs
 the tasks: the default `threads` pool (and `solo`) run them in the worker process itself. With
 `prefork` the tasks run in child processes and this exporter would only see the parent.
 """
@@ -18,7 +21,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from celery.signals import task_failure, task_postrun, worker_init, worker_ready
+from celery.signals import task_failure, worker_init, worker_ready
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -28,7 +31,6 @@ from routing.settings import get_settings
 log = logging.getLogger("batchrouter.metrics")
 
 ATTEMPT_TASK = "batchrouter.attempt"
-DEFERRED_POLL_TASK = "batchrouter.deferred_poll"
 # kombu's Redis transport emulates priorities with sub-lists "<queue>\x06\x16<step>".
 PRIORITY_SEP = "\x06\x16"
 PRIORITY_STEPS = (3, 6, 9)  # step 0 is the queue's own list
@@ -172,9 +174,13 @@ def watch_queues(names: Iterable[str]) -> None:
 
 def _tiers_from_config() -> list[str]:
     try:
-        from routing.config import load_config
+        from routing.config import parse_config
+        from routing.yamlfile import read_text
 
-        return [tier.name for tier in load_config(get_settings().config).tiers]
+        path = get_settings().config  # only its tier names: no check code is imported
+        return [
+            tier.name for tier in parse_config(read_text(path), str(path), resolve_code=False).tiers
+        ]
     except Exception:  # the routing file is optional for a worker; its own queue is enough
         return []
 
@@ -184,8 +190,10 @@ def start_exporter(port: int) -> None:
     settings = get_settings()
     watch_queues(_tiers_from_config())
     REGISTRY.register(QueueDepthCollector(settings.resolved_broker_url()))
-    start_http_server(port)
-    log.info("Prometheus metrics on :%d/metrics", port)
+    # /metrics has no auth: loopback unless BATCHROUTER_METRICS_ADDRESS opens it (a scraper on
+    # another host, on a private network).
+    start_http_server(port, addr=settings.metrics_address)
+    log.info("Prometheus metrics on %s:%d/metrics", settings.metrics_address, port)
 
 
 @worker_init.connect
@@ -203,19 +211,6 @@ def _on_worker_init(**_: Any) -> None:
 def _on_worker_ready(sender: Any = None, **_: Any) -> None:
     with contextlib.suppress(AttributeError):
         watch_queues(sender.app.amqp.queues.consume_from.keys())
-
-
-@task_postrun.connect
-def _on_task_postrun(
-    task: Any = None, retval: Any = None, state: str | None = None, **_: Any
-) -> None:
-    if state != "SUCCESS" or not isinstance(retval, dict):
-        return
-    name = getattr(task, "name", None)
-    if name == ATTEMPT_TASK:
-        record_chunk(retval)
-    elif name == DEFERRED_POLL_TASK:
-        record_poll(retval)
 
 
 @task_failure.connect

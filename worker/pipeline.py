@@ -25,7 +25,7 @@ from ledger.journal import take_over_dead_rounds
 from ledger.models import Batch, ItemState
 from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
 from ledger.transitions import claim_items, outcome_without_call, record_outcomes
-from routing.config import RoutingConfig, parse_config
+from routing.config import ConfigError, RoutingConfig, parse_config
 from routing.settings import get_settings
 from worker import loop
 from worker.attempt import run_item
@@ -37,6 +37,7 @@ from worker.publish import publish_items
 log = logging.getLogger("batchrouter.worker")
 
 _configs: dict[str, tuple[str, RoutingConfig]] = {}  # batch id -> (task type, its routing config)
+_refused: dict[str, str] = {}  # batch id -> why this host refuses its stored routing file
 _configs_lock = threading.Lock()
 Configs = dict[str, tuple[str, RoutingConfig] | str]  # batch id -> (task type, config) or error
 
@@ -55,6 +56,18 @@ class ChunkSummary:
     escalated_to: dict[str, int] = field(default_factory=dict)
     # one entry per recorded provider call: what metrics and logs need, never item text
     calls: list[dict] = field(default_factory=list)
+
+    def counts(self) -> dict:
+        """What the task returns (Flower shows it): counts by tier and state, no per-call
+        model, cost, tokens or latency."""
+        return {
+            "tier": self.tier,
+            "received": self.received,
+            "claimed": self.claimed,
+            "recorded": self.recorded,
+            "by_state": dict(self.by_state),
+            "escalated_to": dict(self.escalated_to),
+        }
 
 
 def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
@@ -176,21 +189,34 @@ def stage_for_provider_batch(item: ClaimedItem) -> ItemOutcome:
 
 
 def configs_or_reasons(session, batch_ids: set[str]) -> Configs:  # type: ignore[no-untyped-def]
-    """`batch_configs`, except that a stored routing file that no longer loads (edited in the
-    ledger, or naming a check this host does not allow) maps to the reason, which fails the
-    batch's items instead of leaving them running."""
-    found: Configs = {}
-    for batch_id in sorted(batch_ids):
-        try:
-            found.update(batch_configs(session, {batch_id}))
-        except Exception as exc:
-            found[batch_id] = f"the batch's routing file does not load here: {exc}"
+    """`batch_configs`, with a reason in place of each batch whose stored routing file this host
+    refuses or cannot load: that fails the batch's items instead of leaving them running."""
+    try:
+        found: Configs = dict(batch_configs(session, batch_ids))
+    except Exception as exc:  # one batch's file broke the lookup: take them one by one
+        found = {}
+        for batch_id in sorted(batch_ids):
+            try:
+                found.update(batch_configs(session, {batch_id}))
+            except Exception as one:
+                _refused[batch_id] = f"{type(one).__name__}: {one}"
+        log.error("loading stored routing files failed: %s", exc)
+    for batch_id in batch_ids - set(found):
+        found[batch_id] = (
+            f"this worker refuses the batch's stored routing file: {refusal(batch_id)}"
+        )
     return found
 
 
 def batch_configs(session, batch_ids: set[str]) -> dict[str, tuple[str, RoutingConfig]]:  # type: ignore[no-untyped-def]
-    """Each batch runs under the routing file it was submitted with (kept in the ledger)."""
-    missing = [batch_id for batch_id in batch_ids if batch_id not in _configs]
+    """Each batch runs under the routing file it was submitted with (kept in the ledger).
+
+    The stored copy is loaded under this host's rules, as at submit: a file this host refuses
+    (a check off its allow-list, a template outside the plain-{field} rule: the ledger's copy
+    was edited, or this host allows less than the submitting one) is left out of the result,
+    with nothing of it imported; `refusal(batch_id)` says why.
+    """
+    missing = [b for b in batch_ids if b not in _configs and b not in _refused]
     if missing:
         rows = session.execute(
             select(Batch.id, Batch.task_type, Batch.config_yaml, Batch.config_source).where(
@@ -199,5 +225,14 @@ def batch_configs(session, batch_ids: set[str]) -> dict[str, tuple[str, RoutingC
         ).all()
         with _configs_lock:
             for batch_id, task_type, text, source in rows:
-                _configs[batch_id] = (task_type, parse_config(text, source))
-    return {batch_id: _configs[batch_id] for batch_id in batch_ids}
+                try:
+                    _configs[batch_id] = (task_type, parse_config(text, source))
+                except ConfigError as exc:
+                    log.error("batch %s: its stored routing file is refused: %s", batch_id, exc)
+                    _refused[batch_id] = str(exc)
+    return {batch_id: _configs[batch_id] for batch_id in batch_ids if batch_id in _configs}
+
+
+def refusal(batch_id: str) -> str:
+    """Why batch_configs left this batch out."""
+    return _refused.get(batch_id, "its routing file could not be loaded")

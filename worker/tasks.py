@@ -1,4 +1,9 @@
-"""Celery tasks. Names say what they do; arguments are ids, never item text."""
+"""Celery tasks. Names say what they do; arguments are ids, never item text.
+
+What a task returns reaches Flower (the task-succeeded event carries it) and any result
+backend, so tasks return counts only. The per-call facts metrics need (model, cost, tokens,
+latency) are counted here, in the process that ran the task, and never leave it.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from celery.signals import worker_init, worker_shutdown, worker_shutting_down
 
 from worker import (
     loop,
-    metrics,  # noqa: F401  (registers the Prometheus signal handlers)
+    metrics,  # also registers the Prometheus signal handlers
 )
 from worker.app import app
 from worker.pipeline import HandBack, process_chunk
@@ -23,9 +28,11 @@ log = logging.getLogger("batchrouter.worker")
 def attempt(self, item_ids: list[int], tier: str) -> dict:  # type: ignore[no-untyped-def]
     """Run one attempt round for a chunk of items on `tier`; see worker/pipeline.py."""
     try:
-        return asdict(process_chunk(item_ids, tier, token=self.request.id))
+        summary = process_chunk(item_ids, tier, token=self.request.id)
     except HandBack as stopped:
         raise Reject(str(stopped), requeue=True) from None
+    metrics.record_chunk(asdict(summary))
+    return summary.counts()
 
 
 @app.task(name="batchrouter.reconcile", ignore_result=True)
@@ -41,7 +48,9 @@ def deferred_poll_task(force: bool = False) -> dict:
     """Walk every provider batch of the deferred tiers one step (see worker/deferred/)."""
     from worker.deferred.poller import poll_once
 
-    return asdict(poll_once(force=force))
+    summary = poll_once(force=force)
+    metrics.record_poll(asdict(summary))
+    return summary.counts()
 
 
 @worker_init.connect

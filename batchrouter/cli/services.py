@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
 from pathlib import Path
@@ -59,33 +60,69 @@ def worker(
     )
 
 
-def flower_command(port: int, address: str, max_tasks: int, basic_auth: str | None) -> list[str]:
-    """The `celery flower` command line that `batchrouter flower` runs."""
+def flower_command(port: int, address: str, max_tasks: int) -> list[str]:
+    """The `celery flower` command line that `batchrouter flower` runs. It never holds the
+    password: anyone on the host can read a command line (`ps`); Flower reads its basic auth
+    from FLOWER_BASIC_AUTH in its environment (flower/command.py: apply_env_options)."""
     command = [sys.executable, "-m", "celery", "-A", "worker", "flower"]
     command += [f"--port={port}", f"--address={address}", f"--max_tasks={max_tasks}"]
     command += ["--persistent=False", "--purge_offline_workers=600", "--inspect_timeout=5000"]
-    if basic_auth:
-        command.append(f"--basic_auth={basic_auth}")
     return command
+
+
+def is_loopback(address: str) -> bool:
+    """Whether `address` only accepts connections from this host ("" means every interface)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
 
 
 def flower(
     port: Annotated[int, typer.Option(help="HTTP port")] = 5555,
-    address: Annotated[str, typer.Option(help="address to listen on")] = "0.0.0.0",
+    address: Annotated[
+        str, typer.Option(help="address to listen on; other than loopback needs a password")
+    ] = "127.0.0.1",
     max_tasks: Annotated[
         int, typer.Option(help="tasks Flower keeps in memory (Flower's default is 100000)")
     ] = FLOWER_MAX_TASKS,
+    basic_auth_file: Annotated[
+        Path | None,
+        typer.Option(help="file holding user:password (instead of $FLOWER_BASIC_AUTH)"),
+    ] = None,
 ) -> None:
-    """Flower for the tier queues and workers (basic auth from $FLOWER_BASIC_AUTH, user:pass)."""
+    """Flower for the tier queues and workers. Listens on 127.0.0.1 unless told otherwise, and
+    then only with a password ($FLOWER_BASIC_AUTH=user:pass, or --basic-auth-file)."""
     basic_auth = os.environ.get("FLOWER_BASIC_AUTH") or None
+    if basic_auth_file is not None:
+        try:
+            basic_auth = basic_auth_file.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise fail(f"{basic_auth_file}: cannot read the password file ({exc})") from None
+        if basic_auth is None or ":" not in basic_auth:
+            raise fail(f"{basic_auth_file}: expected one line user:password")
+    oauth = bool(os.environ.get("FLOWER_AUTH"))  # Flower's own OAuth login (--auth regexp)
+    if not (basic_auth or oauth) and not is_loopback(address):
+        raise fail(
+            f"refusing to serve Flower on {address or 'every interface'} without a password: "
+            "its pages show workers and queues and its API can revoke tasks. Set "
+            "FLOWER_BASIC_AUTH=user:password (or --basic-auth-file), or keep the default "
+            "--address 127.0.0.1"
+        )
     if basic_auth is None and not os.environ.get("FLOWER_UNAUTHENTICATED_API"):
         errors.print(
-            "note: no FLOWER_BASIC_AUTH: the web UI is open and Flower's HTTP API is disabled"
+            "note: no FLOWER_BASIC_AUTH: the web UI (on this host only) is open and Flower's "
+            "HTTP API is disabled"
         )
-    command = flower_command(port, address, max_tasks, basic_auth)
+    env = dict(os.environ)
+    if basic_auth:
+        env["FLOWER_BASIC_AUTH"] = basic_auth  # the environment, not the command line
+    command = flower_command(port, address, max_tasks)
     sys.stdout.flush()
     # Replace this process: signals (Ctrl-C, SIGTERM from a supervisor) go straight to Flower.
-    os.execv(command[0], command)
+    os.execve(command[0], command, env)
 
 
 def fake_provider(

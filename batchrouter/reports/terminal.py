@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ledger.batches import BatchStatus
 from ledger.report import BatchReport, GroupLine, Report
+from ledger.results import spreadsheet_safe
 
 
 def status_table(status: BatchStatus) -> Table:
@@ -243,6 +244,8 @@ def report_csv(report: Report) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*report.group_by, *CSV_METRICS])
+    # Group keys are names producers chose (projects, batch names, models): never formulas.
+    safe = spreadsheet_safe
 
     def cells(line: GroupLine | dict[str, Any]) -> list[Any]:
         values = line if isinstance(line, dict) else line.__dict__
@@ -256,7 +259,8 @@ def report_csv(report: Report) -> str:
         ]
 
     for group in report.groups:
-        writer.writerow([*(group.key.get(name) or "" for name in report.group_by), *cells(group)])
+        keys = [safe(group.key.get(name) or "") for name in report.group_by]
+        writer.writerow([*keys, *(safe(cell) for cell in cells(group))])
     total = {
         "items": report.items,
         "attempts": report.attempts,

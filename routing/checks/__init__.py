@@ -10,7 +10,7 @@ lives in the module named for what it checks:
 | json, python | structured | JSON valid against a schema or pydantic model; Python that compiles and defines a function |
 | logprob | confidence | token logprob confidence above a threshold |
 | consensus | consensus | m of k answers agree (the worker collects the answers) |
-| custom | custom | your own function, named by dotted path |
+| custom | custom | your own function, named by dotted path or entry point (host allow-list) |
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from routing.checks.base import (
 from routing.checks.confidence import NO_LOGPROBS, LogprobCheck
 from routing.checks.consensus import NORMALIZERS, ConsensusCheck, agreement
 from routing.checks.custom import CustomCheck
-from routing.checks.imports import import_dotted
+from routing.checks.imports import resolve_allowed
 from routing.checks.structured import JsonCheck, PythonCheck
 from routing.checks.text import (
     REFUSAL_PATTERNS,
@@ -118,7 +118,7 @@ __all__ = [
     "Verdict",
     "agreement",
     "extract_fenced",
-    "import_dotted",
     "judge",
     "normalize_label",
+    "resolve_allowed",
 ]

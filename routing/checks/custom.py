@@ -1,4 +1,5 @@
-"""A check of your own, named by dotted path and imported when the routing file is loaded.
+"""A check of your own, named by dotted path (or entry point) and imported when the routing file
+is loaded, only if this host allows it (routing/checks/imports.py).
 
 The function is called as `function(output, source, **options)` and returns a bool, a
 `(passed, reason)` or `(passed, reason, score)` tuple, or a `Verdict`. If it raises, the attempt
@@ -10,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from routing.checks.base import CheckBase, CheckInput, Verdict
-from routing.checks.imports import import_dotted
+from routing.checks.imports import resolve_allowed, resolving
 
 
 def _callable(path: str) -> Callable[..., Any]:
-    target = import_dotted(path)
+    target = resolve_allowed(path)
     if not callable(target):
         raise ValueError(f"{path!r} is a {type(target).__name__}, not a function")
     return target  # type: ignore[no-any-return]
@@ -25,20 +26,24 @@ def _callable(path: str) -> Callable[..., Any]:
 
 class CustomCheck(CheckBase):
     kind: Literal["custom"] = "custom"
-    function: str = Field(min_length=1)  # "package.module:function" (importable on every worker)
+    # "package.module:function" or an entry point name, allowed by every host that loads the
+    # file: the submitting one and each worker (BATCHROUTER_ALLOWED_CHECKS, batchrouter.checks)
+    function: str = Field(min_length=1)
     options: dict[str, Any] = Field(default_factory=dict)  # passed as keyword arguments
     name: str | None = None  # how verdicts name it (default: custom:<function>)
     _func: Callable[..., Any] | None = PrivateAttr(default=None)
 
     @field_validator("function")
     @classmethod
-    def _imports(cls, value: str) -> str:
-        _callable(value)
+    def _imports(cls, value: str, info: ValidationInfo) -> str:
+        if resolving(info.context):  # here, so a refusal names the `function:` line
+            _callable(value)
         return value
 
     @model_validator(mode="after")
-    def _resolve(self) -> CustomCheck:
-        self._func = _callable(self.function)
+    def _resolve(self, info: ValidationInfo) -> CustomCheck:
+        if resolving(info.context):
+            self._func = _callable(self.function)
         return self
 
     def verdict_name(self) -> str:

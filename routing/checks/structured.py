@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -25,7 +26,8 @@ from routing.checks.base import (
     extract_fenced,
     shorten,
 )
-from routing.checks.imports import import_dotted
+from routing.checks.imports import resolve_allowed, resolving
+from routing.templates import TemplateError, render, template_fields
 
 MAX_ERRORS_SHOWN = 3
 
@@ -65,7 +67,7 @@ def load_schema_file(path: str) -> dict[str, Any]:
 class JsonCheck(CheckBase):
     """The output is JSON (``` fences are stripped first) that validates against an inline JSON
     Schema (`schema`), a schema file (`schema_file`), or a pydantic model (`model`, a dotted
-    path resolved at load). With none of them, the JSON only has to parse."""
+    path or entry point resolved at load, if the host allows it: routing/checks/imports.py). With none of them, the JSON only has to parse."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -92,13 +94,13 @@ class JsonCheck(CheckBase):
 
     @field_validator("model")
     @classmethod
-    def _model_imports(cls, value: str | None) -> str | None:
-        if value is not None:
+    def _model_imports(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and resolving(info.context):
             _pydantic_model(value)
         return value
 
     @model_validator(mode="after")
-    def _one_target(self) -> JsonCheck:
+    def _one_target(self, info: ValidationInfo) -> JsonCheck:
         given = [
             name
             for name, value in (
@@ -114,7 +116,7 @@ class JsonCheck(CheckBase):
             self._validator = _schema_validator(self.schema_)
         elif self.schema_file is not None:
             self._validator = _schema_validator(load_schema_file(self.schema_file))
-        elif self.model is not None:
+        elif self.model is not None and resolving(info.context):
             self._model = _pydantic_model(self.model)
         return self
 
@@ -152,6 +154,8 @@ class JsonCheck(CheckBase):
                 )
                 more = f" (+{len(errors) - MAX_ERRORS_SHOWN} more)" if len(errors) > 3 else ""
                 return Verdict(self.kind, False, f"schema: {shown}{more}", 0.0)
+        if self.model is not None and self._model is None:  # loaded with resolve_code=False
+            self._model = _pydantic_model(self.model)
         if self._model is not None:
             try:
                 self._model.model_validate(data)
@@ -165,7 +169,7 @@ class JsonCheck(CheckBase):
 
 
 def _pydantic_model(path: str) -> type[BaseModel]:
-    target = import_dotted(path)
+    target = resolve_allowed(path)
     if not (isinstance(target, type) and issubclass(target, BaseModel)):
         raise ValueError(f"{path!r} is a {type(target).__name__}, not a pydantic model class")
     return target
@@ -187,8 +191,15 @@ class PythonCheck(CheckBase):
     """
 
     kind: Literal["python"] = "python"
-    function: str | None = None
+    function: str | None = None  # a plain-{field} template (routing/templates.py)
     args: int | None = Field(default=None, ge=0, le=50)
+
+    @field_validator("function")
+    @classmethod
+    def _function_is_plain(cls, value: str | None) -> str | None:
+        if value is not None:
+            template_fields(value)
+        return value
 
     def run(self, given: CheckInput) -> Verdict:
         code = extract_fenced(given.output, ("python", "py", "python3"))
@@ -204,9 +215,9 @@ class PythonCheck(CheckBase):
         if self.function is None:
             return Verdict(self.kind, True, "compiles", 1.0, normalized=code)
         try:
-            wanted = self.function.format_map(dict(given.fields))
-        except KeyError as exc:
-            return Verdict(self.kind, False, f"the item has no field {exc.args[0]!r}", 0.0)
+            wanted = render(self.function, given.fields, keep_missing=False)
+        except TemplateError as exc:
+            return Verdict(self.kind, False, str(exc), 0.0)
         defined = {
             node.name: node
             for node in tree.body

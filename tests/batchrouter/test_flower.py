@@ -121,6 +121,16 @@ def test_flower_shows_tier_queues_workers_and_the_ledgers_task_counts(
         assert task["state"] == "SUCCESS", task
         kwargs = ast.literal_eval(task["kwargs"])  # ids and the tier only: never item text
         assert set(kwargs) == {"item_ids", "tier"}
+        # The result is counts only: no model, cost, tokens or latency of any call.
+        result = ast.literal_eval(task["result"])
+        assert set(result) == {
+            "tier",
+            "received",
+            "claimed",
+            "recorded",
+            "by_state",
+            "escalated_to",
+        }
         flower_items[kwargs["tier"]] += kwargs["item_ids"]
         messages[kwargs["tier"]].append(kwargs["item_ids"])
     for tier in LADDER:

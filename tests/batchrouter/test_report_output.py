@@ -139,3 +139,52 @@ def test_results_parquet(ledger: dict[str, str], tmp_path: Path) -> None:
     assert run("results", "alpha", "--out", str(out))[0] == 0
     table = pq.read_table(out)
     assert table.column("id").to_pylist() == ["i1", "i2", "i3", "i4", "i5"]
+
+
+# Issue 13, section 3: outputs, ids, errors and names are data from producers and models; a
+# spreadsheet runs a CSV cell starting with =, +, -, @, tab or CR as a formula.
+HOSTILE = {
+    "i1": ('=HYPERLINK("http://x")', "+1+1", "-2+3"),
+    "i2": ("@SUM(A1)", "\tTAB", "\rCR"),
+}
+
+
+def _poison(ledger: dict[str, str]) -> None:
+    from sqlalchemy import update
+
+    from ledger.db import session_scope
+    from ledger.models import Batch, Item
+
+    with session_scope() as session:
+        for external_id, (output, error, model) in HOSTILE.items():
+            session.execute(
+                update(Item)
+                .where(Item.external_id == external_id)
+                .values(output=output, error=error, model=model)
+            )
+        session.execute(update(Batch).values(project="=cmd|'/c calc'!A1"))
+
+
+def test_results_csv_escapes_formula_cells(ledger: dict[str, str], tmp_path: Path) -> None:
+    _poison(ledger)
+    out = tmp_path / "results.csv"
+    assert run("results", "alpha", "--out", str(out))[0] == 0
+    rows = {r["id"]: r for r in csv.DictReader(out.open(newline=""))}
+    for external_id, cells in HOSTILE.items():
+        row = rows[external_id]
+        assert (row["output"], row["error"], row["model"]) == tuple("'" + c for c in cells)
+    assert rows["i3"]["output"] == "shipping_delay"  # ordinary cells are untouched
+    assert float(rows["i3"]["cost_usd"]) == pytest.approx(0.01)
+    # JSONL is not for spreadsheets: it keeps the values as they are.
+    jsonl = tmp_path / "results.jsonl"
+    assert run("results", "alpha", "--out", str(jsonl))[0] == 0
+    assert json.loads(jsonl.read_text().splitlines()[0])["output"] == HOSTILE["i1"][0]
+
+
+def test_report_csv_escapes_formula_cells(ledger: dict[str, str]) -> None:
+    _poison(ledger)
+    code, out = run("report", "--format", "csv", "--by", "project")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["project"] for r in rows] == ["'=cmd|'/c calc'!A1", "total"]
+    assert float(rows[-1]["cost_usd"]) > 0  # numbers stay numbers

@@ -187,6 +187,39 @@ def test_redact_keys_headers_and_query() -> None:
     assert "auth failed" in out and "&alt=json" in out and out.count("[REDACTED]") >= 5
 
 
+@pytest.mark.parametrize(
+    ("echoed", "fragments"),
+    [
+        ("Incorrect API key provided: sk-...XYZ.", ["XYZ"]),
+        ("Invalid API key abc123...defXYZ, check it", ["abc123", "defXYZ"]),
+        ("Incorrect API key provided: sk-proj-abcd**********************wxyz.", ["abcd", "wxyz"]),
+        ("x-api-key sk-ant-api03-…Qx9A is invalid", ["api03", "Qx9A"]),
+        ("API key AIzaSy...1234 not valid", ["AIzaSy", "1234"]),
+        ("Incorrect API key provided: gsk_****************9f2c", ["9f2c"]),
+        ("key ab12…cd34 revoked", ["ab12", "cd34"]),
+    ],
+)
+def test_redact_masked_key_fragments_a_provider_echoes(echoed: str, fragments: list[str]) -> None:
+    out = redact(echoed)
+    assert "[REDACTED]" in out
+    for fragment in fragments:
+        assert fragment not in out, out
+
+
+@pytest.mark.parametrize(
+    "prose",
+    [
+        "The model gpt-4o... is overloaded, try again",
+        "wait...what happened",
+        "see https://platform.openai.com/account/api-keys.",
+        "**bold** and *stars*",
+        "got 1...3 items",
+    ],
+)
+def test_redact_leaves_prose_with_dots_and_stars_alone(prose: str) -> None:
+    assert redact(prose) == prose
+
+
 def test_error_message_keeps_provider_words() -> None:
     msg = error_message("openai", 429, OPENAI_QUOTA, secrets=["k"])
     assert msg.startswith("openai HTTP 429 insufficient_quota: You exceeded your current quota")

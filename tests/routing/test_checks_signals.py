@@ -19,6 +19,10 @@ from routing.checks import (
 )
 from routing.tokens import count_text_tokens
 
+# Every routing file here may name the test fixtures as custom checks and models (the host
+# allow-list, routing/checks/imports.py); tests/routing/test_allowlist.py runs without it.
+pytestmark = pytest.mark.usefixtures("allow_checkfixtures")
+
 
 def test_length_in_tokens() -> None:
     text = "The quick brown fox jumps over the lazy dog."

@@ -9,6 +9,10 @@ import pytest
 
 from routing.checks import JsonCheck, PythonCheck, RegexCheck, judge
 
+# Every routing file here may name the test fixtures as custom checks and models (the host
+# allow-list, routing/checks/imports.py); tests/routing/test_allowlist.py runs without it.
+pytestmark = pytest.mark.usefixtures("allow_checkfixtures")
+
 SCHEMA = {
     "type": "object",
     "properties": {"label": {"type": "string"}, "priority": {"type": "integer", "minimum": 1}},

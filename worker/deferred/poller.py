@@ -27,6 +27,7 @@ from datetime import timedelta
 from ledger import provider_batches as ledger
 from ledger.budgets import budget_applies, settle
 from ledger.db import session_scope, with_db_retry
+from ledger.lifecycle import pause_batch
 from ledger.models import ItemState, ProviderBatch, ProviderBatchState, utcnow
 from ledger.outcomes import ClaimedItem
 from ledger.transitions import outcome_without_call
@@ -43,7 +44,7 @@ from worker import loop
 from worker.callbacks import notify_batch_finished
 from worker.deferred.ingest import outcomes_from_results
 from worker.deferred.requests import batch_request, deferred_deployment
-from worker.pipeline import batch_configs, call_facts
+from worker.pipeline import batch_configs, call_facts, refusal
 from worker.publish import publish_items
 
 log = logging.getLogger("batchrouter.deferred")
@@ -66,6 +67,22 @@ class PollSummary:
     # for metrics (worker/metrics.py): the ingested calls, and items settled by tier and state
     calls: list[dict] = field(default_factory=list)
     items_by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def counts(self) -> dict:
+        """What the beat task returns (Flower shows it): counts, no per-call facts and no
+        error texts (a provider's message is logged and kept on the provider batch row)."""
+        return {
+            "formed": self.formed,
+            "submitted": self.submitted,
+            "ended": self.ended,
+            "ingested": self.ingested,
+            "settled": dict(self.settled),
+            "sent_back": self.sent_back,
+            "open": self.open,
+            "staged": self.staged,
+            "unfinished": self.unfinished,
+            "errors": len(self.errors),
+        }
 
 
 def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> PollSummary:
@@ -107,6 +124,9 @@ def _form(summary: PollSummary, force: bool) -> None:
         groups = ledger.staged_groups(session)
         configs = batch_configs(session, {group.batch_id for group in groups})
     for group in groups:
+        if group.batch_id not in configs:
+            _hold_refused(group.batch_id, summary)
+            continue
         task_name, config = configs[group.batch_id]
         options = config.tier(group.tier).batch
         due = group.oldest <= now - timedelta(seconds=options.collect_s)
@@ -137,6 +157,17 @@ def _form(summary: PollSummary, force: bool) -> None:
                 summary.formed += 1
 
 
+def _hold_refused(batch_id: str, summary: PollSummary) -> None:
+    """A batch whose stored routing file this host refuses is paused with the reason (status
+    shows it); its deferred items wait, untouched, until it is resumed on a host that allows
+    the file, or cancelled."""
+    reason = f"this host refuses the batch's stored routing file: {refusal(batch_id)}"
+    with session_scope() as session:
+        if pause_batch(session, batch_id, reason[:2000]):
+            log.error("batch %s paused: %s", batch_id, reason)
+    summary.errors.append(f"batch {batch_id[:8]}: routing file refused")
+
+
 def _split(
     items: list[ClaimedItem], sizes: list[int], max_requests: int, max_bytes: int
 ) -> list[tuple[list[int], int]]:
@@ -157,7 +188,11 @@ def _split(
 
 def _advance(pb: ProviderBatch, summary: PollSummary, grace: float) -> None:
     with session_scope() as session:
-        task_name, config = batch_configs(session, {pb.batch_id})[pb.batch_id]
+        configs = batch_configs(session, {pb.batch_id})
+    if pb.batch_id not in configs:
+        _hold_refused(pb.batch_id, summary)
+        return
+    task_name, config = configs[pb.batch_id]
     deployment = config.deployments[pb.deployment]
     client = get_batch_client(pb.provider)
     if pb.state in (State.PREPARED.value, State.SUBMITTING.value):
