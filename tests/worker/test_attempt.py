@@ -342,3 +342,37 @@ def test_the_next_tier_can_see_the_rejected_answer_and_why(provider) -> None:
     provider.scripts = {"c": ["billing"]}
     run(parse_config(CONFIG), rejected)  # the switch is off by default
     assert "no idea" not in provider.calls[0].messages[-1].content
+
+
+@pytest.mark.parametrize("crash", [MemoryError("tokenizer tables"), RuntimeError("bad merge")])
+def test_an_item_that_cannot_be_prepared_fails_with_the_reason(
+    provider, config, monkeypatch, crash
+) -> None:
+    """A tokenizer crash or a memory error in one item ends that item, failed with the reason,
+    within its claim; it is never left running to be claimed again and again."""
+    import worker.attempt as attempt
+
+    def explode(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise crash
+
+    monkeypatch.setattr(attempt, "count_message_tokens", explode)
+    outcome = run(config, item())
+    assert (outcome.next_state, outcome.next_tier) == ("failed", "t0")
+    assert f"could not run the item: {type(crash).__name__}" in (outcome.error or "")
+    assert provider.calls == []
+
+
+def test_a_judge_that_crashes_after_a_paid_call_keeps_the_call(
+    provider, config, monkeypatch
+) -> None:
+    import worker.attempt as attempt
+
+    def explode(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise MemoryError("checks")
+
+    monkeypatch.setattr(attempt, "judge", explode)
+    provider.scripts = {"a": ["billing"]}
+    outcome = run(config, item())
+    assert outcome.next_state == "failed" and "MemoryError" in (outcome.error or "")
+    [record] = outcome.attempts  # the paid call is recorded with its cost
+    assert record.cost_usd > 0 and record.output == "billing"
