@@ -38,7 +38,12 @@ def test_sigkill_a_worker_mid_batch(
             submitted = submit_batch(
                 source, "ticket_classification", config=EXAMPLES / "routing.yaml"
             )
-            wait_until(lambda: batch_status(submitted.batch_id).done >= 300, 120, "300 items done")
+
+            def mid_chunk() -> bool:  # the kill must catch claimed items, not a gap between chunks
+                status = batch_status(submitted.batch_id)
+                return status.done >= 300 and status.by_state.get("running", 0) > 0
+
+            wait_until(mid_chunk, 120, "300 items done and a chunk running", poll=0.05)
             tier0.send_signal(signal.SIGKILL)  # no warm shutdown, no ack, no cleanup
             tier0.wait()
             done_at_kill = batch_status(submitted.batch_id).done
@@ -50,7 +55,7 @@ def test_sigkill_a_worker_mid_batch(
             status = wait_for_batch(submitted.batch_id, timeout=300)
 
     # The dead worker's claims came back through the reconciler, not by luck.
-    assert sum(r.requeued_stale for r in repairs if not isinstance(r, Exception)) > 0
+    assert sum(r.requeued_stale for r in repairs if not isinstance(r, Exception)) > 0, repairs
 
     assert status.done == 2000
     states = assert_nothing_lost_or_charged_twice(submitted.batch_id, 2000)
