@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ledger.cache import request_key
 from ledger.models import ItemState
-from ledger.outcomes import AttemptRecord, CachePolicy, ClaimedItem, ItemOutcome
+from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
 from providers.base import get_provider
 from providers.errors import backoff_delay, redact
 from routing.checks import ConsensusCheck, agreement, judge
@@ -36,21 +36,18 @@ from routing.policy import (
     next_tier,
     when_tier_exhausted,
 )
-from routing.prices import Prices, cost_usd
-from routing.prompts import render_messages
+from routing.prices import Prices
 from routing.templates import TemplateError
 from routing.tokens import count_message_tokens
 from routing.types import (
-    CompletionRequest,
     CompletionResult,
     ErrorClass,
     Message,
     ProviderError,
-    RequestMeta,
-    Usage,
 )
 from worker.journal import CallJournal, LedgerUnavailable
 from worker.middleware import CallContext, Denied, Middleware, installed
+from worker.requests import build_request, cache_policy, fill_usage, item_messages
 
 log = logging.getLogger("batchrouter.worker")
 Sleep = Callable[[float], Awaitable[None]]
@@ -184,50 +181,6 @@ class _Run:
             claim_no=self.item.claim_no,
             cache=cache_policy(self.task),
         )
-
-
-def cache_policy(task: TaskType) -> CachePolicy | None:
-    return CachePolicy(task.cache_namespace, task.cache_ttl_s) if task.cache else None
-
-
-def item_messages(item: ClaimedItem, task: TaskType) -> list[Message]:
-    """The messages every call for this item sends on its current round (and the messages
-    its response-cache key is computed from: one function, so the two cannot drift)."""
-    feedback = None
-    if task.show_failed_output and item.last_output is not None and item.last_error:
-        feedback = (
-            f"A previous answer was rejected ({item.last_error}). "
-            f"The rejected answer was:\n{item.last_output}"
-        )
-    fields = {key: str(value) for key, value in item.fields.items()}
-    return render_messages(task, item.text, fields, feedback)
-
-
-def build_request(
-    task: TaskType,
-    name: str,
-    deployment: Deployment,
-    messages: list[Message],
-    item: ClaimedItem,
-    attempt_no: int,
-) -> CompletionRequest:
-    """The request a call on deployment `name` sends; the cache key hashes all of it but
-    `meta`."""
-    return CompletionRequest(
-        deployment=name,
-        model=deployment.model,
-        messages=messages,
-        max_output_tokens=deployment.max_output_tokens,
-        temperature=deployment.temperature,
-        logprobs=deployment.logprobs,
-        json_schema=task.output_schema if deployment.json_output else None,
-        meta=RequestMeta(
-            item_key=item.external_id,
-            expected=item.expected,
-            labels=task.labels,
-            attempt_no=attempt_no,
-        ),
-    )
 
 
 async def run_item(
@@ -431,21 +384,6 @@ async def _collect_samples(run: _Run, spec: ConsensusCheck, first: str) -> list[
         if isinstance(result, CompletionResult):
             answers.append(result.text)
     return answers
-
-
-def fill_usage(
-    record: AttemptRecord, usage: Usage | None, prices: Prices, override: float | None = None
-) -> None:
-    if usage is None:
-        return  # the provider does not bill this failure
-    record.input_tokens = usage.input_tokens
-    record.cached_input_tokens = usage.cached_input_tokens
-    record.cache_write_tokens = usage.cache_write_tokens
-    record.output_tokens = usage.output_tokens
-    record.reasoning_tokens = usage.reasoning_tokens
-    record.usage_estimated = usage.estimated
-    # A recorded cost (replay of an earlier run) is what was paid; else price the usage.
-    record.cost_usd = override if override is not None else cost_usd(usage, prices)
 
 
 def _best(records: list[AttemptRecord]) -> AttemptRecord | None:

@@ -1,8 +1,8 @@
 """Serve claimed items from the response cache (ledger/cache.py) before any call is made.
 
 For each claimed item whose task caches, the key of the request it would send to each
-deployment of its tier (and of the tiers above it on the ladder) is computed exactly as the call path builds it (attempt.item_messages and
-attempt.build_request), all keys of the chunk are looked up in one query, and a hit is judged
+deployment of its tier (and of the tiers above it on the ladder) is computed exactly as the call path builds it (requests.item_messages and
+requests.build_request), all keys of the chunk are looked up in one query, and a hit is judged
 again by the task's current checks (they may have changed since it was stored): a hit that
 passes settles the item as succeeded with a cost-0 attempt marked `cache_hit`; one that fails
 is ignored and the item is called as usual. A hit needs no budget and no rate limit.
@@ -22,7 +22,7 @@ from routing.config import RoutingConfig, TaskType
 from routing.templates import TemplateError
 from routing.tokens import count_message_tokens, count_text_tokens
 from routing.types import Message
-from worker.attempt import build_request, cache_policy, item_messages
+from worker.requests import build_request, cache_policy, item_messages
 
 
 @dataclass

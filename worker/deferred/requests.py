@@ -11,7 +11,7 @@ from routing.config import RoutingConfig
 from routing.price_table import lookup_prices, price_table
 from routing.prices import Prices, cost_usd, scaled_prices
 from routing.types import Usage
-from worker.attempt import build_request, fill_usage, item_messages
+from worker.requests import build_request, fill_usage, item_messages
 
 # custom_id = "<provider batch id>-<item id>-<attempt no>": under the providers' 64 characters
 # of [A-Za-z0-9_-], and it starts with our provider batch id, which is how a batch created by
