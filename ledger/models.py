@@ -124,7 +124,9 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         UniqueConstraint("batch_id", "external_id", name="uq_items_batch_external"),
-        Index("ix_items_batch_state", "batch_id", "state"),
+        # `status` counts by (state, tier) from this index alone (an index-only scan on
+        # PostgreSQL); lookups by (batch_id, state) use its prefix.
+        Index("ix_items_batch_state_tier", "batch_id", "state", "tier"),
         Index("ix_items_state_updated", "state", "updated_at"),  # the reconciler's scan
         Index("ix_items_duplicate_of", "duplicate_of"),
         Index("ix_items_provider_batch", "provider_batch_id"),

@@ -28,11 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from ledger.models import Attempt, Batch, Item, ItemState
+from ledger.report_groupings import BATCH_LEVEL_GROUPINGS  # what `--by` accepts
 from ledger.report_levers import Levers, billed, lever_columns
 
-# What `--by` accepts, and what each grouping is over.
-GROUPINGS = ("tier", "model", "deployment", "task_type", "project", "batch", "day")
-BATCH_LEVEL_GROUPINGS = {"task_type", "project", "batch"}  # constant over an item's attempts
 SUCCEEDED = ItemState.SUCCEEDED.value
 FAILED = ItemState.FAILED.value
 

@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ledger.batches import BatchStatus
-from ledger.report import BatchReport, GroupLine, Report
-from ledger.results import spreadsheet_safe
+if TYPE_CHECKING:  # `status` renders a table without loading the report code
+    from ledger.batches import BatchStatus
+    from ledger.report import BatchReport, GroupLine, Report
 
 
 def status_table(status: BatchStatus) -> Table:
@@ -154,6 +154,8 @@ def saving_split(report: BatchReport | Report) -> str:
 
 
 def print_report(report: BatchReport | Report, console: Console) -> None:
+    from ledger.report import Report
+
     if isinstance(report, Report):
         console.print(
             f"[bold]Report: {report.title}[/]: {report.batches} batches, {report.items} items, "
@@ -245,6 +247,8 @@ def report_csv(report: Report) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*report.group_by, *CSV_METRICS])
     # Group keys are names producers chose (projects, batch names, models): never formulas.
+    from ledger.results import spreadsheet_safe
+
     safe = spreadsheet_safe
 
     def cells(line: GroupLine | dict[str, Any]) -> list[Any]:
