@@ -53,6 +53,17 @@ from worker.journal import CallJournal, LedgerUnavailable
 from worker.middleware import CallContext, Denied, Middleware, installed
 
 log = logging.getLogger("batchrouter.worker")
+# One line per provider call, at DEBUG: a worker logs per chunk at INFO (worker/pipeline.py);
+# BATCHROUTER_LOG_CALLS=1 shows these at INFO too (worker/app.py).
+calls_log = logging.getLogger("batchrouter.calls")
+
+
+def call_log_level() -> int:
+    from routing.settings import get_settings
+
+    return logging.INFO if get_settings().log_calls else logging.DEBUG
+
+
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -116,6 +127,17 @@ class _Run:
         self.calls += 1
         self.records.append(record)
         result = await self._call(record, name, deployment, prices)
+        level = call_log_level()
+        if calls_log.isEnabledFor(level):
+            calls_log.log(
+                level,
+                "item %s attempt %d: %s %s in %.0f ms",
+                self.item.external_id,
+                record.attempt_no,
+                name,
+                record.error_class or "answered",
+                record.latency_ms,
+            )
         for layer in reversed(self.middleware):
             await layer.after_call(ctx, record, result)
         if sample:
