@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import lru_cache
-from pathlib import Path
 from typing import TypeVar
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ledger.errors import LedgerSchemaError
+from ledger.errors import MIGRATIONS, migration_head, schema_error
+from ledger.errors import LedgerSchemaError as LedgerSchemaError  # defined light, re-exported
 from routing.settings import get_settings
 
 log = logging.getLogger("batchrouter.ledger")
@@ -72,41 +70,7 @@ def check_schema(engine: Engine) -> None:
             rows = list(connection.scalars(text("SELECT version_num FROM alembic_version")))
     current = rows[0] if len(rows) == 1 else (None if not rows else ", ".join(sorted(rows)))
     if current != head:
-        where = engine.url.render_as_string(hide_password=True)
-        state = "has no batchrouter tables" if current is None else f"is at revision {current}"
-        raise LedgerSchemaError(
-            f"the ledger at {where} {state}; this version needs {head}: "
-            "run `batchrouter db upgrade` (submit does it too)"
-        )
-
-
-_REVISION = re.compile(r"^revision\s*(?::[^=]*)?=\s*['\"]([^'\"]+)['\"]", re.MULTILINE)
-_DOWN = re.compile(r"^down_revision\s*(?::[^=]*)?=\s*(.+)$", re.MULTILINE)
-
-
-@lru_cache(maxsize=1)
-def migration_head() -> str:
-    """The newest migration's revision: the one no other migration names as its parent.
-
-    Read from the files' `revision = "..."` and `down_revision = ...` lines; anything this does
-    not understand (several heads, a merge, no match) is left to Alembic, which is the truth."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (MIGRATIONS / "versions").glob("*.py"):
-        source = path.read_text(encoding="utf-8")
-        found, down = _REVISION.search(source), _DOWN.search(source)
-        if found is None or down is None:
-            return _alembic_head()
-        revisions.add(found.group(1))
-        parents.update(re.findall(r"['\"]([^'\"]+)['\"]", down.group(1)))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 else _alembic_head()
-
-
-def _alembic_head() -> str:
-    from alembic.script import ScriptDirectory
-
-    return str(ScriptDirectory(str(MIGRATIONS)).get_current_head())
+        raise schema_error(engine.url.render_as_string(hide_password=True), current, head)
 
 
 @contextmanager
@@ -121,9 +85,6 @@ def session_scope(url: str | None = None) -> Iterator[Session]:
         raise
     finally:
         session.close()
-
-
-MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 def alembic_config(url: str | None = None):  # type: ignore[no-untyped-def]

@@ -95,18 +95,21 @@ def status(
     ] = False,
 ) -> None:
     """Items of a batch by state and by tier (or, with --failed, the dead-letter list)."""
-    from ledger.batches import UnknownBatch, batch_status
-    from ledger.db import session_scope
+    from ledger.errors import UnknownBatch
 
     try:
-        with session_scope() as session:
-            current = batch_status(session, batch)
-            if failed:
-                from ledger.lifecycle import failed_items
+        current = None if failed else _read_status(batch)
+        dead = []
+        if current is None:
+            from ledger.batches import batch_status
+            from ledger.db import session_scope
 
-                dead = failed_items(session, batch)
-            else:
-                dead = []
+            with session_scope() as session:
+                current = batch_status(session, batch)
+                if failed:
+                    from ledger.lifecycle import failed_items
+
+                    dead = failed_items(session, batch)
     except UnknownBatch as exc:
         raise fail(str(exc.args[0])) from None
     if format == "json":
@@ -129,6 +132,15 @@ def status(
         f"budget {limit}, spent {usd(current.spent_usd)}, "
         f"reserved {usd(max(current.reserved_usd, 0.0))}"
     )
+
+
+def _read_status(batch: str):  # type: ignore[no-untyped-def]
+    """A PostgreSQL ledger answers through psycopg alone (ledger/status.py): no SQLAlchemy to
+    load. None for any other ledger."""
+    from ledger.status import read_status
+    from routing.settings import get_settings
+
+    return read_status(get_settings().resolved_database_url(), batch)
 
 
 def register(app: typer.Typer) -> None:

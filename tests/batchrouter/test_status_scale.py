@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from ledger.db import LedgerSchemaError, _alembic_head, check_schema, migration_head
+from ledger.db import LedgerSchemaError, check_schema
+from ledger.errors import alembic_head, migration_head
 from tests.conftest import ROOT
 
 
@@ -53,7 +54,7 @@ def test_the_public_api_still_imports_from_the_package() -> None:
 
 
 def test_the_migration_head_is_read_without_alembic_and_agrees_with_it() -> None:
-    assert migration_head() == _alembic_head()
+    assert migration_head() == alembic_head()
 
 
 def test_a_ledger_behind_the_head_is_refused(sqlite_url: str) -> None:
@@ -176,3 +177,50 @@ def test_status_of_an_unknown_batch_exits_2(tmp_path: Path, sqlite_url: str, use
         text=True,
     )
     assert done.returncode == 2 and "no batch 'nope'" in done.stderr
+
+
+@pytest.mark.postgres
+def test_the_direct_postgresql_read_agrees_with_the_sqlalchemy_path(
+    postgres_url: str, use_ledger
+) -> None:
+    from datetime import timedelta
+
+    from ledger.batches import batch_status
+    from ledger.db import session_scope
+    from ledger.errors import UnknownBatch
+    from ledger.models import Batch, BudgetReservation, utcnow
+    from ledger.status import read_status
+
+    use_ledger(postgres_url)
+    batch_id = fill(postgres_url)
+    other = fill(postgres_url)  # a second batch of the same name, older by a moment
+    with session_scope(postgres_url) as session:
+        row = session.get(Batch, other)
+        assert row is not None
+        row.created_at = utcnow() - timedelta(hours=1)
+        row.state, row.paused_reason, row.budget_usd, row.spent_usd = "paused", "budget", 2.0, 0.5
+        session.add_all(
+            [
+                BudgetReservation(id="r1", batch_id=batch_id, amount_usd=0.25,
+                                  expires_at=utcnow() + timedelta(minutes=5)),
+                BudgetReservation(id="r2", batch_id=batch_id, amount_usd=9.0,
+                                  expires_at=utcnow() - timedelta(minutes=5)),
+            ]
+        )  # fmt: skip
+    for ref in (batch_id, batch_id[:6], "nightly", other):
+        with session_scope(postgres_url) as session:
+            expected = batch_status(session, ref)
+        assert read_status(postgres_url, ref) == expected, ref
+    assert read_status(postgres_url, batch_id).reserved_usd == pytest.approx(0.25)  # type: ignore[union-attr]
+    with pytest.raises(UnknownBatch):
+        read_status(postgres_url, "nope")
+    assert read_status("sqlite:///x.db", batch_id) is None  # the SQLAlchemy path's
+    assert read_status(postgres_url + "?connect_timeout=5", batch_id) is None
+
+
+@pytest.mark.postgres
+def test_the_direct_read_refuses_a_ledger_behind_the_head(postgres_url: str) -> None:
+    from ledger.status import read_status
+
+    with pytest.raises(LedgerSchemaError, match="has no batchrouter tables"):
+        read_status(postgres_url, "any")
