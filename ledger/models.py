@@ -191,7 +191,9 @@ class Attempt(Base):
     usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     prices: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the prices used
-    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)  # sent -> response
+    # Time the call spent in the worker besides: rate limits, pool waits, a busy event loop.
+    queued_ms: Mapped[float | None] = mapped_column(Float)
     outcome: Mapped[str] = mapped_column(String(20))  # passed | check_failed | error
     verdicts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     error_class: Mapped[str | None] = mapped_column(String(30))

@@ -182,15 +182,21 @@ def print_report(report: BatchReport | Report, console: Console) -> None:
             console.print(_groups_table(report))
         if _uses_levers(report):
             console.print(_levers_table(report))
-        latency = _table("Latency per deployment (ms)", ["deployment", "model", "calls"], left=2)
-        for column in ("p50", "p95", "p99", "mean"):
+        latency = _table(
+            "Latency per deployment (ms): the provider's, and time queued in the worker",
+            ["deployment", "model", "calls"],
+            left=2,
+        )
+        for column in ("p50", "p95", "p99", "mean", "queued (mean)"):
             latency.add_column(column, justify="right")
         for line in report.latency:
+            queued = line.queued_mean_ms
             latency.add_row(
                 line.deployment,
                 line.model,
                 str(line.calls),
                 *(f"{v:,.0f}" for v in (line.p50_ms, line.p95_ms, line.p99_ms, line.mean_ms)),
+                "-" if queued is None else f"{queued:,.0f}",
             )
         console.print(latency)
         if report.failure_reasons:

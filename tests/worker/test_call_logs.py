@@ -85,3 +85,30 @@ def test_the_switch_shows_per_call_lines_at_info(
         monkeypatch.delenv("BATCHROUTER_LOG_CALLS")
         get_settings.cache_clear()
     assert logging.getLogger("httpx").getEffectiveLevel() == logging.INFO
+
+
+def test_a_call_records_the_providers_latency_and_its_wait_in_the_worker_apart(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 19: the ledger's latency was 2.5-3x the provider's, the worker's own queueing
+    included. The provider reports 100 ms; a rate limiter holds the call 300 ms first."""
+    from providers import base
+    from routing.types import CompletionResult, Usage
+    from worker.middleware import Middleware
+
+    class Slow:
+        async def complete(self, request, deployment):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.1)
+            usage = Usage(input_tokens=10, output_tokens=1)
+            return CompletionResult(text="billing", usage=usage, latency_ms=100.0)
+
+    class Limiter(Middleware):
+        async def before_call(self, ctx):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0.3)
+            return None
+
+    monkeypatch.setitem(base._INSTANCES, "stats_scripted", Slow())
+    outcome = asyncio.run(run_item(item(1), config(), "tickets", middleware=[Limiter()]))
+    (record,) = outcome.attempts
+    assert record.latency_ms == 100.0  # the provider's, as its client measured it
+    assert record.queued_ms >= 300.0  # the limiter's hold, recorded apart
