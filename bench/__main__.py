@@ -22,11 +22,12 @@ from bench.common import ROOT, Result, bench_redis
 
 DOC = ROOT / "docs" / "benchmarks.md"
 START, END = "<!-- bench:results:start -->", "<!-- bench:results:end -->"
-ORDER = ["P1", "P2", "P3", "P4", "P6"]
+ORDER = ["P1", "P2", "P3", "P4", "P6", "S1"]
+ROW = ("| P", "| S")  # a result row of the table
 
 
 def _runner(target: str):  # type: ignore[no-untyped-def]
-    from bench import p1_pipeline, p2_latency, p3_enqueue, p4_ratelimit, p6_memory
+    from bench import p1_pipeline, p2_latency, p3_enqueue, p4_ratelimit, p6_memory, s1_scale
 
     return {
         "P1": p1_pipeline.run,
@@ -34,6 +35,7 @@ def _runner(target: str):  # type: ignore[no-untyped-def]
         "P3": p3_enqueue.run,
         "P4": p4_ratelimit.run,
         "P6": p6_memory.run,
+        "S1": s1_scale.run,
     }[target]
 
 
@@ -64,11 +66,11 @@ def write_doc(block: str) -> None:
     head, rest = text.split(START, 1)
     old, tail = rest.split(END, 1) if END in rest else ("", "")
     # Rows of targets this run did not measure stay, marked with the run they came from.
-    fresh = {line.split(":")[0] for line in block.splitlines() if line.startswith("| P")}
+    fresh = {line.split(":")[0] for line in block.splitlines() if line.startswith(ROW)}
     kept = [
         line
         for line in old.splitlines()
-        if line.startswith("| P") and line.split(":")[0] not in fresh
+        if line.startswith(ROW) and line.split(":")[0] not in fresh
     ]
     if kept:
         block += "\nFrom an earlier run:\n\n" + "\n".join(
@@ -94,11 +96,12 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["BATCHROUTER_BROKER_URL"] = redis_url  # before anything builds the Celery app
         for target in [t for t in ORDER if t in wanted]:
             print(f"{target}: running{' (quick)' if args.quick else ''} ...", flush=True)
-            result = _runner(target)(quick=args.quick)
-            print(result.line(), flush=True)
-            for note in result.notes:
-                print(f"    {note}", flush=True)
-            results.append(result)
+            produced = _runner(target)(quick=args.quick)
+            for result in produced if isinstance(produced, list) else [produced]:
+                print(result.line(), flush=True)
+                for note in result.notes:
+                    print(f"    {note}", flush=True)
+                results.append(result)
     if "P5" in wanted:
         from bench import p5_report
 

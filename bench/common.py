@@ -189,11 +189,11 @@ def write_routing(path: Path, deployments: dict[str, dict], ladder: list[str]) -
 
 
 def start_worker(
-    tier: str, config: Path, database_url: str, log: Path, **env: str
+    tier: str, config: Path, database_url: str, log: Path, loglevel: str = "WARNING", **env: str
 ) -> subprocess.Popen:
     """`batchrouter worker --tier TIER` with the settings' defaults unless `env` says otherwise."""
     command = [sys.executable, "-m", "bench.worker", "worker", "--tier", tier, "--config"]
-    command += [str(config), "--loglevel", "WARNING"]
+    command += [str(config), "--loglevel", loglevel]
     command += ["--hostname", f"bench-{uuid.uuid4().hex[:6]}@%h", "--no-control"]
     environment = bench_env(
         BATCHROUTER_DATABASE_URL=database_url, BATCHROUTER_HOME=str(log.parent / "home"), **env

@@ -37,6 +37,9 @@ class FakeRun:
     stats_after: dict = field(default_factory=dict)
     # (time, requests, 429s, prompt tokens) as the server counted them, every 0.25 s
     samples: list[tuple[float, int, int, int]] = field(default_factory=list)
+    log_bytes: int = 0  # what the workers wrote to stdout and stderr, at `loglevel`
+    latency_p50_ms: float = 0.0  # the ledger's attempts: the provider's latency, median
+    queued_p50_ms: float = 0.0  # and the time calls waited in the worker, median
 
 
 def fake_batch(
@@ -50,6 +53,7 @@ def fake_batch(
     worker_env: dict[str, str] | None = None,
     in_flight_mark: int = 0,
     timeout: float = 900,
+    loglevel: str = "WARNING",
 ) -> FakeRun:
     import psutil
 
@@ -91,7 +95,8 @@ def fake_batch(
                 get_settings.cache_clear()
             env = {KEY_ENV: "bench-key", **(worker_env or {})}
             processes = [
-                start_worker("tier0", routing, db, tmp / f"w{i}.log", **env) for i in range(workers)
+                start_worker("tier0", routing, db, tmp / f"w{i}.log", loglevel, **env)
+                for i in range(workers)
             ]
             handles = [psutil.Process(p.pid) for p in processes]
             time.sleep(0.5)
@@ -143,9 +148,29 @@ def fake_batch(
             run.seconds = now - first[0]
             run.rate = (items - first[1]) / max(run.seconds, 1e-6)
             run.stats_after = fake_stats(url)
+            run.latency_p50_ms, run.queued_p50_ms = ledger_latency(db)
             stop(processes)
             processes = []
+            run.log_bytes = sum((tmp / f"w{i}.log").stat().st_size for i in range(workers))
     finally:
         stop(processes + [server])
         flush_redis()
     return run
+
+
+def ledger_latency(database_url: str) -> tuple[float, float]:
+    """Median provider latency and median time queued in the worker, as the ledger has them."""
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            row = connection.execute(
+                text(
+                    "SELECT percentile_disc(0.5) WITHIN GROUP (ORDER BY latency_ms), "
+                    "percentile_disc(0.5) WITHIN GROUP (ORDER BY queued_ms) FROM attempts"
+                )
+            ).one()
+    finally:
+        engine.dispose()
+    return float(row[0] or 0.0), float(row[1] or 0.0)

@@ -48,6 +48,7 @@ RECORD_COLUMNS = (
     "cost_usd",
     "prices",
     "latency_ms",
+    "queued_ms",
     "outcome",
     "verdicts",
     "error_class",

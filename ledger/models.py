@@ -124,7 +124,9 @@ class Item(Base):
     __tablename__ = "items"
     __table_args__ = (
         UniqueConstraint("batch_id", "external_id", name="uq_items_batch_external"),
-        Index("ix_items_batch_state", "batch_id", "state"),
+        # `status` counts by (state, tier) from this index alone (an index-only scan on
+        # PostgreSQL); lookups by (batch_id, state) use its prefix.
+        Index("ix_items_batch_state_tier", "batch_id", "state", "tier"),
         Index("ix_items_state_updated", "state", "updated_at"),  # the reconciler's scan
         Index("ix_items_duplicate_of", "duplicate_of"),
         Index("ix_items_provider_batch", "provider_batch_id"),
@@ -189,7 +191,9 @@ class Attempt(Base):
     usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
     cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
     prices: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the prices used
-    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
+    latency_ms: Mapped[float] = mapped_column(Float, default=0.0)  # sent -> response
+    # Time the call spent in the worker besides: rate limits, pool waits, a busy event loop.
+    queued_ms: Mapped[float | None] = mapped_column(Float)
     outcome: Mapped[str] = mapped_column(String(20))  # passed | check_failed | error
     verdicts: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     error_class: Mapped[str | None] = mapped_column(String(30))

@@ -52,7 +52,8 @@ class AttemptRecord:
     usage_estimated: bool = False
     cost_usd: float = 0.0
     prices: dict[str, Any] = field(default_factory=dict)
-    latency_ms: float = 0.0
+    latency_ms: float = 0.0  # the provider's: request sent to response read
+    queued_ms: float = 0.0  # the call's time in this worker before and around that
     verdicts: list[dict[str, Any]] = field(default_factory=list)
     error_class: str | None = None
     error_message: str | None = None

@@ -21,8 +21,9 @@ from sqlalchemy.orm import Session
 from ledger import report_queries as q
 from ledger import report_walk as walks
 from ledger.batches import find_batch
+from ledger.report_groupings import BATCH_LEVEL_GROUPINGS, GROUPINGS
 from ledger.report_levers import Levers, routing_saving, saving_notes
-from ledger.report_queries import BATCH_LEVEL_GROUPINGS, GROUPINGS, ReportFilter
+from ledger.report_queries import ReportFilter
 from ledger.report_types import (
     BatchReport,
     FailureLine,

@@ -28,11 +28,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from ledger.models import Attempt, Batch, Item, ItemState
+from ledger.report_groupings import BATCH_LEVEL_GROUPINGS  # what `--by` accepts
 from ledger.report_levers import Levers, billed, lever_columns
 
-# What `--by` accepts, and what each grouping is over.
-GROUPINGS = ("tier", "model", "deployment", "task_type", "project", "batch", "day")
-BATCH_LEVEL_GROUPINGS = {"task_type", "project", "batch"}  # constant over an item's attempts
 SUCCEEDED = ItemState.SUCCEEDED.value
 FAILED = ItemState.FAILED.value
 
@@ -248,8 +246,10 @@ PERCENTILES = (50, 95, 99)
 
 def latency(
     session: Session, f: ReportFilter
-) -> list[tuple[str, str, int, float, float, float, float]]:
-    """(deployment, model, calls, p50, p95, p99, mean) in ms, nearest-rank percentiles.
+) -> list[tuple[str, str, int, float, float, float, float, float | None]]:
+    """(deployment, model, calls, p50, p95, p99, mean, mean queued) in ms, nearest-rank
+    percentiles of the provider's latency, and the mean time calls spent queued in the worker
+    (None when no call recorded it: attempts from before migration 0008).
 
     PostgreSQL's percentile_disc is nearest-rank; SQLite has no percentile aggregate, so the
     same ranks are read off a window function (rank r = ceil(p * n), in integer arithmetic).
@@ -266,6 +266,7 @@ def latency(
                     for p in PERCENTILES
                 ),
                 func.avg(Attempt.latency_ms),
+                func.avg(Attempt.queued_ms),
             )
             .where(*conditions)
             .group_by(Attempt.deployment)
@@ -277,6 +278,7 @@ def latency(
                 Attempt.deployment.label("deployment"),
                 Attempt.model.label("model"),
                 Attempt.latency_ms.label("ms"),
+                Attempt.queued_ms.label("queued"),
                 func.row_number()
                 .over(partition_by=Attempt.deployment, order_by=Attempt.latency_ms)
                 .label("rn"),
@@ -295,14 +297,19 @@ def latency(
                     for p in PERCENTILES
                 ),
                 func.avg(ranked.c.ms),
+                func.avg(ranked.c.queued),
             )
             .group_by(ranked.c.deployment)
             .order_by(ranked.c.deployment)
         )
     return [
-        (d, m, int(n), float(p50), float(p95), float(p99), float(mean))
-        for d, m, n, p50, p95, p99, mean in session.execute(stmt).all()
+        (d, m, int(n), float(p50), float(p95), float(p99), float(mean), _or_none(queued))
+        for d, m, n, p50, p95, p99, mean, queued in session.execute(stmt).all()
     ]
+
+
+def _or_none(value: float | None) -> float | None:
+    return None if value is None else float(value)
 
 
 @dataclass

@@ -68,7 +68,8 @@ class LatencyLine:
     p50_ms: float
     p95_ms: float
     p99_ms: float
-    mean_ms: float
+    mean_ms: float  # the provider's latency: request sent to response read
+    queued_mean_ms: float | None = None  # time in the worker besides (None: not recorded)
 
 
 @dataclass

@@ -1,6 +1,7 @@
 """Export a batch's results: one record per item, keyed by the producer's id, in input order.
 
-JSONL and CSV stream from the database in pages, so a million-item batch never sits in memory;
+JSONL and CSV stream from the database in pages through a server-side cursor, so a
+million-item batch never sits in memory (issue 19: peak RSS flat from 10k to 100k items);
 Parquet (when pyarrow is installed) is written in row groups of the same size.
 """
 
@@ -48,8 +49,11 @@ def iter_results(
     ).where(Item.batch_id == batch.id)
     if state is not None:
         query = query.where(Item.state == state)
-    # Only the exported columns: the items' texts stay in the database.
-    for row in session.execute(query.order_by(Item.line_no)).yield_per(PAGE):
+    # Only the exported columns: the items' texts stay in the database. `yield_per` as an
+    # execution option opens a server-side cursor (PostgreSQL), so rows arrive a page at a
+    # time; called on the result instead, psycopg would already have fetched them all.
+    query = query.order_by(Item.line_no).execution_options(yield_per=PAGE)
+    for row in session.execute(query):
         record: dict[str, Any] = dict(zip(FIELDS, row, strict=True))
         record["cost_usd"] = round(float(record["cost_usd"] or 0.0), 10)
         yield record

@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     # of the `batchrouter.checks` group. The routing file is data (a copy is stored in the
     # ledger and read back by workers); which code runs is this host's decision, never its.
     allowed_checks: str = ""
+    # One log line per provider call (logger `batchrouter.calls`, and httpx's request line)
+    # even at --loglevel INFO. Off: a worker logs one INFO line per chunk; per-call lines
+    # show only at --loglevel DEBUG (docs/operations.md, "Logs").
+    log_calls: bool = False
     # Provider calls one worker process runs at once, over all its task slots (bounds memory).
     max_in_flight: int = Field(default=500, ge=1)
     # Global RPM/TPM buckets (worker/ratelimit.py): the Redis holding them (default: the broker,

@@ -5,8 +5,12 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from celery import Celery
 from celery.app import trace
+from celery.signals import after_setup_logger
 
 from routing.settings import Settings, get_settings
 from worker.queues import CONTROL_QUEUE
@@ -14,6 +18,33 @@ from worker.queues import CONTROL_QUEUE
 # Celery logs every task's return value at INFO; ours are counts the pipeline logs itself
 # already. Keep the line, drop the value.
 trace.LOG_SUCCESS = "Task %(name)s[%(id)s] succeeded in %(runtime)ss"
+
+
+CALLS_LOGGER = "batchrouter.calls"  # one DEBUG line per provider call (worker/attempt.py)
+# Libraries that log each HTTP request at INFO: a per-call line, ~140 bytes an item.
+PER_REQUEST_LOGGERS = ("httpx",)
+
+
+def configure_call_logs(settings: Settings | None = None, root_level: int | None = None) -> None:
+    """Per chunk at INFO, per call at DEBUG (issue 19: 30 MB of logs for 211k items): quiet
+    the libraries' per-request INFO lines unless the worker logs at DEBUG.
+
+    With BATCHROUTER_LOG_CALLS=1 the per-call lines (batchrouter.calls, and httpx's) are
+    logged at INFO."""
+    settings = settings or get_settings()
+    root_level = logging.getLogger().getEffectiveLevel() if root_level is None else root_level
+    if settings.log_calls:
+        for name in PER_REQUEST_LOGGERS:
+            logging.getLogger(name).setLevel(logging.INFO)
+    elif root_level > logging.DEBUG:
+        for name in PER_REQUEST_LOGGERS:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@after_setup_logger.connect
+def _on_logging_set_up(loglevel: Any = None, **_: Any) -> None:
+    level = logging.getLevelName(loglevel) if isinstance(loglevel, str) else loglevel
+    configure_call_logs(root_level=level if isinstance(level, int) else None)
 
 
 def make_celery(settings: Settings) -> Celery:

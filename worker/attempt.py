@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -50,6 +51,17 @@ from worker.middleware import CallContext, Denied, Middleware, installed
 from worker.requests import build_request, cache_policy, fill_usage, item_messages
 
 log = logging.getLogger("batchrouter.worker")
+# One line per provider call, at DEBUG: a worker logs per chunk at INFO (worker/pipeline.py);
+# BATCHROUTER_LOG_CALLS=1 shows these at INFO too (worker/app.py).
+calls_log = logging.getLogger("batchrouter.calls")
+
+
+def call_log_level() -> int:
+    from routing.settings import get_settings
+
+    return logging.INFO if get_settings().log_calls else logging.DEBUG
+
+
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -77,6 +89,7 @@ class _Run:
         middleware denies it or the item's claim is lost (then nothing is called, recorded or
         counted). An error, or a consensus sample, is settled in the journal at once; an
         answer when it has been judged."""
+        began = time.perf_counter()  # the call's time in this worker counts from here
         deployment = self.config.deployments[name]
         prices = self.config.prices_for(name)
         ctx = CallContext(
@@ -113,6 +126,24 @@ class _Run:
         self.calls += 1
         self.records.append(record)
         result = await self._call(record, name, deployment, prices)
+        # The provider's latency is what the HTTP client measured from sending the request;
+        # the rest of the call's time was spent here: middleware (rate limits, budget and
+        # statistics round trips), the journal's intent write, waiting for a pooled connection,
+        # and for a busy event loop to run this coroutine again.
+        wall_ms = (time.perf_counter() - began) * 1000.0
+        record.queued_ms = max(wall_ms - record.latency_ms, 0.0)
+        level = call_log_level()
+        if calls_log.isEnabledFor(level):
+            calls_log.log(
+                level,
+                "item %s attempt %d: %s %s in %.0f ms (+%.0f ms queued in the worker)",
+                self.item.external_id,
+                record.attempt_no,
+                name,
+                record.error_class or "answered",
+                record.latency_ms,
+                record.queued_ms,
+            )
         for layer in reversed(self.middleware):
             await layer.after_call(ctx, record, result)
         if sample:

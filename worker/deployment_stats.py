@@ -15,6 +15,13 @@ The state lives in the broker's Redis (BATCHROUTER_REDIS_URL overrides it). When
 not Redis (the embedded demo on a filesystem broker) the statistics live in this process's
 memory: correct for one worker process, not shared between several. Statistics are advice:
 when Redis is unreachable the strategy runs on what it has and no call is held up.
+
+The Redis pool has a connection for every call the process may have in flight
+(BATCHROUTER_MAX_IN_FLIGHT, plus a few): each call holds at most one statistics script at a
+time, so no call waits for a connection another call holds while a busy event loop reads its
+reply (issue 19: a pool of 16 ran dry at 250 calls in flight). Connections open only when
+needed. Every update that is skipped anyway (Redis down or slow) is counted in
+`batchrouter_deployment_stats_skipped_total{op, reason}` and in `DeploymentStats.skipped`.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ KEY_PREFIX = "batchrouter:deployment:"
 STATS_TTL_S = 24 * 3600  # statistics of a deployment nobody called for a day are dropped
 EWMA_ALPHA = 0.3  # weight of the newest latency sample
 REDIS_RETRY_S = 5.0  # after a Redis error, leave it alone this long
+POOL_SPARE = 8  # connections beyond one per call in flight (order reads of a chunk's items)
 
 # KEYS: stats hash, in-flight set of each deployment, in turn. -> {now, n1, ewma1, cool1, ...}
 READ_LUA = """
@@ -110,8 +118,19 @@ class RedisStats:
     """The shared store: one async client per event loop (the worker has one long-lived loop;
     a client must not outlive or cross the loop it was opened on)."""
 
-    def __init__(self, url: str, prefix: str = KEY_PREFIX, alpha: float = EWMA_ALPHA) -> None:
+    def __init__(
+        self,
+        url: str,
+        prefix: str = KEY_PREFIX,
+        alpha: float = EWMA_ALPHA,
+        max_connections: int | None = None,
+    ) -> None:
         self.url, self.prefix, self.alpha = url, prefix, alpha
+        if max_connections is None:
+            from routing.settings import get_settings
+
+            max_connections = get_settings().max_in_flight + POOL_SPARE
+        self.max_connections = max_connections
         self._scripts: dict[asyncio.AbstractEventLoop, tuple] = {}
 
     def _for_loop(self) -> tuple:  # (client, read, begin, end)
@@ -122,11 +141,12 @@ class RedisStats:
 
             for old in [lp for lp in self._scripts if lp.is_closed()]:
                 del self._scripts[old]
-            # A few connections, waited for: hundreds of calls in flight must not each open a
-            # socket (a stats script takes well under a millisecond).
+            # One connection per call in flight at most, opened when first needed: a script
+            # takes well under a millisecond, but its connection stays held until the busy
+            # loop reads the reply, so a smaller pool makes calls wait on each other.
             pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
-                max_connections=16,
+                max_connections=self.max_connections,
                 timeout=2.0,
                 socket_timeout=2.0,
                 socket_connect_timeout=2.0,
@@ -257,6 +277,7 @@ class DeploymentStats(Middleware):
         self.backend = "redis" if isinstance(store, RedisStats) else "in-process"
         self._tokens: dict[int, str] = {}  # id(ctx) -> its in-flight token
         self._redis_down_until = 0.0
+        self.skipped: dict[tuple[str, str], int] = {}  # (op, reason) -> updates skipped
 
     @classmethod
     def from_settings(cls) -> DeploymentStats:
@@ -268,15 +289,24 @@ class DeploymentStats(Middleware):
 
     async def _guarded(self, what: str, call, *args):  # type: ignore[no-untyped-def]
         """Run a store call; on a Redis error log it, skip Redis for a few seconds, return
-        None. Statistics never hold up or fail a provider call."""
+        None. Statistics never hold up or fail a provider call; every call skipped is
+        counted (a metric, not only a log line)."""
         if time.monotonic() < self._redis_down_until:
+            self._skip(what, "redis_down")
             return None
         try:
             return await call(*args)
         except Exception as exc:
+            self._skip(what, "error")
             self._redis_down_until = time.monotonic() + REDIS_RETRY_S
             log.warning("deployment statistics: %s failed (%s); going on without", what, exc)
             return None
+
+    def _skip(self, what: str, reason: str) -> None:
+        self.skipped[(what, reason)] = self.skipped.get((what, reason), 0) + 1
+        from worker.metrics import DEPLOYMENT_STATS_SKIPPED
+
+        DEPLOYMENT_STATS_SKIPPED.labels(op=what, reason=reason).inc()
 
     async def order(
         self, config: RoutingConfig, tier: str, names: list[str], prompt_tokens: int

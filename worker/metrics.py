@@ -64,6 +64,13 @@ LATENCY = Histogram(
     ["tier", "deployment"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
+DEPLOYMENT_STATS_SKIPPED = Counter(
+    "batchrouter_deployment_stats_skipped",
+    "Deployment statistics updates skipped (op: read, begin, record, release; reason: error = "
+    "Redis failed or its pool ran dry, redis_down = skipped while Redis rests after an error). "
+    "Cooldowns and least-busy/latency selection go blind while this grows",
+    ["op", "reason"],
+)
 CHUNKS = Counter(
     "batchrouter_chunks",
     "attempt tasks (chunks of item ids) run, by result (ok, exception)",

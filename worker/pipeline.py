@@ -125,13 +125,14 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
         summary.escalated_to[next_tier] = len(ids)
     for batch_id in finished_batches:
         notify_batch_finished(batch_id)
+    # The one INFO line of a chunk (per-call lines are DEBUG: worker/attempt.py).
     log.info(
         "tier %s: %d received, %d claimed, %d recorded %s",
         tier,
         summary.received,
         summary.claimed,
         summary.recorded,
-        summary.by_state,
+        {str(state): count for state, count in summary.by_state.items()},
     )
     return summary
 

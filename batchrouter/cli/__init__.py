@@ -26,7 +26,7 @@ for group in (batches, services, lifecycle, budget, cache, deferred, reports):
 
 
 def main() -> None:
-    from ledger.db import LedgerSchemaError
+    from ledger.errors import LedgerSchemaError
 
     try:
         app()

@@ -9,12 +9,10 @@ from typing import Annotated
 
 import typer
 
-from batchrouter import api
-from batchrouter.cli import lifecycle
 from batchrouter.cli.common import EXIT_FAILED_ITEMS, console, errors, fail
-from ledger.batches import UnknownBatch
-from producers.readers import InputError
-from routing.config import ConfigError
+
+# The commands import the ledger, the producers and the API when they run: `status` is polled
+# by scripts and must not load the submit path (issue 19: status in a blink).
 
 
 def submit(
@@ -42,6 +40,10 @@ def submit(
     """Register FILE as a batch and enqueue its items on the entry tier; print the batch id."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+    from producers.readers import InputError
+    from producers.submit import submit_batch
+    from routing.config import ConfigError
+
     # One bar per stage (read and check, ledger insert, publish), on stderr; rich draws
     # nothing when stderr is not a terminal.
     with Progress(
@@ -59,7 +61,7 @@ def submit(
             bar.update(bars[stage], completed=done)
 
         try:
-            submitted = api.submit_batch(
+            submitted = submit_batch(
                 file,
                 task_type,
                 config=config,
@@ -93,9 +95,21 @@ def status(
     ] = False,
 ) -> None:
     """Items of a batch by state and by tier (or, with --failed, the dead-letter list)."""
+    from ledger.errors import UnknownBatch
+
     try:
-        current = api.batch_status(batch)
-        dead = api.failed_items(batch) if failed else []
+        current = None if failed else _read_status(batch)
+        dead = []
+        if current is None:
+            from ledger.batches import batch_status
+            from ledger.db import session_scope
+
+            with session_scope() as session:
+                current = batch_status(session, batch)
+                if failed:
+                    from ledger.lifecycle import failed_items
+
+                    dead = failed_items(session, batch)
     except UnknownBatch as exc:
         raise fail(str(exc.args[0])) from None
     if format == "json":
@@ -103,6 +117,8 @@ def status(
         print(json.dumps(shown, indent=2))
         return
     if failed:
+        from batchrouter.cli import lifecycle
+
         console.print(lifecycle.failed_table(current.batch_id, dead))
         return
     from batchrouter.reports.terminal import status_table, usd
@@ -116,6 +132,15 @@ def status(
         f"budget {limit}, spent {usd(current.spent_usd)}, "
         f"reserved {usd(max(current.reserved_usd, 0.0))}"
     )
+
+
+def _read_status(batch: str):  # type: ignore[no-untyped-def]
+    """A PostgreSQL ledger answers through psycopg alone (ledger/status.py): no SQLAlchemy to
+    load. None for any other ledger."""
+    from ledger.status import read_status
+    from routing.settings import get_settings
+
+    return read_status(get_settings().resolved_database_url(), batch)
 
 
 def register(app: typer.Typer) -> None:

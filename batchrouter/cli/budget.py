@@ -3,25 +3,19 @@ batches it had paused."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from batchrouter.cli.common import errors, fail
-from ledger.batches import UnknownBatch
-from ledger.budgets import (
-    paused_for_budget,
-    release_expired,
-    set_batch_budget,
-    set_project_budget,
-    usd,
-)
-from ledger.db import session_scope, upgrade_schema
-from ledger.lifecycle import resume_batch
-from ledger.models import Batch, ProjectBudget
+
+if TYPE_CHECKING:
+    from ledger.models import Batch, ProjectBudget
 
 
 def _line(what: str, budget: float | None, spent: float, reserved: float) -> str:
+    from ledger.budgets import usd
+
     limit = "unlimited" if budget is None else usd(budget)
     return f"{what}: budget {limit}, spent {usd(spent)}, reserved {usd(max(reserved, 0.0))}"
 
@@ -49,6 +43,17 @@ def budget(
     if set_usd is not None and unlimited:
         raise fail("--set and --unlimited exclude each other")
     change = set_usd is not None or unlimited
+    from ledger.batches import UnknownBatch
+    from ledger.budgets import (
+        paused_for_budget,
+        release_expired,
+        set_batch_budget,
+        set_project_budget,
+    )
+    from ledger.db import session_scope, upgrade_schema
+    from ledger.lifecycle import resume_batch
+    from ledger.models import ProjectBudget
+
     upgrade_schema()
     from batchrouter.cli.lifecycle import _publish
 

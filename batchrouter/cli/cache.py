@@ -9,8 +9,6 @@ from typing import Annotated
 import typer
 
 from batchrouter.cli.common import console, errors
-from ledger.cache import purge_expired, stats
-from ledger.db import session_scope, upgrade_schema
 
 cache_app = typer.Typer(no_args_is_help=True, help="The response cache (see docs/cache.md).")
 
@@ -21,6 +19,8 @@ def cache_stats(
 ) -> None:
     """Entries (live and expired), hits served and what they saved, entries per namespace."""
     from batchrouter.reports.terminal import usd
+    from ledger.cache import stats
+    from ledger.db import session_scope, upgrade_schema
 
     upgrade_schema()
     with session_scope() as session:
@@ -39,6 +39,9 @@ def cache_stats(
 @cache_app.command("purge")
 def cache_purge() -> None:
     """Delete expired entries now (the reconcile beat task also does it every run)."""
+    from ledger.cache import purge_expired
+    from ledger.db import session_scope, upgrade_schema
+
     upgrade_schema()
     with session_scope() as session:
         removed = purge_expired(session)

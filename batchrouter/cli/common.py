@@ -11,9 +11,19 @@ from rich.text import Text
 EXIT_FAILED_ITEMS = 1
 EXIT_BAD_INPUT = 2
 
-# Piped output (CI logs, files) gets a width that fits the report's tables.
-console = Console(width=None if sys.stdout.isatty() else 120)
-errors = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
+# Off a terminal (a file, a pipe, a CI log) there is no width to fit: a table is as wide as
+# its content, so no figure is ever cut to "…" (issue 19: `report --by batch > file`). Lines
+# of prose are not wrapped there either.
+UNLIMITED = 100_000
+
+
+def _width(stream: object) -> int | None:
+    isatty = getattr(stream, "isatty", None)
+    return None if isatty is not None and isatty() else UNLIMITED
+
+
+console = Console(width=_width(sys.stdout))
+errors = Console(stderr=True, width=_width(sys.stderr))
 
 
 def fail(message: str) -> typer.Exit:

@@ -10,12 +10,8 @@ import time
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from sqlalchemy import select
 
 from batchrouter.cli.common import console, errors
-from ledger.db import session_scope
-from ledger.models import ProviderBatch
 
 deferred_app = typer.Typer(help="Provider batch APIs behind deferred tiers.", no_args_is_help=True)
 
@@ -66,6 +62,12 @@ def status(
     limit: Annotated[int, typer.Option(help="newest provider batches to show", min=1)] = 20,
 ) -> None:
     """The newest provider batches: state, provider status, size."""
+    from rich.table import Table
+    from sqlalchemy import select
+
+    from ledger.db import session_scope
+    from ledger.models import ProviderBatch
+
     with session_scope() as session:
         rows = session.execute(
             select(ProviderBatch).order_by(ProviderBatch.created_at.desc()).limit(limit)

@@ -3,28 +3,23 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.table import Table
-from sqlalchemy.orm import Session
 
 from batchrouter.cli.common import errors, fail
-from ledger.batches import UnknownBatch
-from ledger.db import session_scope
-from ledger.lifecycle import (
-    FailedItem,
-    cancel_batch,
-    pause_batch,
-    resume_batch,
-    retry_failed,
-)
-from routing.settings import get_settings
+
+if TYPE_CHECKING:  # the ledger is imported when a command runs, not by `--help`
+    from rich.table import Table
+    from sqlalchemy.orm import Session
+
+    from ledger.lifecycle import FailedItem
 
 BatchArg = Annotated[str, typer.Argument(help="batch id, id prefix or name")]
 
 
 def _publish(by_tier: dict[str, list[int]]) -> int:
+    from routing.settings import get_settings
     from worker.publish import publish_items
 
     chunk = get_settings().chunk_size
@@ -38,6 +33,9 @@ T = TypeVar("T")
 
 def _on_batch(change: Callable[[Session], T]) -> T:
     """Run one ledger change in its own transaction; an unknown batch exits with code 2."""
+    from ledger.batches import UnknownBatch
+    from ledger.db import session_scope
+
     try:
         with session_scope() as session:
             return change(session)
@@ -45,9 +43,15 @@ def _on_batch(change: Callable[[Session], T]) -> T:
         raise fail(str(exc.args[0])) from None
 
 
+def _ledger():  # type: ignore[no-untyped-def]
+    from ledger import lifecycle
+
+    return lifecycle
+
+
 def cancel(batch: BatchArg) -> None:
     """Cancel a batch: its queued items are dropped, items already running finish."""
-    dropped = _on_batch(lambda session: cancel_batch(session, batch))
+    dropped = _on_batch(lambda session: _ledger().cancel_batch(session, batch))
     errors.print(f"batch cancelled: {dropped} queued items dropped")
 
 
@@ -56,13 +60,13 @@ def pause(
     reason: Annotated[str, typer.Option(help="shown by status")] = "paused by an operator",
 ) -> None:
     """Pause a batch: workers leave its queued items alone until it is resumed."""
-    changed = _on_batch(lambda session: pause_batch(session, batch, reason))
+    changed = _on_batch(lambda session: _ledger().pause_batch(session, batch, reason))
     errors.print("batch paused" if changed else "batch was not running; nothing changed")
 
 
 def resume(batch: BatchArg) -> None:
     """Resume a paused batch and put its queued items back on their queues."""
-    waiting = _on_batch(lambda session: resume_batch(session, batch))
+    waiting = _on_batch(lambda session: _ledger().resume_batch(session, batch))
     errors.print(f"batch resumed: {_publish(waiting)} queued items republished")
 
 
@@ -73,7 +77,7 @@ def retry(
     """Re-run a batch's failed items on the tier where they failed, with a fresh attempt cap."""
     if not failed:
         raise fail("say what to retry: --failed")
-    again = _on_batch(lambda session: retry_failed(session, batch))
+    again = _on_batch(lambda session: _ledger().retry_failed(session, batch))
     errors.print(f"{_publish(again)} failed items queued again")
 
 
@@ -94,6 +98,8 @@ def reconcile(
 
 
 def failed_table(batch_id: str, items: list[FailedItem]) -> Table:
+    from rich.table import Table
+
     table = Table(title=f"batch {batch_id}: {len(items)} failed items")
     for column in ("id", "tier", "attempts", "reason", "last output"):
         table.add_column(column, overflow="fold")

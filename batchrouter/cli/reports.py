@@ -10,8 +10,10 @@ from typing import Annotated
 import typer
 
 from batchrouter.cli.common import console, errors, fail
-from ledger.batches import UnknownBatch
-from ledger.report_queries import GROUPINGS
+from ledger.report_groupings import GROUPINGS
+
+# Each command imports what it needs when it runs (the ledger, SQLAlchemy, the report code):
+# `batchrouter --help` and quick commands do not pay for the rest.
 
 
 def report(
@@ -38,6 +40,7 @@ def report(
     ] = None,
 ) -> None:
     """Cost, tokens, escalation funnel, latency and failures, with the saving against premium."""
+    from ledger.batches import UnknownBatch
     from ledger.db import session_scope
     from ledger.report import parse_when, run_report
     from ledger.report_queries import ReportFilter
@@ -94,6 +97,7 @@ def results(
     ] = None,
 ) -> None:
     """One record per item, keyed by the producer's id: state, output, tier, model, cost."""
+    from ledger.batches import UnknownBatch
     from ledger.db import session_scope
     from ledger.results import ExportError, format_for, write_results
 
@@ -118,6 +122,7 @@ def export_replay(
     ] = None,
 ) -> None:
     """Write a batch's recorded outcomes as a replay table, to re-run it under other rules."""
+    from ledger.batches import UnknownBatch
     from ledger.db import session_scope
     from ledger.replay_export import export_items, export_replay_table
 

@@ -11,8 +11,6 @@ from typing import Annotated
 import typer
 
 from batchrouter.cli.common import console, errors, fail
-from routing.config import ConfigError, load_config
-from routing.settings import get_settings
 
 # Flower keeps every task it has seen in memory (100,000 by default, flower#1305): a 1M-item
 # batch at 25 ids a message is 40,000 messages plus escalations, so keep fewer, and keep no
@@ -34,6 +32,9 @@ def worker(
     ] = True,
 ) -> None:
     """Run a Celery worker consuming one tier's queue (and the control queue)."""
+    from routing.config import ConfigError, load_config
+    from routing.settings import get_settings
+
     settings = get_settings()
     try:
         queue = load_config(config or settings.config).tier_by_ref(tier).name

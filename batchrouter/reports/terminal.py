@@ -5,14 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
-from ledger.batches import BatchStatus
-from ledger.report import BatchReport, GroupLine, Report
-from ledger.results import spreadsheet_safe
+if TYPE_CHECKING:  # `status` renders a table without loading the report code
+    from ledger.batches import BatchStatus
+    from ledger.report import BatchReport, GroupLine, Report
 
 
 def status_table(status: BatchStatus) -> Table:
@@ -154,6 +154,8 @@ def saving_split(report: BatchReport | Report) -> str:
 
 
 def print_report(report: BatchReport | Report, console: Console) -> None:
+    from ledger.report import Report
+
     if isinstance(report, Report):
         console.print(
             f"[bold]Report: {report.title}[/]: {report.batches} batches, {report.items} items, "
@@ -180,15 +182,21 @@ def print_report(report: BatchReport | Report, console: Console) -> None:
             console.print(_groups_table(report))
         if _uses_levers(report):
             console.print(_levers_table(report))
-        latency = _table("Latency per deployment (ms)", ["deployment", "model", "calls"], left=2)
-        for column in ("p50", "p95", "p99", "mean"):
+        latency = _table(
+            "Latency per deployment (ms): the provider's, and time queued in the worker",
+            ["deployment", "model", "calls"],
+            left=2,
+        )
+        for column in ("p50", "p95", "p99", "mean", "queued (mean)"):
             latency.add_column(column, justify="right")
         for line in report.latency:
+            queued = line.queued_mean_ms
             latency.add_row(
                 line.deployment,
                 line.model,
                 str(line.calls),
                 *(f"{v:,.0f}" for v in (line.p50_ms, line.p95_ms, line.p99_ms, line.mean_ms)),
+                "-" if queued is None else f"{queued:,.0f}",
             )
         console.print(latency)
         if report.failure_reasons:
@@ -245,6 +253,8 @@ def report_csv(report: Report) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow([*report.group_by, *CSV_METRICS])
     # Group keys are names producers chose (projects, batch names, models): never formulas.
+    from ledger.results import spreadsheet_safe
+
     safe = spreadsheet_safe
 
     def cells(line: GroupLine | dict[str, Any]) -> list[Any]:

@@ -188,3 +188,41 @@ def test_report_csv_escapes_formula_cells(ledger: dict[str, str]) -> None:
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [r["project"] for r in rows] == ["'=cmd|'/c calc'!A1", "total"]
     assert float(rows[-1]["cost_usd"]) > 0  # numbers stay numbers
+
+
+def test_a_wide_report_written_to_a_file_keeps_every_digit(
+    ledger: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 19: `report --by batch > file` cut numbers to '…' (a fixed width off a terminal)."""
+    import os
+    import subprocess
+    import sys
+
+    from sqlalchemy import update
+
+    from batchrouter.reports.terminal import usd
+    from ledger.db import session_scope
+    from ledger.models import Batch
+    from tests.conftest import ROOT
+
+    with session_scope() as session:
+        for name, batch_id in ledger.items():
+            long = f"nightly-ticket-classification-{name}-2026-11-30-run-0042-with-a-long-name"
+            session.execute(update(Batch).where(Batch.id == batch_id).values(name=long))
+    out = tmp_path / "report.txt"
+    with out.open("w") as handle:
+        subprocess.run(
+            [sys.executable, "-m", "batchrouter", "report", "--by", "batch,tier,model"],
+            cwd=ROOT,
+            env={**os.environ, "COLUMNS": "80"},
+            stdout=handle,
+            check=True,
+        )
+    text = out.read_text()
+    assert "…" not in text and "..." not in text
+    code, shown = run("report", "--by", "batch,tier,model", "--format", "json")
+    assert code == 0
+    for group in json.loads(shown)["groups"]:
+        assert group["key"]["batch"] in text
+        for figure in (usd(group["cost_usd"]), f"{group['input_tokens']:,}"):
+            assert figure in text, figure

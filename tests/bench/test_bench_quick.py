@@ -22,12 +22,14 @@ def test_results_render_and_merge_into_the_doc(tmp_path, monkeypatch) -> None:
     )
     p3 = Result("P3", "enqueue", 12_000, "items/s", 2_000, "msgs/s", ">= 5x", True)
     p6 = Result("P6", "rss", 190, "MB", 50, "MB idle", "< 300 MB", True)
-    runner.write_doc(runner.render([p3, p6], "python -m bench", 12))
+    s1 = Result("S1a", "status", 450, "ms", 40, "ms (pass)", "< 500 ms", True)
+    runner.write_doc(runner.render([p3, p6, s1], "python -m bench", 12))
     runner.write_doc(runner.render([p3], "python -m bench --only P3", 3))
     text = (tmp_path / "benchmarks.md").read_text()
     assert text.startswith("# B\n\nprose") and text.endswith(f"{runner.END}\nend\n")
     assert "| P3: enqueue | 12,000.0 items/s | 2,000.0 msgs/s | 6.00x | >= 5x | yes |" in text
     assert "From an earlier run" in text and "| P6: rss |" in text  # kept, not lost
+    assert "| S1a: status |" in text
     assert "old" not in text
 
 

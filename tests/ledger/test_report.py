@@ -164,3 +164,24 @@ def test_the_default_tier_grouping_matches_the_sql_grouping(ledger: dict[str, st
         )
         assert (line.input_tokens, line.output_tokens) == (row.input_tokens, row.output_tokens)
         assert line.cost_usd == pytest.approx(row.cost_usd)
+
+
+def test_time_queued_in_the_worker_is_shown_apart_from_the_providers_latency(
+    ledger: dict[str, str],
+) -> None:
+    """Issue 19. Attempts from before migration 0008 have no queued time: shown as none."""
+    from sqlalchemy import update
+
+    from ledger.models import Attempt
+
+    assert all(line.queued_mean_ms is None for line in report().latency)
+    with session_scope() as session:
+        session.execute(
+            update(Attempt).where(Attempt.deployment == "sim-mini").values(queued_ms=450.0)
+        )
+    lines = {line.deployment: line for line in report().latency}
+    assert lines["sim-mini"].queued_mean_ms == pytest.approx(450.0)
+    assert lines["sim-mini"].p50_ms == 350  # the provider's latency is unchanged
+    assert lines["sim-nano"].queued_mean_ms is None
+    shown = {line["deployment"]: line for line in report().as_dict()["latency"]}
+    assert shown["sim-mini"]["queued_mean_ms"] == pytest.approx(450.0)  # JSON has it too

@@ -95,3 +95,34 @@ def test_thousand_requests_in_flight() -> None:
         assert stats["peak_in_flight"] >= 1000, stats
         assert stats["by_status"] == {"200": 1000}
         assert elapsed < 15, elapsed  # all held open together, not queued
+
+
+def test_latency_is_the_providers_not_the_wait_for_a_pooled_connection() -> None:
+    """Issue 19: a call that waits inside the worker for a connection records the provider's
+    latency (request sent to response) only; the worker records the wait apart."""
+    config = FakeServerConfig(latency=LatencyConfig(ms=300))
+    with running_fake_server(config) as url:
+        dep = Deployment(provider="openai", model="gpt-4o-mini", api_base=f"{url}/v1")
+        provider = OpenAICompatProvider()
+
+        async def timed(i: int) -> tuple[float, float]:
+            began = time.perf_counter()
+            result = await provider.complete(_request(i), dep)
+            return (time.perf_counter() - began) * 1000, result.latency_ms
+
+        async def two() -> list[tuple[float, float]]:
+            try:  # one connection: the second call waits for the first's 300 ms answer
+                return await asyncio.gather(timed(0), timed(1))
+            finally:
+                await http.aclose_client()
+
+        http.use_transport(http.ShardedTransport(shards=1, per_shard=1))
+        try:
+            calls = asyncio.run(two())
+        finally:
+            http.use_transport(None)
+    waited = max(calls)  # the call with the longer wall time
+    for _wall, latency in calls:
+        assert latency >= 300  # the server's own latency is in it
+    wall, latency = waited
+    assert wall - latency >= 250  # the ~300 ms spent waiting for the connection is not

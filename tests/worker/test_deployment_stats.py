@@ -251,3 +251,64 @@ def test_the_stats_use_the_brokers_redis_or_process_memory(monkeypatch) -> None:
         assert DeploymentStats.from_settings().backend == "in-process"
     finally:
         get_settings.cache_clear()
+
+
+def skipped_metric(op: str, reason: str) -> float:
+    from prometheus_client import REGISTRY
+
+    value = REGISTRY.get_sample_value(
+        "batchrouter_deployment_stats_skipped_total", {"op": op, "reason": reason}
+    )
+    return value or 0.0
+
+
+def busy_worker(store: RedisStats, calls: int) -> DeploymentStats:
+    """`calls` calls begin and end their statistics at once on one loop that spends 0.2 s of
+    every turn on other work (a worker's loop busy with hundreds of calls), so a connection
+    stays held for turns after its script ran. Before issue 19 a call waited at most 2 s for
+    one of 16 connections."""
+    stats = DeploymentStats(store)
+    done = asyncio.Event()
+
+    async def one(n: int) -> None:
+        await stats._guarded("begin", store.begin, "a", f"call-{n}", 60)
+        await stats._guarded("record", store.end, "a", f"call-{n}", 300.0, "ok", 3, 30)
+
+    async def hog() -> None:
+        while not done.is_set():
+            await asyncio.sleep(0)
+            time.sleep(0.2)  # the loop answers nobody meanwhile
+
+    async def scenario() -> None:
+        busy = asyncio.ensure_future(hog())
+        await asyncio.gather(*(one(n) for n in range(calls)))
+        done.set()
+        await busy
+
+    arun(store, scenario)
+    return stats
+
+
+@pytest.mark.redis
+def test_more_concurrent_calls_than_the_old_pool_skip_no_statistics(redis_url: str) -> None:
+    calls = 200  # in flight at once in one process, against the old pool of 16
+    ops = [(op, reason) for op in ("begin", "record") for reason in ("error", "redis_down")]
+    before = {key: skipped_metric(*key) for key in ops}
+    store = RedisStats(redis_url, prefix="test:dep:")  # sized from BATCHROUTER_MAX_IN_FLIGHT
+    assert store.max_connections >= 500
+    stats = busy_worker(store, calls)
+    assert stats.skipped == {}
+    assert {key: skipped_metric(*key) - before[key] for key in ops} == dict.fromkeys(ops, 0.0)
+    _, after = arun(store, lambda: store.read(["a"]))
+    assert after["a"].in_flight == 0 and after["a"].latency_ewma_ms == pytest.approx(300.0)
+
+
+@pytest.mark.redis
+def test_a_statistics_update_that_is_skipped_is_counted_in_the_metric(redis_url: str) -> None:
+    ops = [(op, reason) for op in ("begin", "record") for reason in ("error", "redis_down")]
+    before = {key: skipped_metric(*key) for key in ops}
+    stats = busy_worker(RedisStats(redis_url, prefix="test:dep:", max_connections=16), 200)
+    skipped = sum(stats.skipped.values())
+    assert skipped > 0  # the old pool runs dry under this load...
+    counted = {key: skipped_metric(*key) - before[key] for key in ops}
+    assert counted == {key: float(stats.skipped.get(key, 0)) for key in ops}  # ...and says so
