@@ -23,7 +23,7 @@ def cache_stats(
     from batchrouter.reports.terminal import usd
 
     upgrade_schema()
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         figures = stats(session)
     if as_json:
         console.print_json(json.dumps(asdict(figures)))

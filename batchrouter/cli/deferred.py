@@ -66,7 +66,7 @@ def status(
     limit: Annotated[int, typer.Option(help="newest provider batches to show", min=1)] = 20,
 ) -> None:
     """The newest provider batches: state, provider status, size."""
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         rows = session.execute(
             select(ProviderBatch).order_by(ProviderBatch.created_at.desc()).limit(limit)
         ).scalars()

@@ -74,7 +74,7 @@ def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> Po
     grace = get_settings().deferred_submit_grace_s if submit_grace_s is None else submit_grace_s
     summary = PollSummary()
     _form(summary, force)
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         open_batches = ledger.open_provider_batches(session)
     for pb in open_batches:
         try:
@@ -84,7 +84,7 @@ def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> Po
             summary.errors.append(f"{pb.id[:8]} {pb.state}: {error.message}")
             with session_scope() as session:
                 ledger.note(session, pb.id, error=error.message[:2000])
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         summary.open = len(ledger.open_provider_batches(session))
         summary.staged = sum(group.count for group in ledger.staged_groups(session))
         summary.unfinished = ledger.unfinished_deferred_batches(session)
@@ -103,7 +103,7 @@ def _form(summary: PollSummary, force: bool) -> None:
     """Staged items become provider batches once the oldest has waited `collect_s` (or a
     batch's worth is staged), split by the tier's request and byte limits."""
     now = utcnow()
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         groups = ledger.staged_groups(session)
         configs = batch_configs(session, {group.batch_id for group in groups})
     for group in groups:
@@ -115,6 +115,8 @@ def _form(summary: PollSummary, force: bool) -> None:
         name = deferred_deployment(config, group.tier)
         deployment = config.deployments[name]
         client = get_batch_client(deployment.provider)
+        # A write transaction from its first read: on SQLite it holds the write lock while it
+        # reads the staged items, which is what FOR UPDATE SKIP LOCKED does on PostgreSQL.
         with session_scope() as session:
             if not ledger.batch_is_live(session, group.batch_id):
                 continue  # paused: its items stay staged until it is resumed
@@ -156,7 +158,7 @@ def _split(
 
 
 def _advance(pb: ProviderBatch, summary: PollSummary, grace: float) -> None:
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         task_name, config = batch_configs(session, {pb.batch_id})[pb.batch_id]
     deployment = config.deployments[pb.deployment]
     client = get_batch_client(pb.provider)
@@ -208,7 +210,7 @@ def _submit(
                 )  # fmt: skip
             log.info("provider batch %s: adopted %s found after a crash", pb.id[:8], found)
             return True
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         items = ledger.items_of(session, pb.id)
     if not items:  # every item left (its batch was cancelled): nothing to send
         with session_scope() as session:
@@ -275,7 +277,7 @@ def _ingest(
     if status is None:
         status = loop.run(client.status(deployment, pb.provider_id or ""))
     results = loop.run(client.results(deployment, status)) if not status.failed_reason else []
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         items = ledger.items_of(session, pb.id)
     outcomes = loop.run(outcomes_from_results(pb, items, results, status, config, task_name))
 
