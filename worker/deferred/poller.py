@@ -36,7 +36,7 @@ from providers.batch_api import (
     BatchStillUnknown,
     get_batch_client,
 )
-from routing.config import RoutingConfig
+from routing.config import BatchOptions, RoutingConfig
 from routing.settings import get_settings
 from routing.types import ErrorClass, ProviderError
 from worker import loop
@@ -113,30 +113,43 @@ def _form(summary: PollSummary, force: bool) -> None:
         if not (force or due or group.count >= options.max_requests):
             continue
         name = deferred_deployment(config, group.tier)
-        deployment = config.deployments[name]
-        client = get_batch_client(deployment.provider)
-        # A write transaction from its first read: on SQLite it holds the write lock while it
-        # reads the staged items, which is what FOR UPDATE SKIP LOCKED does on PostgreSQL.
-        with session_scope() as session:
-            if not ledger.batch_is_live(session, group.batch_id):
-                continue  # paused: its items stay staged until it is resumed
-            items = ledger.staged_items(session, group.batch_id, group.tier)
-            # The marker is not chosen yet; a placeholder of the same length sizes each line.
-            sizes = [
-                len(
-                    client.encode(
-                        batch_request("0" * 32, item, config, task_name, name), deployment
-                    )
-                )
-                for item in items
-            ]
-            for ids, size in _split(items, sizes, options.max_requests, options.max_bytes):
-                ledger.create_provider_batch(
-                    session, batch_id=group.batch_id, tier=group.tier, deployment=name,
-                    provider=deployment.provider, model=deployment.model, item_ids=ids,
-                    request_bytes=size,
-                )  # fmt: skip
-                summary.formed += 1
+        client = get_batch_client(config.deployments[name].provider)
+        try:
+            summary.formed += _form_group(group, config, task_name, name, client, options)
+        except ledger.StagedItemsTaken as taken:  # rolled back: nothing formed, no phantom
+            summary.errors.append(f"{group.batch_id[:8]} {group.tier}: {taken}")
+
+
+def _form_group(
+    group: ledger.StagedGroup,
+    config: RoutingConfig,
+    task_name: str,
+    name: str,
+    client: BatchClient,
+    options: BatchOptions,
+) -> int:
+    """One group's provider batches, in one transaction; how many were formed (counted once
+    committed). A write transaction from its first read: on SQLite it holds the write lock
+    while it reads the staged items, which FOR UPDATE SKIP LOCKED does on PostgreSQL."""
+    deployment = config.deployments[name]
+    formed = 0
+    with session_scope() as session:
+        if not ledger.batch_is_live(session, group.batch_id):
+            return 0  # paused: its items stay staged until it is resumed
+        items = ledger.staged_items(session, group.batch_id, group.tier)
+        # The marker is not chosen yet; a placeholder of the same length sizes each line.
+        sizes = [
+            len(client.encode(batch_request("0" * 32, item, config, task_name, name), deployment))
+            for item in items
+        ]
+        for ids, size in _split(items, sizes, options.max_requests, options.max_bytes):
+            ledger.create_provider_batch(
+                session, batch_id=group.batch_id, tier=group.tier, deployment=name,
+                provider=deployment.provider, model=deployment.model, item_ids=ids,
+                request_bytes=size,
+            )  # fmt: skip
+            formed += 1
+    return formed
 
 
 def _split(
