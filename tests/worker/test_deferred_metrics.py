@@ -57,3 +57,20 @@ def test_a_poll_task_result_is_counted() -> None:
     )
     assert _value("batchrouter_deferred_staged_items") == 7
     assert _value("batchrouter_provider_batches_open") == 3
+
+
+def test_a_poll_turned_away_by_the_lock_leaves_the_gauges_alone() -> None:
+    metrics._on_task_postrun(
+        task=SimpleNamespace(name="batchrouter.deferred_poll"),
+        retval=asdict(PollSummary(staged=5, open=2)),
+        state="SUCCESS",
+    )
+    turned_away = PollSummary(locked_by="beat-host:12:ab12cd34 until 10:00:00 UTC")
+    metrics._on_task_postrun(
+        task=SimpleNamespace(name="batchrouter.deferred_poll"),
+        retval=asdict(turned_away),
+        state="SUCCESS",
+    )
+    # it saw nothing: the last real poll's view stands, not zeros
+    assert _value("batchrouter_deferred_staged_items") == 5
+    assert _value("batchrouter_provider_batches_open") == 2

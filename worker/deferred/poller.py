@@ -1,8 +1,11 @@
 """The deferred-tier poller: staged items -> provider batches -> results -> the ledger.
 
 One `poll_once` walks every open provider batch one step further. It runs as a beat task on the
-control queue (`batchrouter.deferred_poll`) and as `batchrouter deferred poll`; two of them at
-once are safe, because each step is a compare-and-set on the provider batch's state.
+control queue (`batchrouter.deferred_poll`) and as `batchrouter deferred poll`. One poll runs at
+a time per ledger: each takes the `deferred_poll` lock (ledger/locks.py, a lease renewed between
+steps), and a poll that finds it held returns at once, saying who holds it. Each step is also a
+compare-and-set on the provider batch's state, so a poll that outlived its lease still cannot
+send a batch twice.
 
 Crash points, and why none loses or doubles an item:
 - killed after the file upload, before recording its id: the file is orphaned (harmless) and
@@ -27,6 +30,7 @@ from datetime import timedelta
 from ledger import provider_batches as ledger
 from ledger.budgets import budget_applies, settle
 from ledger.db import session_scope, with_db_retry
+from ledger.locks import Lease, LeaseLost
 from ledger.models import ItemState, ProviderBatch, ProviderBatchState, utcnow
 from ledger.outcomes import ClaimedItem
 from ledger.transitions import outcome_without_call
@@ -49,6 +53,7 @@ from worker.publish import publish_items
 log = logging.getLogger("batchrouter.deferred")
 
 State = ProviderBatchState
+POLL_LOCK = "deferred_poll"
 
 
 @dataclass
@@ -66,17 +71,40 @@ class PollSummary:
     # for metrics (worker/metrics.py): the ingested calls, and items settled by tier and state
     calls: list[dict] = field(default_factory=list)
     items_by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Set when another poll held the lock: this one did nothing (and its counts are not news).
+    locked_by: str | None = None
 
 
 def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> PollSummary:
     """One step for everything: form, submit, poll, ingest. `force` forms provider batches
-    from staged items now instead of waiting for the tier's `collect_s`."""
-    grace = get_settings().deferred_submit_grace_s if submit_grace_s is None else submit_grace_s
+    from staged items now instead of waiting for the tier's `collect_s`. Returns at once,
+    with `locked_by` set, when another poll holds the lock."""
+    settings = get_settings()
+    grace = settings.deferred_submit_grace_s if submit_grace_s is None else submit_grace_s
     summary = PollSummary()
-    _form(summary, force)
+    lease = Lease(POLL_LOCK, settings.deferred_poll_lease_s)
+    if not lease.acquire():
+        held = lease.held_by
+        summary.locked_by = (
+            f"{held.holder} until {held.expires_at:%H:%M:%S} UTC" if held else "another poll"
+        )
+        log.info("deferred poll: skipped, another poll holds the lock (%s)", summary.locked_by)
+        return summary
+    try:
+        _poll(summary, force, grace, lease)
+    except LeaseLost as lost:  # ran past its lease and another poll took over: stop here
+        summary.errors.append(str(lost))
+    finally:
+        lease.release()
+    return summary
+
+
+def _poll(summary: PollSummary, force: bool, grace: float, lease: Lease) -> None:
+    _form(summary, force, lease)
     with session_scope(readonly=True) as session:
         open_batches = ledger.open_provider_batches(session)
     for pb in open_batches:
+        lease.renew()
         try:
             _advance(pb, summary, grace)
         except ProviderError as error:
@@ -96,10 +124,9 @@ def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> Po
             summary.sent_back, summary.open, summary.staged,
             f"; errors: {summary.errors}" if summary.errors else "",
         )  # fmt: skip
-    return summary
 
 
-def _form(summary: PollSummary, force: bool) -> None:
+def _form(summary: PollSummary, force: bool, lease: Lease) -> None:
     """Staged items become provider batches once the oldest has waited `collect_s` (or a
     batch's worth is staged), split by the tier's request and byte limits."""
     now = utcnow()
@@ -107,6 +134,7 @@ def _form(summary: PollSummary, force: bool) -> None:
         groups = ledger.staged_groups(session)
         configs = batch_configs(session, {group.batch_id for group in groups})
     for group in groups:
+        lease.renew()
         task_name, config = configs[group.batch_id]
         options = config.tier(group.tier).batch
         due = group.oldest <= now - timedelta(seconds=options.collect_s)
