@@ -72,16 +72,21 @@ def _sqlite_transactions(engine: Engine, busy_timeout_s: float) -> None:
 
 
 def _refuse_writes(connection, _cursor, statement, _parameters, context, _executemany):  # type: ignore[no-untyped-def]
-    """A write in a read-only session is a bug: on SQLite it would run without the write lock
-    taken up front. Checked on PostgreSQL too, so its tests catch it as well."""
+    """A write, or a locking read (FOR UPDATE), in a read-only session is a bug: on SQLite it
+    would run without the write lock taken up front, and FOR UPDATE alone locks nothing there.
+    Checked on PostgreSQL too, so its tests catch it as well."""
     if context is None or not connection.get_execution_options().get(READONLY, False):
         return
-    if context.isinsert or context.isupdate or context.isdelete:
-        raise ReadOnlySessionError(f"a write in a read-only ledger session: {statement[:80]}")
+    compiled = getattr(context, "compiled", None)
+    locking = getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is not None
+    if context.isinsert or context.isupdate or context.isdelete or locking:
+        raise ReadOnlySessionError(
+            f"a write or locking read in a read-only session: {statement[:80]}"
+        )
 
 
 class ReadOnlySessionError(RuntimeError):
-    """session_scope(readonly=True) was used for a write."""
+    """session_scope(readonly=True) was used for a write or a locking read."""
 
 
 def get_engine(url: str | None = None) -> Engine:

@@ -90,3 +90,6 @@ def test_a_read_only_session_refuses_writes(
         assert session.scalar(select(Batch.id)) is None
         with pytest.raises(ReadOnlySessionError):
             session.execute(update(Batch).values(done=0))
+    with session_scope(readonly=True) as session, pytest.raises(ReadOnlySessionError):
+        # a locking read needs the write transaction: FOR UPDATE alone locks nothing on SQLite
+        session.execute(select(Batch.id).with_for_update())
