@@ -159,7 +159,11 @@ class Lease:
 
 
 def _dead_here(holder: str) -> bool:
-    """Whether `holder` ran on this host in a process that no longer exists."""
+    """Whether `holder` ran on this host in a process that no longer exists.
+
+    "This host" is the hostname: processes that share one but not a PID namespace (containers
+    with host networking) would take each other for dead, so give such containers their own
+    hostnames (docker-compose.yml's services have them)."""
     host, _, rest = holder.partition(":")
     pid_text = rest.partition(":")[0]
     if host != socket.gethostname()[:120] or not pid_text.isdigit():
