@@ -18,25 +18,25 @@ from producers.submit import Submitted, submit_batch
 
 def batch_status(batch: str) -> BatchStatus:
     """Items of a batch by state and by tier."""
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         return _batch_status(session, batch)
 
 
 def batch_report(batch: str) -> BatchReport:
     """Cost by tier and model, escalations, and the saving against the premium tier alone."""
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         return build_report(session, batch)
 
 
 def failed_items(batch: str) -> list[FailedItem]:
     """The dead-letter view: failed items with their reason and last output."""
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         return _failed_items(session, batch)
 
 
 def export_results(batch: str, out: str | Path, state: str | None = None) -> int:
     """Write one JSON line per item (the producer's id, output, tier, model, cost); return count."""
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         return write_results_jsonl(session, batch, Path(out), state)
 
 

@@ -24,23 +24,70 @@ _lock = threading.Lock()
 _engines: dict[tuple[str, int], Engine] = {}
 
 
-def make_engine(url: str) -> Engine:
+# Execution option of a read-only session (session_scope(readonly=True)): on SQLite its
+# transaction starts with a plain BEGIN, not BEGIN IMMEDIATE, so a long report does not hold
+# the one write lock; any INSERT, UPDATE or DELETE in it fails (see _refuse_writes).
+READONLY = "batchrouter_readonly"
+
+
+def make_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
     if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
+        _sqlite_transactions(engine, busy_timeout_s)
+    else:
+        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    event.listen(engine, "before_cursor_execute", _refuse_writes)
+    return engine
+
+
+def _sqlite_transactions(engine: Engine, busy_timeout_s: float) -> None:
+    """Every write transaction on SQLite takes the database's write lock at its BEGIN.
+
+    SQLite has no row locks: it accepts `SELECT ... FOR UPDATE` and locks nothing. Python's
+    sqlite3 driver, left to itself, also sends BEGIN only before the first INSERT/UPDATE/
+    DELETE, so a "read, check, then write" ran its read outside the transaction, and two
+    processes could both pass the check (two pollers formed provider batches from the same
+    staged items). With the driver's own BEGIN off and BEGIN IMMEDIATE sent by us, the read
+    runs under the write lock: on SQLite every write transaction is serializable, which is
+    what each FOR UPDATE in the ledger asks of PostgreSQL. Readers still read beside the
+    writer (WAL), and a waiting BEGIN IMMEDIATE honours busy_timeout like any other write.
+    (SQLAlchemy's SQLite dialect documents this recipe under "Serializable isolation".)
+    """
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_connect(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # the driver sends no BEGIN of its own
+        cursor = dbapi_connection.cursor()
         # Several worker processes write one file: wait for the lock instead of failing,
         # and let readers run beside the writer (WAL).
-        engine = create_engine(url, connect_args={"timeout": 60})
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
 
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
-            cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=60000")
-            cursor.close()
+    @event.listens_for(engine, "begin")
+    def _sqlite_begin(connection):  # type: ignore[no-untyped-def]
+        readonly = connection.get_execution_options().get(READONLY, False)
+        connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+def _refuse_writes(connection, _cursor, statement, _parameters, context, _executemany):  # type: ignore[no-untyped-def]
+    """A write, or a locking read (FOR UPDATE), in a read-only session is a bug: on SQLite it
+    would run without the write lock taken up front, and FOR UPDATE alone locks nothing there.
+    Checked on PostgreSQL too, so its tests catch it as well."""
+    if context is None or not connection.get_execution_options().get(READONLY, False):
+        return
+    compiled = getattr(context, "compiled", None)
+    locking = getattr(getattr(compiled, "statement", None), "_for_update_arg", None) is not None
+    if context.isinsert or context.isupdate or context.isdelete or locking:
+        raise ReadOnlySessionError(
+            f"a write or locking read in a read-only session: {statement[:80]}"
+        )
+
+
+class ReadOnlySessionError(RuntimeError):
+    """session_scope(readonly=True) was used for a write or a locking read."""
 
 
 def get_engine(url: str | None = None) -> Engine:
@@ -65,6 +112,7 @@ def check_schema(engine: Engine) -> None:
 
     head = migration_head()
     with engine.connect() as connection:
+        connection.execution_options(**{READONLY: True})
         rows: list[str] = []
         if inspect(connection).has_table("alembic_version"):
             rows = list(connection.scalars(text("SELECT version_num FROM alembic_version")))
@@ -74,9 +122,18 @@ def check_schema(engine: Engine) -> None:
 
 
 @contextmanager
-def session_scope(url: str | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on error."""
-    session = sessionmaker(get_engine(url), expire_on_commit=False)()
+def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error.
+
+    On SQLite its transaction holds the database's write lock from the first statement to the
+    commit (see _sqlite_transactions). Code that only reads (reports, status, lookups before
+    a write of its own session) passes `readonly=True`: a plain BEGIN, a consistent snapshot,
+    no write lock, and any write in it raises ReadOnlySessionError.
+    """
+    engine = get_engine(url)
+    if readonly:
+        engine = engine.execution_options(**{READONLY: True})
+    session = sessionmaker(engine, expire_on_commit=False)()
     try:
         yield session
         session.commit()

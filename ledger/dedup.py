@@ -66,7 +66,8 @@ def settle_followers(session: Session, leaders: Sequence[LeaderEnd], now: Any) -
 
     Three statements whatever the number of followers: select them (locked), update them in
     one executemany, insert their attempt rows. Only followers still `waiting` move, so a
-    cancel that got there first wins and nothing is settled twice.
+    cancel that got there first wins and nothing is settled twice. On SQLite, which has no row
+    locks, the caller's write transaction (BEGIN IMMEDIATE, ledger/db.py) excludes the cancel.
     """
     by_id = {leader.item_id: leader for leader in leaders}
     if not by_id:

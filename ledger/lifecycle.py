@@ -156,6 +156,32 @@ def queued_items_older_than(session: Session, older_than_s: float) -> ByTier:
     return _by_tier([(i, t) for i, t in rows])
 
 
+def mark_republished(session: Session, item_ids: list[int], older_than_s: float) -> ByTier:
+    """Of these queued items, take those still waiting longer than `older_than_s` and stamp
+    them as republished now; return what this call took, by tier, to publish.
+
+    A compare-and-set on `updated_at`: two reconcilers that both found an item stranded (on
+    two hosts, or two overlapping runs) publish it once, because the second finds it freshly
+    stamped. Only items about to be published are written, not every queued one.
+    """
+    cutoff = utcnow() - timedelta(seconds=older_than_s)
+    ids = sorted(item_ids)
+    rows: list[tuple[int, str]] = []
+    for start in range(0, len(ids), 1000):  # bounded IN lists
+        taken = session.execute(
+            update(Item)
+            .where(
+                Item.id.in_(ids[start : start + 1000]),
+                Item.state == ItemState.QUEUED.value,
+                Item.updated_at < cutoff,
+            )
+            .values(updated_at=utcnow())
+            .returning(Item.id, Item.tier)
+        )
+        rows.extend((row.id, row.tier) for row in taken)
+    return _by_tier(rows)
+
+
 @dataclass(frozen=True)
 class FailedItem:
     external_id: str

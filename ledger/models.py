@@ -267,3 +267,15 @@ class CachedResponse(Base):
     hits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class LedgerLock(Base):
+    """A named lock with a lease (ledger/locks.py), held by at most one process at a time
+    across every host sharing the ledger: one deferred poller per ledger. A holder that dies
+    stops renewing, and its lease runs out."""
+
+    __tablename__ = "ledger_locks"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200))  # host:pid:nonce; None: released
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

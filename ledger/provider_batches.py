@@ -58,7 +58,9 @@ def staged_groups(session: Session) -> list[StagedGroup]:
 
 
 def staged_items(session: Session, batch_id: str, tier: str) -> list[ClaimedItem]:
-    """The group's staged items, locked (PostgreSQL skips rows another poller holds)."""
+    """The group's staged items, locked (PostgreSQL skips rows another poller holds; SQLite's
+    write transaction, taken at BEGIN IMMEDIATE, already excludes every other writer, and
+    create_provider_batch checks that each item was still staged)."""
     rows = session.execute(
         select(Item)
         .where(
@@ -104,7 +106,7 @@ def create_provider_batch(
         )
     )
     session.flush()
-    session.execute(
+    assigned = session.execute(
         update(Item)
         .where(
             Item.id.in_(item_ids),
@@ -113,7 +115,19 @@ def create_provider_batch(
         )
         .values(provider_batch_id=pb_id, updated_at=now)
     )
+    if assigned.rowcount != len(item_ids):  # type: ignore[attr-defined]
+        # Another poller assigned some of them since staged_items read them: never leave a
+        # provider batch that counts requests it does not hold (it would be sent short, or
+        # empty, and counted as formed). The caller's transaction rolls back.
+        raise StagedItemsTaken(
+            f"{len(item_ids) - assigned.rowcount} of {len(item_ids)} staged items were "  # type: ignore[attr-defined]
+            "taken by another poller"
+        )
     return pb_id
+
+
+class StagedItemsTaken(RuntimeError):
+    """Items read as staged were no longer staged when assigned (a second poller got there)."""
 
 
 def open_provider_batches(session: Session) -> list[ProviderBatch]:

@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     from ledger.db import session_scope
 
     try:
-        with session_scope() as session:
+        with session_scope(readonly=True) as session:
             rows = export_replay_table(session, args.batch, args.out)
             print(f"wrote {rows} recorded outcomes to {args.out}", file=sys.stderr)
             if args.items:

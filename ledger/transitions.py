@@ -175,8 +175,9 @@ def record_outcomes(
     if not outcomes:
         return [], []
     now = utcnow()
-    # FOR UPDATE holds the rows until commit, so no reconciler or later claim can change them
-    # between the check and the write (SQLite has one writer at a time anyway).
+    # FOR UPDATE holds the rows until commit, so no reconciler, later claim or twin writer can
+    # change them between this check and the write. SQLite ignores FOR UPDATE: there, the
+    # session's BEGIN IMMEDIATE (ledger/db.py) holds the database's write lock from this read.
     duplicates: dict[int, int] = {}
     current = set()
     for item_id, tier, claims, followers in session.execute(

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     # whose create call may have reached the provider is left before it is looked for.
     deferred_poll_interval: int = Field(default=30, ge=1)
     deferred_submit_grace_s: float = Field(default=300.0, ge=0)
+    # One poll at a time per ledger (ledger/locks.py): the lease a poll holds, renewed between
+    # its steps. A poller that dies on another host delays the next poll by at most this.
+    deferred_poll_lease_s: float = Field(default=300.0, gt=0)
     max_claims: int = Field(default=5, ge=1)  # claims without an outcome before an item fails
     # A budget reservation is held at most a call's longest life plus this margin; past it the
     # reconciler releases it as spent (its worker died mid-call; worker/budget.py).

@@ -80,7 +80,7 @@ class BudgetGuard(Middleware):
 
     def _budget_applies(self, batch_id: str) -> bool:
         def work() -> bool:
-            with session_scope(self.database_url) as session:
+            with session_scope(self.database_url, readonly=True) as session:
                 return budget_applies(session, batch_id)
 
         return with_db_retry(work, what="budget lookup")

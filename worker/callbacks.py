@@ -20,7 +20,7 @@ log = logging.getLogger("batchrouter.callbacks")
 
 
 def notify_batch_finished(batch_id: str) -> None:
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         batch = session.get(Batch, batch_id)
         if batch is None or not (batch.callback_task or batch.callback_url):
             return

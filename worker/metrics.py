@@ -115,6 +115,8 @@ def record_poll(summary: dict[str, Any]) -> None:
         for state, count in states.items():
             ITEMS.labels(tier, state).inc(count)
     _count_calls(summary.get("calls") or [])
+    if summary.get("locked_by"):
+        return  # another poll held the lock: this one saw nothing, the gauges keep their view
     DEFERRED_STAGED.set(summary.get("staged") or 0)
     DEFERRED_OPEN.set(summary.get("open") or 0)
 

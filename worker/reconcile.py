@@ -4,8 +4,11 @@ Run it at any time, from any number of hosts (`batchrouter reconcile`, or the be
 minute). It re-queues items claimed by a worker that never reported (killed, host lost), and
 re-publishes queued items that no message names (Redis restarted and lost its lists, a publish
 failed after the ledger commit), releases budget reservations whose lease ended (their worker
-died mid-call), and purges expired response-cache entries. Claims are compare-and-set, so a message published twice is
-harmless: the second finds nothing to claim.
+died mid-call), and purges expired response-cache entries. Claims are compare-and-set, so a
+message published twice is harmless: the second finds nothing to claim. Each repair is a
+compare-and-set too, so reconcilers running at once repair each item once: a stale claim is
+requeued by one UPDATE, and a stranded queued item is stamped before it is republished
+(ledger.lifecycle.mark_republished), so only one of them publishes it.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from sqlalchemy import select
 from ledger.budgets import release_expired
 from ledger.cache import purge_expired
 from ledger.db import session_scope, with_db_retry
-from ledger.lifecycle import queued_items_older_than, requeue_stale_running
+from ledger.lifecycle import mark_republished, queued_items_older_than, requeue_stale_running
 from ledger.models import Item, ItemState
 from routing.settings import get_settings
 from worker.broker_state import live_item_ids
@@ -43,18 +46,24 @@ def reconcile(
     running_timeout_s = running_timeout_s or float(settings.visibility_timeout)
     result = ReconcileResult()
 
-    def repair() -> tuple[dict[str, list[int]], dict[str, list[int]], list[str]]:
+    def repair() -> dict[str, list[int]]:
         with session_scope() as session:
-            stale = requeue_stale_running(session, running_timeout_s)
+            return requeue_stale_running(session, running_timeout_s)
+
+    def look() -> tuple[dict[str, list[int]], list[str]]:
+        # A read (a large backlog must not hold SQLite's write lock): what it finds is only a
+        # candidate until mark_republished below takes it.
+        with session_scope(readonly=True) as session:
             waiting = queued_items_older_than(session, queued_grace_s)
             tiers = list(
                 session.scalars(
                     select(Item.tier).where(Item.state == ItemState.QUEUED.value).distinct()
                 )
             )
-        return stale, waiting, tiers
+        return waiting, tiers
 
-    stale, waiting, tiers = with_db_retry(repair, what="reconcile")
+    stale = with_db_retry(repair, what="reconcile")
+    waiting, tiers = with_db_retry(look, what="reconcile")
 
     def purge() -> tuple[int, int]:
         with session_scope() as session:
@@ -67,13 +76,24 @@ def reconcile(
     result.requeued_stale = sum(len(ids) for ids in stale.values())
     live = live_item_ids(settings, tiers, unacked_max_age_s=running_timeout_s)
     result.broker_checked = live is not None
-    for tier in set(stale) | set(waiting):
-        ids = set(stale.get(tier, [])) | set(waiting.get(tier, []))
+    stranded: list[int] = []
+    for tier, ids in waiting.items():
+        candidates = set(ids) - set(stale.get(tier, []))
         if live is not None:
-            ids -= live - set(stale.get(tier, []))  # a stale claim's old message is dead anyway
-        if ids:
-            publish_items(sorted(ids), tier, settings.chunk_size)
-            result.republished[tier] = len(ids)
+            candidates -= live
+        stranded.extend(candidates)
+
+    def take() -> dict[str, list[int]]:
+        with session_scope() as session:
+            return mark_republished(session, stranded, queued_grace_s)
+
+    taken = with_db_retry(take, what="reconcile") if stranded else {}
+    for tier in set(stale) | set(taken):
+        # a stale claim's old message is dead anyway: its items go back whatever the broker says
+        back = set(stale.get(tier, [])) | set(taken.get(tier, []))
+        if back:
+            publish_items(sorted(back), tier, settings.chunk_size)
+            result.republished[tier] = len(back)
     if result.requeued_stale or result.republished:
         log.warning(
             "reconcile: %d stale claims requeued, republished %s",

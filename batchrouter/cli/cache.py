@@ -23,7 +23,7 @@ def cache_stats(
     from ledger.db import session_scope, upgrade_schema
 
     upgrade_schema()
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         figures = stats(session)
     if as_json:
         console.print_json(json.dumps(asdict(figures)))

@@ -26,7 +26,8 @@ def poll(
         typer.Option(
             "--wait",
             help="keep polling until no provider batch is open, no item is staged, and every "
-            "batch that used a deferred tier has finished",
+            "batch that used a deferred tier has finished (and while another poll holds the "
+            "lock, wait for it)",
         ),
     ] = False,
     every: Annotated[float, typer.Option(help="seconds between polls with --wait", min=0.1)] = 30,
@@ -40,6 +41,18 @@ def poll(
 
     while True:
         summary = poll_once(force=now, submit_grace_s=grace)
+        if summary.locked_by is not None:
+            # One poll at a time per ledger (beat's, or another operator's): not an error.
+            errors.print(
+                f"deferred: another poll holds the lock ({summary.locked_by})"
+                + ("; waiting" if wait else ""),
+                markup=False,
+                soft_wrap=True,
+            )
+            if not wait:
+                return
+            time.sleep(every)
+            continue
         settled = ", ".join(f"{n} {state}" for state, n in sorted(summary.settled.items()))
         errors.print(
             f"deferred: {summary.formed} formed, {summary.submitted} submitted, "
@@ -68,7 +81,7 @@ def status(
     from ledger.db import session_scope
     from ledger.models import ProviderBatch
 
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         rows = session.execute(
             select(ProviderBatch).order_by(ProviderBatch.created_at.desc()).limit(limit)
         ).scalars()

@@ -49,7 +49,7 @@ def report(
         raise fail("--format must be table, json or csv")
     groups = [name.strip() for value in by or [] for name in value.split(",") if name.strip()]
     try:
-        with session_scope() as session:
+        with session_scope(readonly=True) as session:
             batch_ids: tuple[str, ...] = ()
             if batch is not None:
                 from ledger.batches import find_batch
@@ -105,7 +105,7 @@ def results(
         raise fail("--state must be succeeded or failed")
     try:
         fmt = format_for(out, format)
-        with session_scope() as session:
+        with session_scope(readonly=True) as session:
             count = write_results(session, batch, out, state, fmt)
     except UnknownBatch as exc:
         raise fail(str(exc.args[0])) from None
@@ -127,7 +127,7 @@ def export_replay(
     from ledger.replay_export import export_items, export_replay_table
 
     try:
-        with session_scope() as session:
+        with session_scope(readonly=True) as session:
             rows = export_replay_table(session, batch, out)
             written = export_items(session, batch, items) if items else 0
     except UnknownBatch as exc:

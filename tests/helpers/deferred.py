@@ -133,7 +133,7 @@ def wait_staged(batch_id: str, count: int, timeout: float = 60) -> None:
     """Until the workers have staged `count` items of the batch for a provider batch."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with session_scope() as session:
+        with session_scope(readonly=True) as session:
             staged = session.scalar(
                 select(func.count()).where(Item.batch_id == batch_id, Item.state == "deferred")
             )

@@ -4,10 +4,12 @@ counts only (Flower shows what a task returns)."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import pytest
 from prometheus_client import REGISTRY
 
-from worker import tasks
+from worker import metrics, tasks
 from worker.deferred import poller
 from worker.deferred.poller import PollSummary
 from worker.pipeline import ChunkSummary
@@ -87,3 +89,12 @@ def test_an_attempt_task_counts_its_calls_and_returns_counts_only(
     assert "m-flower" not in repr(returned) and "0.125" not in repr(returned)
     assert _value("batchrouter_cost_usd_total", cost) == before + 0.25
     assert _value("batchrouter_items_total", {"tier": "t-flower", "state": "succeeded"}) >= 2
+
+
+def test_a_poll_turned_away_by_the_lock_leaves_the_gauges_alone() -> None:
+    metrics.record_poll(asdict(PollSummary(staged=5, open=2)))
+    turned_away = PollSummary(locked_by="beat-host:12:ab12cd34 until 10:00:00 UTC")
+    metrics.record_poll(asdict(turned_away))
+    # it saw nothing: the last real poll's view stands, not zeros
+    assert _value("batchrouter_deferred_staged_items") == 5
+    assert _value("batchrouter_provider_batches_open") == 2

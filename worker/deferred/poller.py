@@ -1,8 +1,11 @@
 """The deferred-tier poller: staged items -> provider batches -> results -> the ledger.
 
 One `poll_once` walks every open provider batch one step further. It runs as a beat task on the
-control queue (`batchrouter.deferred_poll`) and as `batchrouter deferred poll`; two of them at
-once are safe, because each step is a compare-and-set on the provider batch's state.
+control queue (`batchrouter.deferred_poll`) and as `batchrouter deferred poll`. One poll runs at
+a time per ledger: each takes the `deferred_poll` lock (ledger/locks.py, a lease renewed between
+steps), and a poll that finds it held returns at once, saying who holds it. Each step is also a
+compare-and-set on the provider batch's state, so a poll that outlived its lease still cannot
+send a batch twice.
 
 Crash points, and why none loses or doubles an item:
 - killed after the file upload, before recording its id: the file is orphaned (harmless) and
@@ -28,6 +31,7 @@ from ledger import provider_batches as ledger
 from ledger.budgets import budget_applies, settle
 from ledger.db import session_scope, with_db_retry
 from ledger.lifecycle import pause_batch
+from ledger.locks import Lease, LeaseLost
 from ledger.models import ItemState, ProviderBatch, ProviderBatchState, utcnow
 from ledger.outcomes import ClaimedItem
 from ledger.transitions import outcome_without_call
@@ -37,7 +41,7 @@ from providers.batch_api import (
     BatchStillUnknown,
     get_batch_client,
 )
-from routing.config import RoutingConfig
+from routing.config import BatchOptions, RoutingConfig
 from routing.settings import get_settings
 from routing.types import ErrorClass, ProviderError
 from worker import loop
@@ -50,6 +54,7 @@ from worker.publish import publish_items
 log = logging.getLogger("batchrouter.deferred")
 
 State = ProviderBatchState
+POLL_LOCK = "deferred_poll"
 
 
 @dataclass
@@ -67,6 +72,8 @@ class PollSummary:
     # for metrics (worker/metrics.py): the ingested calls, and items settled by tier and state
     calls: list[dict] = field(default_factory=list)
     items_by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Set when another poll held the lock: this one did nothing (and its counts are not news).
+    locked_by: str | None = None
 
     def counts(self) -> dict:
         """What the beat task returns (Flower shows it): counts, no per-call facts and no
@@ -87,13 +94,34 @@ class PollSummary:
 
 def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> PollSummary:
     """One step for everything: form, submit, poll, ingest. `force` forms provider batches
-    from staged items now instead of waiting for the tier's `collect_s`."""
-    grace = get_settings().deferred_submit_grace_s if submit_grace_s is None else submit_grace_s
+    from staged items now instead of waiting for the tier's `collect_s`. Returns at once,
+    with `locked_by` set, when another poll holds the lock."""
+    settings = get_settings()
+    grace = settings.deferred_submit_grace_s if submit_grace_s is None else submit_grace_s
     summary = PollSummary()
-    _form(summary, force)
-    with session_scope() as session:
+    lease = Lease(POLL_LOCK, settings.deferred_poll_lease_s)
+    if not lease.acquire():
+        held = lease.held_by
+        summary.locked_by = (
+            f"{held.holder} until {held.expires_at:%H:%M:%S} UTC" if held else "another poll"
+        )
+        log.info("deferred poll: skipped, another poll holds the lock (%s)", summary.locked_by)
+        return summary
+    try:
+        _poll(summary, force, grace, lease)
+    except LeaseLost as lost:  # ran past its lease and another poll took over: stop here
+        summary.errors.append(str(lost))
+    finally:
+        lease.release()
+    return summary
+
+
+def _poll(summary: PollSummary, force: bool, grace: float, lease: Lease) -> None:
+    _form(summary, force, lease)
+    with session_scope(readonly=True) as session:
         open_batches = ledger.open_provider_batches(session)
     for pb in open_batches:
+        lease.renew()
         try:
             _advance(pb, summary, grace)
         except ProviderError as error:
@@ -101,7 +129,7 @@ def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> Po
             summary.errors.append(f"{pb.id[:8]} {pb.state}: {error.message}")
             with session_scope() as session:
                 ledger.note(session, pb.id, error=error.message[:2000])
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         summary.open = len(ledger.open_provider_batches(session))
         summary.staged = sum(group.count for group in ledger.staged_groups(session))
         summary.unfinished = ledger.unfinished_deferred_batches(session)
@@ -113,17 +141,17 @@ def poll_once(*, force: bool = False, submit_grace_s: float | None = None) -> Po
             summary.sent_back, summary.open, summary.staged,
             f"; errors: {summary.errors}" if summary.errors else "",
         )  # fmt: skip
-    return summary
 
 
-def _form(summary: PollSummary, force: bool) -> None:
+def _form(summary: PollSummary, force: bool, lease: Lease) -> None:
     """Staged items become provider batches once the oldest has waited `collect_s` (or a
     batch's worth is staged), split by the tier's request and byte limits."""
     now = utcnow()
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         groups = ledger.staged_groups(session)
         configs = batch_configs(session, {group.batch_id for group in groups})
     for group in groups:
+        lease.renew()
         if group.batch_id not in configs:
             _hold_refused(group.batch_id, summary)
             continue
@@ -133,28 +161,43 @@ def _form(summary: PollSummary, force: bool) -> None:
         if not (force or due or group.count >= options.max_requests):
             continue
         name = deferred_deployment(config, group.tier)
-        deployment = config.deployments[name]
-        client = get_batch_client(deployment.provider)
-        with session_scope() as session:
-            if not ledger.batch_is_live(session, group.batch_id):
-                continue  # paused: its items stay staged until it is resumed
-            items = ledger.staged_items(session, group.batch_id, group.tier)
-            # The marker is not chosen yet; a placeholder of the same length sizes each line.
-            sizes = [
-                len(
-                    client.encode(
-                        batch_request("0" * 32, item, config, task_name, name), deployment
-                    )
-                )
-                for item in items
-            ]
-            for ids, size in _split(items, sizes, options.max_requests, options.max_bytes):
-                ledger.create_provider_batch(
-                    session, batch_id=group.batch_id, tier=group.tier, deployment=name,
-                    provider=deployment.provider, model=deployment.model, item_ids=ids,
-                    request_bytes=size,
-                )  # fmt: skip
-                summary.formed += 1
+        client = get_batch_client(config.deployments[name].provider)
+        try:
+            summary.formed += _form_group(group, config, task_name, name, client, options)
+        except ledger.StagedItemsTaken as taken:  # rolled back: nothing formed, no phantom
+            summary.errors.append(f"{group.batch_id[:8]} {group.tier}: {taken}")
+
+
+def _form_group(
+    group: ledger.StagedGroup,
+    config: RoutingConfig,
+    task_name: str,
+    name: str,
+    client: BatchClient,
+    options: BatchOptions,
+) -> int:
+    """One group's provider batches, in one transaction; how many were formed (counted once
+    committed). A write transaction from its first read: on SQLite it holds the write lock
+    while it reads the staged items, which FOR UPDATE SKIP LOCKED does on PostgreSQL."""
+    deployment = config.deployments[name]
+    formed = 0
+    with session_scope() as session:
+        if not ledger.batch_is_live(session, group.batch_id):
+            return 0  # paused: its items stay staged until it is resumed
+        items = ledger.staged_items(session, group.batch_id, group.tier)
+        # The marker is not chosen yet; a placeholder of the same length sizes each line.
+        sizes = [
+            len(client.encode(batch_request("0" * 32, item, config, task_name, name), deployment))
+            for item in items
+        ]
+        for ids, size in _split(items, sizes, options.max_requests, options.max_bytes):
+            ledger.create_provider_batch(
+                session, batch_id=group.batch_id, tier=group.tier, deployment=name,
+                provider=deployment.provider, model=deployment.model, item_ids=ids,
+                request_bytes=size,
+            )  # fmt: skip
+            formed += 1
+    return formed
 
 
 def _hold_refused(batch_id: str, summary: PollSummary) -> None:
@@ -187,7 +230,7 @@ def _split(
 
 
 def _advance(pb: ProviderBatch, summary: PollSummary, grace: float) -> None:
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         configs = batch_configs(session, {pb.batch_id})
     if pb.batch_id not in configs:
         _hold_refused(pb.batch_id, summary)
@@ -243,7 +286,7 @@ def _submit(
                 )  # fmt: skip
             log.info("provider batch %s: adopted %s found after a crash", pb.id[:8], found)
             return True
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         items = ledger.items_of(session, pb.id)
     if not items:  # every item left (its batch was cancelled): nothing to send
         with session_scope() as session:
@@ -310,7 +353,7 @@ def _ingest(
     if status is None:
         status = loop.run(client.status(deployment, pb.provider_id or ""))
     results = loop.run(client.results(deployment, status)) if not status.failed_reason else []
-    with session_scope() as session:
+    with session_scope(readonly=True) as session:
         items = ledger.items_of(session, pb.id)
     outcomes = loop.run(outcomes_from_results(pb, items, results, status, config, task_name))
 
