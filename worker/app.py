@@ -53,6 +53,9 @@ def make_celery(settings: Settings) -> Celery:
     transport_options: dict = {"visibility_timeout": settings.visibility_timeout}
     broker_url = settings.resolved_broker_url()
     if broker_url.startswith("filesystem"):
+        from worker.embedded_broker import install
+
+        install()  # atomic message files (kombu's may be read before they are written)
         # The embedded broker: messages are files in one folder shared by every local process.
         folder = settings.broker_folder()
         transport_options.update(

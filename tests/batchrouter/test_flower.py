@@ -69,15 +69,17 @@ def test_flower_shows_tier_queues_workers_and_the_ledgers_task_counts(
                 return online if tiers >= set(LADDER) else None
 
             poll(workers_online, 60, "three online workers in Flower")
-            workers = poll(
-                lambda: api.get("/api/workers", params={"refresh": "true"}).json(),
-                30,
-                "worker details",
-            )
-            consumed = {
-                name.split("-")[0]: {q["name"] for q in info.get("active_queues") or []}
-                for name, info in workers.items()
-            }
+
+            def every_tiers_queues() -> dict | None:
+                # Under load an inspect round may miss a busy worker: ask again until all answer.
+                workers = api.get("/api/workers", params={"refresh": "true"}).json()
+                consumed = {
+                    name.split("-")[0]: {q["name"] for q in info.get("active_queues") or []}
+                    for name, info in workers.items()
+                }
+                return consumed if all(consumed.get(tier) for tier in LADDER) else None
+
+            consumed = poll(every_tiers_queues, 60, "every worker's queues")
             for tier in LADDER:
                 assert tier in consumed[tier], consumed
 

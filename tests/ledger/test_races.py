@@ -363,12 +363,13 @@ def test_reconcilers_at_once_put_each_stranded_item_back_once(
     """Stale claims requeued once, and queued items no message names republished once."""
     import redis
 
+    from tests.conftest import SUITE_REDIS
     from worker.broker_state import item_ids_in_message
 
     client = redis.Redis.from_url(redis_url)
     broken = []
     for round_no in range(ROUNDS):
-        client.flushdb()
+        SUITE_REDIS.clean()  # the suite's own Redis (or its claimed database): empty each round
         batch_id, ids = _register([f"reconcile {round_no} {n}" for n in range(30)])
         long_ago = utcnow() - timedelta(hours=1)
         with session_scope() as session:
