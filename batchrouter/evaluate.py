@@ -25,6 +25,7 @@ from typing import Any, Literal
 from ledger.models import ItemState
 from ledger.outcomes import AttemptRecord, ClaimedItem
 from producers.readers import read_items
+from routing.audit import matches_expected
 from routing.checks import normalize_label
 from routing.config import RoutingConfig
 from routing.rungs import Acceptance, Rung
@@ -146,11 +147,7 @@ async def _no_sleep(_seconds: float) -> None:
 
 
 def is_correct(output: str | None, expected: str) -> bool:
-    if output is None:
-        return False
-    return output.strip() == expected.strip() or normalize_label(output) == normalize_label(
-        expected
-    )
+    return matches_expected(output, expected)
 
 
 async def walk_item(

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from routing.audit import Audit
 from routing.checks import CheckSpec, LabelCheck
 from routing.checks.imports import RESOLVE_CODE
 from routing.deployments import Deployment
@@ -48,6 +49,11 @@ class TaskType(StrictModel):
     cache: bool = True
     cache_namespace: str = Field(default="default", min_length=1, max_length=100)
     cache_ttl_s: float = Field(default=7 * 86_400, gt=0, le=365 * 86_400)
+    # Quality measured, not assumed (routing/audit.py, ledger/quality.py): a reproducible
+    # sample of accepted items also sent to the audit rung, and the share of right accepted
+    # answers below which the report flags a rung.
+    audit: Audit | None = None
+    quality_target: float | None = Field(default=None, gt=0, le=1)
 
     @field_validator("prompt")
     @classmethod
@@ -77,6 +83,13 @@ class TaskType(StrictModel):
     def checks_for(self, tier: str) -> list[CheckSpec]:
         """The checks an answer must pass on `tier`'s rung."""
         return self.rung(tier).checks(self.checks)
+
+    @property
+    def audit_tier(self) -> str | None:
+        """The rung audit samples are sent to, None without an audit."""
+        if self.audit is None:
+            return None
+        return self.audit.tier or self.ladder[-1].tier
 
     def template_fields(self) -> list[str]:
         """The fields the prompt and system prompt use (`text`, `labels`, input fields)."""
@@ -194,6 +207,14 @@ def _task_problems(
                     f"task type {task_name!r}: deferred tier {tier_name!r} is not on its ladder",
                 )
             )
+    if task.audit is not None and task.audit.tier is not None and task.audit.tier not in ladder:
+        problems.append(
+            (
+                (*at, "audit", "tier"),
+                f"task type {task_name!r}: audit tier {task.audit.tier!r} is not on its "
+                f"ladder {ladder}",
+            )
+        )
     positions = []
     reachable: list[str] = []  # deployments of this rung and the rungs below it
     for position, tier_name in enumerate(ladder):

@@ -87,13 +87,13 @@ class _Run:
         return self.calls < self.task.max_attempts
 
     async def call(
-        self, name: str, *, sample: int | None = None
+        self, name: str, *, sample: int | None = None, tier: str | None = None
     ) -> tuple[AttemptRecord, CompletionResult | ProviderError] | Denied:
         """One answer from deployment `name`, recorded whatever happens: from the response
         cache when it holds this very request (no cost, no middleware), else a provider call,
         unless a middleware denies it or the item's claim is lost (then nothing is called,
         recorded or counted). `sample` (a consensus's j-th answer of `name`) records it as a
-        sample. An error, or a sample, is settled in the journal at once; an answer when it
+        sample; `tier` records it on another rung than the item's (an audit call). An error, or a sample, is settled in the journal at once; an answer when it
         has been judged."""
         began = time.perf_counter()  # the call's time in this worker counts from here
         deployment = self.config.deployments[name]
@@ -104,7 +104,9 @@ class _Run:
         key = request_key(self.task.cache_namespace, name, request) if self.task.cache else None
         hit = self.cached.get(key) if key is not None else None
         if hit is not None:
-            record = hit_record(self.config, name, hit, attempt_no, self.item.tier, self.messages)
+            record = hit_record(
+                self.config, name, hit, attempt_no, tier or self.item.tier, self.messages
+            )
             self.calls += 1
             self.records.append(record)
             if sample is not None:
@@ -126,7 +128,7 @@ class _Run:
                 return denied
         record = AttemptRecord(
             attempt_no=attempt_no,
-            tier=self.item.tier,
+            tier=tier or self.item.tier,
             deployment=name,
             provider=deployment.provider,
             model=deployment.model,

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from ledger.models import ItemState
 from ledger.outcomes import AttemptRecord, ItemOutcome
+from routing.audit import audited, same_answer
 from routing.checks import ConsensusCheck, agreement, judge
 from routing.policy import Step, after_check_failure, next_tier
 from routing.types import CompletionResult
+from worker.middleware import Denied
 from worker.votes import Round, collect_votes
 
 
@@ -55,6 +57,7 @@ async def judge_and_decide(
         record.outcome = "passed"
         record.output = judgement.output
         run.settle(record)
+        await audit_accepted(run, checks, judgement.output)
         return run.outcome(ItemState.SUCCEEDED, tier, None, record)
     record.outcome = "check_failed"
     run.settle(record)
@@ -73,3 +76,34 @@ def best_record(records: list[AttemptRecord]) -> AttemptRecord | None:
         if record.output and record.outcome != "sample":
             return record
     return None
+
+
+async def audit_accepted(run: Round, checks: list, accepted: str) -> None:
+    """When the item is in its task type's audit sample and was accepted below the audit rung,
+    ask the audit rung too: a priced call (outcome `audit`) whose answer is compared with the
+    accepted one and never changes the item's result. A cap, a denial or an error skips it."""
+    task, tier = run.task, run.item.tier
+    audit_tier = task.audit_tier
+    if task.audit is None or audit_tier is None or not audited(task.audit, run.item.external_id):
+        return
+    names = task.tier_names
+    if names.index(tier) >= names.index(audit_tier) or not run.can_call():
+        return
+    name = run.config.tier(audit_tier).deployments[0]
+    called = await run.call(name, tier=audit_tier)
+    if isinstance(called, Denied):
+        return
+    record, result = called
+    record.outcome = "audit"
+    if isinstance(result, CompletionResult):
+        agrees = same_answer(checks, accepted, result.text)
+        reason = "agrees with" if agrees else "differs from"
+        record.verdicts = [
+            {
+                "check": "audit",
+                "passed": agrees,
+                "reason": f"the audit rung's answer {reason} the accepted one",
+                "score": 1.0 if agrees else 0.0,
+            }
+        ]
+    run.settle(record)

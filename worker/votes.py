@@ -12,7 +12,7 @@ from typing import Protocol
 
 from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
 from routing.checks import ConsensusCheck
-from routing.config import TaskType
+from routing.config import RoutingConfig, TaskType
 from routing.types import CompletionResult, ProviderError
 from routing.votes import Vote, decided, filled, slots
 from worker.middleware import Denied
@@ -22,13 +22,14 @@ class Round(Protocol):
     """What judging needs of an item's round on its tier (worker/attempt.py's `_Run`)."""
 
     item: ClaimedItem
+    config: RoutingConfig
     task: TaskType
     records: list[AttemptRecord]
 
     def can_call(self) -> bool: ...
 
     async def call(
-        self, name: str, *, sample: int | None = None
+        self, name: str, *, sample: int | None = None, tier: str | None = None
     ) -> tuple[AttemptRecord, CompletionResult | ProviderError] | Denied: ...
 
     def settle(self, record: AttemptRecord) -> None: ...
