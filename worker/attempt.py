@@ -66,6 +66,9 @@ def call_log_level() -> int:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+# Backoff jitter needs no seed of its own per item (seeding from os.urandom for every item
+# was a measurable share of the worker's time); evaluate passes a seeded one.
+_JITTER = random.Random()
 
 
 @dataclass
@@ -307,20 +310,25 @@ async def _round(
 ) -> ItemOutcome:
     config, task, tier = run.config, run.task, run.item.tier
     run.messages = messages
-    rng = rng or random.Random()
+    rng = rng or _JITTER
     layers = run.middleware
     last_error: ErrorClass | None = None
     last_message = "no deployment could take the item"
 
     names = list(config.tier(tier).deployments)
+    counted: dict[str, int] = {}  # prompt tokens by model: counted once per round
+
+    def prompt_tokens_for(model: str) -> int:
+        if model not in counted:
+            counted[model] = count_message_tokens(run.messages, model)
+        return counted[model]
+
     first_model = config.deployments[names[0]].model
     for layer in layers:
-        names = await layer.order(
-            config, tier, names, count_message_tokens(run.messages, first_model)
-        )
+        names = await layer.order(config, tier, names, prompt_tokens_for(first_model))
     for name in names:
         deployment = config.deployments[name]
-        prompt_tokens = count_message_tokens(run.messages, deployment.model)
+        prompt_tokens = prompt_tokens_for(deployment.model)
         run.prompt_tokens = prompt_tokens
         if not fits_context(config, name, prompt_tokens):
             last_error = ErrorClass.CONTEXT_LENGTH
