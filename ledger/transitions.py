@@ -199,6 +199,10 @@ def record_outcomes(
             state=bindparam("b_state"),
             tier=bindparam("b_tier"),
             attempts=items.c.attempts + bindparam("b_calls"),
+            # A parked round gives its claim back: waiting (an outage, a budget) is not a
+            # claim that died, and must not count towards max_claims. The count still only
+            # grows while an item runs, so a stale claim number never matches a later claim.
+            claims=items.c.claims - bindparam("b_given_back"),
             cost_usd=items.c.cost_usd + bindparam("b_spent"),
             error=bindparam("b_error"),
             # a round with no output (parked, or a tier skipped) keeps the best one so far
@@ -214,6 +218,7 @@ def record_outcomes(
                 "b_state": o.next_state,
                 "b_tier": o.next_tier,
                 "b_calls": len(o.attempts),
+                "b_given_back": 1 if o.parked and o.next_state == ItemState.QUEUED.value else 0,
                 "b_spent": sum(a.cost_usd for a in o.attempts),
                 "b_error": o.error,
                 "b_output": o.output,

@@ -47,7 +47,8 @@ from routing.types import (
     ProviderError,
 )
 from worker.journal import CallJournal, LedgerUnavailable
-from worker.middleware import CallContext, Denied, Middleware, installed
+from worker.middleware import CallContext, CircuitOpen, Denied, Middleware, installed
+from worker.outage import rung_down
 from worker.requests import build_request, cache_policy, fill_usage, item_messages
 
 log = logging.getLogger("batchrouter.worker")
@@ -285,6 +286,11 @@ async def _round(
     layers = run.middleware
     last_error: ErrorClass | None = None
     last_message = "no deployment could take the item"
+    # An outage (worker/outage.py): deployments refused by an open circuit or failing only
+    # with transient errors this round, and those the prompt does not fit anyway.
+    down: set[str] = set()
+    too_long: set[str] = set()
+    refused: list[CircuitOpen] = []
 
     names = list(config.tier(tier).deployments)
     first_model = config.deployments[names[0]].model
@@ -302,6 +308,7 @@ async def _round(
                 f"{name}: prompt of ~{prompt_tokens} tokens + {deployment.max_output_tokens} output "
                 f"tokens exceeds its {deployment.context_window}-token window"
             )
+            too_long.add(name)
             continue
         retries = 0
         while True:
@@ -309,6 +316,10 @@ async def _round(
                 reason = f"attempt cap reached ({task.max_attempts} calls); last: {last_message}"
                 return run.outcome(ItemState.FAILED, tier, reason, _best(run.records))
             called = await run.call(name)
+            if isinstance(called, Denied) and called.circuit is not None:
+                down.add(name)  # no call made, no attempt spent: the next deployment
+                refused.append(called.circuit)
+                break
             if isinstance(called, Denied):
                 return run.parked(called)
             record, result = called
@@ -323,10 +334,21 @@ async def _round(
                         continue
                     step = Step.NEXT_DEPLOYMENT
                 if step is Step.NEXT_DEPLOYMENT:
+                    if result.error_class is ErrorClass.TRANSIENT:
+                        down.add(name)
                     break
                 return run.outcome(ItemState.FAILED, tier, last_message, _best(run.records))
             return await _judge_and_decide(run, record, result)
 
+    outage = rung_down(task, config.tier(tier), down, too_long, refused, last_message, rng)
+    if outage is not None and outage.step is Step.WAIT:
+        waiting = run.parked(Denied(outage.reason))
+        waiting.resume_in_s = outage.resume_in_s
+        return waiting
+    if outage is not None and outage.step is Step.ESCALATE:
+        return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, outage.reason, None)
+    if outage is not None:
+        return run.outcome(ItemState.FAILED, tier, outage.reason, _best(run.records))
     if when_tier_exhausted(last_error, task, tier) is Step.ESCALATE:
         return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, last_message, None)
     return run.outcome(

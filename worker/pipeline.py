@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import math
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
@@ -54,6 +55,7 @@ class ChunkSummary:
     recorded: int = 0
     by_state: dict[str, int] = field(default_factory=dict)
     escalated_to: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0  # items sent back to wait for their tier to come back (an outage)
     # one entry per recorded provider call: what metrics and logs need, never item text
     calls: list[dict] = field(default_factory=list)
 
@@ -67,6 +69,7 @@ class ChunkSummary:
             "recorded": self.recorded,
             "by_state": dict(self.by_state),
             "escalated_to": dict(self.escalated_to),
+            "waiting": self.waiting,
         }
 
 
@@ -115,14 +118,24 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     summary.recorded = len(written)
 
     escalations: dict[str, list[int]] = defaultdict(list)
+    waiting: dict[float, list[int]] = defaultdict(list)  # whole seconds -> items waiting
     for outcome in written:
         summary.by_state[outcome.next_state] = summary.by_state.get(outcome.next_state, 0) + 1
         if outcome.next_state == ItemState.QUEUED.value and not outcome.parked:
             escalations[outcome.next_tier].append(outcome.item_id)
+        elif outcome.parked and outcome.resume_in_s is not None:
+            waiting[float(math.ceil(outcome.resume_in_s))].append(outcome.item_id)
         summary.calls.extend(call_facts(a) for a in outcome.attempts)
     for next_tier, ids in escalations.items():
         publish_items(ids, next_tier, settings.chunk_size)
         summary.escalated_to[next_tier] = len(ids)
+    # Items whose tier is down come back later as new messages, delayed by the broker
+    # (worker/outage.py): no worker slot is held while they wait. A publish lost here (a
+    # crash between the commit and this line) is repaired by the reconciler, which republishes
+    # queued items that no message names.
+    for delay, ids in sorted(waiting.items()):
+        publish_items(ids, tier, settings.chunk_size, countdown=delay)
+        summary.waiting += len(ids)
     for batch_id in finished_batches:
         notify_batch_finished(batch_id)
     # The one INFO line of a chunk (per-call lines are DEBUG: worker/attempt.py).

@@ -1,0 +1,80 @@
+"""When a whole rung is down: its items wait, escalate or fail (routing/policy.when_rung_down).
+
+A rung is down for an item when each of its deployments either refused the call because its
+circuit is open (worker/stats_store.py: no call made, no attempt spent) or failed every call
+of this round with transient errors; a deployment whose context window cannot hold the prompt
+counts for neither. Then, instead of failing the item with "tier exhausted":
+
+- wait: the item goes back to `queued` on its tier, and the chunk publishes it again with a
+  countdown (worker/pipeline.py), timed for when its circuit lets a probe through, spread over a
+  few seconds. Waiting holds no worker slot and, as a parked round, gives its claim back
+  (ledger/transitions.py), so an outage of any length counts towards neither max_attempts nor
+  max_claims; the item's `error` says what it waits for, for `status` and the operator;
+- escalate: queued on the next rung, published like any escalation;
+- fail: failed with a reason naming the outage and the limit.
+
+How long the rung has been down is measured from its circuits (the latest of its deployments
+to go down, on Redis's clock), so every worker and every item agree, and an item that arrives
+late in a long outage does not start its own wait from zero.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+from routing.config import TaskType, Tier
+from routing.policy import MAX_WAIT_S, Step, outage_wait_delay, when_rung_down
+from worker.middleware import CircuitOpen
+
+
+@dataclass(frozen=True)
+class RungDown:
+    step: Step  # WAIT, ESCALATE or FAIL
+    reason: str
+    resume_in_s: float = 0.0  # WAIT: come back after this long
+
+
+def rung_down(
+    task: TaskType,
+    tier: Tier,
+    down: set[str],
+    too_long: set[str],
+    refused: list[CircuitOpen],
+    last_message: str,
+    rng: random.Random,
+) -> RungDown | None:
+    """What the round does when every deployment of `tier` is down; None when one is not."""
+    if not down or any(name not in down | too_long for name in tier.deployments):
+        return None
+    circuits = {c.deployment: c for c in refused}
+    if set(circuits) >= down:  # every down deployment has an open circuit: it knows since when
+        down_for = min(c.down_for_s for c in circuits.values())
+        retry_in = min(c.retry_in_s for c in circuits.values())
+        since = max(c.down_since for c in circuits.values())
+        what = f"circuit open for {', '.join(sorted(down))} since {utc_clock(since)}"
+    else:  # transient errors, the circuit not (yet) open: a short wait, then try again
+        down_for, retry_in = 0.0, tier.circuit_open_s
+        what = f"transient errors ({last_message})"
+    step = when_rung_down(task, tier.name, down_for)
+    policy = f"on_outage: {task.on_outage}, outage_wait_s: {task.outage_wait_s:g}"
+    if step is Step.WAIT:
+        delay = outage_wait_delay(retry_in, cap=_max_wait_s(), rng=rng)
+        reason = f"tier {tier.name} down: {what}; waiting, next try in {delay:.0f} s ({policy})"
+        return RungDown(step, reason, delay)
+    verb = "escalated" if step is Step.ESCALATE else "failed"
+    return RungDown(step, f"tier {tier.name} down for {down_for:.0f} s: {what}; {verb} ({policy})")
+
+
+def _max_wait_s() -> float:
+    """A delayed message is held unacknowledged by a worker until it is due: stay well within
+    the visibility timeout (docs/celery-notes: countdowns of minutes at most)."""
+    from routing.settings import get_settings
+
+    return min(MAX_WAIT_S, get_settings().visibility_timeout / 3)
+
+
+def utc_clock(epoch: float) -> str:
+    """An epoch time as an operator reads it in a log line or an item's error."""
+    return time.strftime("%H:%M:%S UTC", time.gmtime(epoch))
