@@ -203,6 +203,9 @@ def record_outcomes(
             # claim that died, and must not count towards max_claims. The count still only
             # grows while an item runs, so a stale claim number never matches a later claim.
             claims=items.c.claims - bindparam("b_given_back"),
+            # Unbilled calls an outage cut (worker/outage.py) leave the attempt cap, as a
+            # `retry` does: attempt numbers continue, the cap counts from the new base.
+            retry_base=items.c.retry_base + bindparam("b_forgiven"),
             cost_usd=items.c.cost_usd + bindparam("b_spent"),
             error=bindparam("b_error"),
             # a round with no output (parked, or a tier skipped) keeps the best one so far
@@ -219,6 +222,7 @@ def record_outcomes(
                 "b_tier": o.next_tier,
                 "b_calls": len(o.attempts),
                 "b_given_back": 1 if o.parked and o.next_state == ItemState.QUEUED.value else 0,
+                "b_forgiven": o.attempts_given_back,
                 "b_spent": sum(a.cost_usd for a in o.attempts),
                 "b_error": o.error,
                 "b_output": o.output,

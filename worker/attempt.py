@@ -48,7 +48,7 @@ from routing.types import (
 )
 from worker.journal import CallJournal, LedgerUnavailable
 from worker.middleware import CallContext, CircuitOpen, Denied, Middleware, installed
-from worker.outage import rung_down
+from worker.outage import calls_given_back, rung_down
 from worker.requests import build_request, cache_policy, fill_usage, item_messages
 
 log = logging.getLogger("batchrouter.worker")
@@ -344,6 +344,7 @@ async def _round(
     if outage is not None and outage.step is Step.WAIT:
         waiting = run.parked(Denied(outage.reason))
         waiting.resume_in_s = outage.resume_in_s
+        waiting.attempts_given_back = calls_given_back(run.records) if outage.give_back else 0
         return waiting
     if outage is not None and outage.step is Step.ESCALATE:
         return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, outage.reason, None)

@@ -8,8 +8,10 @@ counts for neither. Then, instead of failing the item with "tier exhausted":
 - wait: the item goes back to `queued` on its tier, and the chunk publishes it again with a
   countdown (worker/pipeline.py), timed for when its circuit lets a probe through, spread over a
   few seconds. Waiting holds no worker slot and, as a parked round, gives its claim back
-  (ledger/transitions.py), so an outage of any length counts towards neither max_attempts nor
-  max_claims; the item's `error` says what it waits for, for `status` and the operator;
+  (ledger/transitions.py); the calls the outage cut before the circuit opened, and failed
+  probes, are unbilled and given back to the attempt cap: so an outage of any length counts
+  towards neither max_attempts nor max_claims (outage_wait_s bounds it). The item's `error`
+  says what it waits for, for `status` and the operator;
 - escalate: queued on the next rung, published like any escalation;
 - fail: failed with a reason naming the outage and the limit.
 
@@ -24,8 +26,10 @@ import random
 import time
 from dataclasses import dataclass
 
+from ledger.outcomes import AttemptRecord
 from routing.config import TaskType, Tier
 from routing.policy import MAX_WAIT_S, Step, outage_wait_delay, when_rung_down
+from routing.types import ErrorClass
 from worker.middleware import CircuitOpen
 
 
@@ -34,6 +38,10 @@ class RungDown:
     step: Step  # WAIT, ESCALATE or FAIL
     reason: str
     resume_in_s: float = 0.0  # WAIT: come back after this long
+    # WAIT with every down deployment's circuit open: the round's unbilled transient failures
+    # are given back to the item's attempt cap (the outage is bounded by outage_wait_s, on
+    # the circuits' clock). Without an open circuit the cap still bounds the retries.
+    give_back: bool = False
 
 
 def rung_down(
@@ -49,7 +57,8 @@ def rung_down(
     if not down or any(name not in down | too_long for name in tier.deployments):
         return None
     circuits = {c.deployment: c for c in refused}
-    if set(circuits) >= down:  # every down deployment has an open circuit: it knows since when
+    known = set(circuits) >= down
+    if known:  # every down deployment has an open circuit: it knows since when
         down_for = min(c.down_for_s for c in circuits.values())
         retry_in = min(c.retry_in_s for c in circuits.values())
         since = max(c.down_since for c in circuits.values())
@@ -62,9 +71,15 @@ def rung_down(
     if step is Step.WAIT:
         delay = outage_wait_delay(retry_in, cap=_max_wait_s(), rng=rng)
         reason = f"tier {tier.name} down: {what}; waiting, next try in {delay:.0f} s ({policy})"
-        return RungDown(step, reason, delay)
+        return RungDown(step, reason, delay, give_back=known)
     verb = "escalated" if step is Step.ESCALATE else "failed"
     return RungDown(step, f"tier {tier.name} down for {down_for:.0f} s: {what}; {verb} ({policy})")
+
+
+def calls_given_back(records: list[AttemptRecord]) -> int:
+    """The calls of a round that the outage took and did not bill: they stay in the ledger
+    but do not count towards max_attempts (ledger/transitions.py moves `retry_base`)."""
+    return sum(1 for r in records if r.error_class == ErrorClass.TRANSIENT and r.cost_usd == 0)
 
 
 def _max_wait_s() -> float:
