@@ -58,6 +58,18 @@ async def fail(store, token: str = "t", outcome: str = "transient"):  # type: ig
     return await store.end("a", token, None, outcome, 100, 30, RULE)
 
 
+async def open_circuit(store, advance=None, probe: str | None = None):  # type: ignore[no-untyped-def]
+    """Open a's circuit (three refused connections); with `advance`, wait until it is
+    half-open; with `probe`, start the probe call under that token."""
+    for _ in range(3):
+        ended = await fail(store)
+    if advance is not None:
+        await advance(0.35)
+    if probe is not None:
+        return await store.begin("a", probe, 60)
+    return ended
+
+
 def test_transient_failures_in_a_row_open_the_circuit_for_every_worker(stores) -> None:
     make, _ = stores
     one, two = make(), make()
@@ -87,8 +99,7 @@ def test_after_the_wait_one_probe_tests_it_and_a_failed_probe_doubles_the_wait(s
     store = make()
 
     async def scenario():  # type: ignore[no-untyped-def]
-        for _ in range(3):
-            opened = await fail(store)
+        opened = await open_circuit(store)
         await advance(0.35)
         probe = await store.begin("a", "probe-1", 60)
         others = [await store.begin("a", f"c{n}", 60) for n in range(3)]
@@ -115,10 +126,7 @@ def test_a_probe_that_gets_any_answer_closes_the_circuit(stores, answer: str) ->
     store = make()
 
     async def scenario():  # type: ignore[no-untyped-def]
-        for _ in range(3):
-            await fail(store)
-        await advance(0.35)
-        await store.begin("a", "probe", 60)
+        await open_circuit(store, advance, probe="probe")
         closed = await fail(store, "probe", outcome=answer)
         after = await store.begin("a", "next", 60)
         _, stats = await store.read(["a"])
@@ -135,8 +143,7 @@ def test_a_late_answer_from_before_the_outage_does_not_close_it(stores) -> None:
     store = make()
 
     async def scenario():  # type: ignore[no-untyped-def]
-        for _ in range(3):
-            await fail(store)
+        await open_circuit(store)
         late = await fail(store, "started-before", outcome="ok")
         still = await store.begin("a", "c", 60)
         return late, still
@@ -150,10 +157,7 @@ def test_a_probe_refused_by_a_later_layer_frees_its_lease(stores) -> None:
     store = make()
 
     async def scenario():  # type: ignore[no-untyped-def]
-        for _ in range(3):
-            await fail(store)
-        await advance(0.35)
-        await store.begin("a", "probe", 60)
+        await open_circuit(store, advance, probe="probe")
         await store.end("a", "probe", None, "none", 1, 0)  # DeploymentStats.release
         return await store.begin("a", "next", 60)
 
@@ -165,8 +169,7 @@ def test_an_open_circuit_orders_its_deployment_last(stores) -> None:
     store = make()
 
     async def scenario():  # type: ignore[no-untyped-def]
-        for _ in range(3):
-            await fail(store)
+        await open_circuit(store)
         return await store.read(["a", "b"])
 
     now, stats = run(store, scenario=scenario)
