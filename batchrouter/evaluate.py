@@ -27,6 +27,7 @@ from ledger.outcomes import ClaimedItem
 from producers.readers import read_items
 from routing.checks import normalize_label
 from routing.config import RoutingConfig, Tier
+from routing.policy import Step, next_tier, when_rung_down
 from routing.types import InputItem
 from worker.attempt import run_item
 
@@ -180,6 +181,12 @@ async def walk_item(
         )
         if outcome.output is not None:
             output = outcome.output
+        if outcome.parked and outcome.resume_in_s is not None:
+            # The rung is down (a recorded transient failure): in a replay the outage never
+            # ends, so do what the pipeline does once outage_wait_s has passed.
+            after = when_rung_down(task, claimed.tier, float("inf"))
+            if after is Step.ESCALATE:
+                outcome.next_tier = next_tier(task, claimed.tier) or claimed.tier
         climbs = outcome.next_state == ItemState.QUEUED and outcome.next_tier != claimed.tier
         if climbs:
             path.append((claimed.tier, "escalated"))
