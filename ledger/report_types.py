@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ledger.quality import Quality
+
 
 @dataclass
 class TierLine:
@@ -107,6 +109,8 @@ class Report:
     cache_saving_usd: float = 0.0
     cache_hits: int = 0
     deferred_calls: int = 0
+    audit_calls: int = 0  # calls made to measure quality (routing/audit.py)
+    audit_cost_usd: float = 0.0  # in cost_usd; saving = routing + deferral + cache - audit
     by_tier: list[TierLine] = field(default_factory=list)
     by_model: list[ModelLine] = field(default_factory=list)
     groups: list[GroupLine] = field(default_factory=list)
@@ -148,6 +152,10 @@ class BatchReport:
     cache_saving_usd: float = 0.0
     cache_hits: int = 0
     deferred_calls: int = 0
+    audit_calls: int = 0  # calls made to measure quality (routing/audit.py)
+    audit_cost_usd: float = 0.0  # in cost_usd; saving = routing + deferral + cache - audit
+    # Measured quality of the accepted answers (ledger/quality.py), when anything can judge it.
+    quality: Quality | None = None
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -58,7 +58,8 @@ def ladder_walk(session: Session, f: ReportFilter) -> list[WalkRow]:
             .over(partition_by=Attempt.item_id, order_by=Attempt.attempt_no)
             .label("next_tier"),
         )
-        .where(*attempt_conditions(f))
+        # An audit call (routing/audit.py) is no step of the item's route up the ladder.
+        .where(*attempt_conditions(f), Attempt.outcome != "audit")
         .subquery()
     )
     last = walk.c.next_tier.is_(None)

@@ -27,8 +27,9 @@ import time
 from dataclasses import dataclass
 
 from ledger.outcomes import AttemptRecord
-from routing.config import TaskType, Tier
+from routing.config import TaskType
 from routing.policy import MAX_WAIT_S, Step, outage_wait_delay, when_rung_down
+from routing.tiers import Tier
 from routing.types import ErrorClass
 from worker.middleware import CircuitOpen
 
