@@ -50,8 +50,8 @@ from routing.types import (
 from worker.cache_hits import hit_record
 from worker.journal import CallJournal, LedgerUnavailable
 from worker.judging import best_record, judge_and_decide
-from worker.middleware import CallContext, CircuitOpen, Denied, Middleware, installed
-from worker.outage import calls_given_back, rung_down
+from worker.middleware import CallContext, Denied, Middleware, installed
+from worker.outage import RungHealth, outage_outcome
 from worker.requests import build_request, cache_policy, fill_usage, item_messages
 
 log = logging.getLogger("batchrouter.worker")
@@ -315,11 +315,7 @@ async def _round(
     layers = run.middleware
     last_error: ErrorClass | None = None
     last_message = "no deployment could take the item"
-    # An outage (worker/outage.py): deployments refused by an open circuit or failing only
-    # with transient errors this round, and those the prompt does not fit anyway.
-    down: set[str] = set()
-    too_long: set[str] = set()
-    refused: list[CircuitOpen] = []
+    health = RungHealth()  # which deployments are down: an outage (worker/outage.py)
 
     names = list(config.tier(tier).deployments)
     counted: dict[str, int] = {}  # prompt tokens by model: counted once per round
@@ -342,7 +338,7 @@ async def _round(
                 f"{name}: prompt of ~{prompt_tokens} tokens + {deployment.max_output_tokens} output "
                 f"tokens exceeds its {deployment.context_window}-token window"
             )
-            too_long.add(name)
+            health.too_long.add(name)
             continue
         retries = 0
         while True:
@@ -351,8 +347,7 @@ async def _round(
                 return run.outcome(ItemState.FAILED, tier, reason, best_record(run.records))
             called = await run.call(name)
             if isinstance(called, Denied) and called.circuit is not None:
-                down.add(name)  # no call made, no attempt spent: the next deployment
-                refused.append(called.circuit)
+                health.circuit_open(name, called.circuit)  # no call, no attempt: the next one
                 break
             if isinstance(called, Denied):
                 return run.parked(called)
@@ -369,21 +364,14 @@ async def _round(
                     step = Step.NEXT_DEPLOYMENT
                 if step is Step.NEXT_DEPLOYMENT:
                     if result.error_class is ErrorClass.TRANSIENT:
-                        down.add(name)
+                        health.down.add(name)
                     break
                 return run.outcome(ItemState.FAILED, tier, last_message, best_record(run.records))
             return await judge_and_decide(run, record, result)
 
-    outage = rung_down(task, config.tier(tier), down, too_long, refused, last_message, rng)
-    if outage is not None and outage.step is Step.WAIT:
-        waiting = run.parked(Denied(outage.reason))
-        waiting.resume_in_s = outage.resume_in_s
-        waiting.attempts_given_back = calls_given_back(run.records) if outage.give_back else 0
-        return waiting
-    if outage is not None and outage.step is Step.ESCALATE:
-        return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, outage.reason, None)
+    outage = outage_outcome(run, health, last_message, rng)
     if outage is not None:
-        return run.outcome(ItemState.FAILED, tier, outage.reason, best_record(run.records))
+        return outage
     if when_tier_exhausted(last_error, task, tier) is Step.ESCALATE:
         return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, last_message, None)
     return run.outcome(

@@ -24,14 +24,19 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from ledger.outcomes import AttemptRecord
+from ledger.models import ItemState
+from ledger.outcomes import AttemptRecord, ItemOutcome
 from routing.config import TaskType
-from routing.policy import MAX_WAIT_S, Step, outage_wait_delay, when_rung_down
+from routing.policy import MAX_WAIT_S, Step, next_tier, outage_wait_delay, when_rung_down
 from routing.tiers import Tier
 from routing.types import ErrorClass
-from worker.middleware import CircuitOpen
+from worker.middleware import CircuitOpen, Denied
+
+if TYPE_CHECKING:
+    from worker.attempt import _Run
 
 
 @dataclass(frozen=True)
@@ -45,19 +50,48 @@ class RungDown:
     give_back: bool = False
 
 
+@dataclass
+class RungHealth:
+    """What one round learned of its tier's deployments."""
+
+    down: set[str] = field(default_factory=set)  # refused by a circuit, or transient only
+    too_long: set[str] = field(default_factory=set)  # the prompt does not fit its window
+    refused: list[CircuitOpen] = field(default_factory=list)
+
+    def circuit_open(self, name: str, circuit: CircuitOpen) -> None:
+        self.down.add(name)
+        self.refused.append(circuit)
+
+
+def outage_outcome(
+    run: _Run, health: RungHealth, last_message: str, rng: random.Random
+) -> ItemOutcome | None:
+    """The round's outcome when every deployment of its tier is down, None when one is not:
+    waiting (parked, published again later), escalated or failed, with the reason."""
+    from worker.judging import best_record
+
+    task, tier = run.task, run.item.tier
+    outage = rung_down(task, run.config.tier(tier), health, last_message, rng)
+    if outage is None:
+        return None
+    if outage.step is Step.WAIT:
+        waiting = run.parked(Denied(outage.reason))
+        waiting.resume_in_s = outage.resume_in_s
+        waiting.attempts_given_back = calls_given_back(run.records) if outage.give_back else 0
+        return waiting
+    if outage.step is Step.ESCALATE:
+        return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, outage.reason, None)
+    return run.outcome(ItemState.FAILED, tier, outage.reason, best_record(run.records))
+
+
 def rung_down(
-    task: TaskType,
-    tier: Tier,
-    down: set[str],
-    too_long: set[str],
-    refused: list[CircuitOpen],
-    last_message: str,
-    rng: random.Random,
+    task: TaskType, tier: Tier, health: RungHealth, last_message: str, rng: random.Random
 ) -> RungDown | None:
     """What the round does when every deployment of `tier` is down; None when one is not."""
-    if not down or any(name not in down | too_long for name in tier.deployments):
+    down = health.down
+    if not down or any(name not in down | health.too_long for name in tier.deployments):
         return None
-    circuits = {c.deployment: c for c in refused}
+    circuits = {c.deployment: c for c in health.refused}
     known = set(circuits) >= down
     if known:  # every down deployment has an open circuit: it knows since when
         down_for = min(c.down_for_s for c in circuits.values())
@@ -85,7 +119,7 @@ def calls_given_back(records: list[AttemptRecord]) -> int:
 
 def _max_wait_s() -> float:
     """A delayed message is held unacknowledged by a worker until it is due: stay well within
-    the visibility timeout (docs/celery-notes: countdowns of minutes at most)."""
+    the visibility timeout (Celery's advice: countdowns of minutes at most)."""
     from routing.settings import get_settings
 
     return min(MAX_WAIT_S, get_settings().visibility_timeout / 3)
