@@ -25,18 +25,30 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from ledger.models import ItemState
-from ledger.outcomes import AttemptRecord, ItemOutcome
-from routing.config import TaskType
+from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
+from routing.config import RoutingConfig, TaskType
 from routing.policy import MAX_WAIT_S, Step, next_tier, outage_wait_delay, when_rung_down
 from routing.tiers import Tier
 from routing.types import ErrorClass
 from worker.middleware import CircuitOpen, Denied
 
-if TYPE_CHECKING:
-    from worker.attempt import _Run
+
+class RoundView(Protocol):
+    """What this module needs of a round (worker/attempt.py's _Run)."""
+
+    item: ClaimedItem
+    config: RoutingConfig
+    task: TaskType
+    records: list[AttemptRecord]
+
+    def parked(self, denied: Denied) -> ItemOutcome: ...
+
+    def outcome(
+        self, state: str, to_tier: str, error: str | None, record: AttemptRecord | None
+    ) -> ItemOutcome: ...
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,7 @@ class RungHealth:
 
 
 def outage_outcome(
-    run: _Run, health: RungHealth, last_message: str, rng: random.Random
+    run: RoundView, health: RungHealth, last_message: str, rng: random.Random
 ) -> ItemOutcome | None:
     """The round's outcome when every deployment of its tier is down, None when one is not:
     waiting (parked, published again later), escalated or failed, with the reason."""
