@@ -28,6 +28,7 @@ from producers.readers import read_items
 from routing.audit import matches_expected
 from routing.checks import normalize_label
 from routing.config import RoutingConfig
+from routing.policy import Step, next_tier, when_rung_down
 from routing.rungs import Acceptance, Rung
 from routing.tiers import Tier
 from routing.types import InputItem
@@ -183,6 +184,12 @@ async def walk_item(
         answered += [r for r in outcome.attempts if answer_of(r) is not None]
         if outcome.output is not None:
             output = outcome.output
+        if outcome.parked and outcome.resume_in_s is not None:
+            # The rung is down (a recorded transient failure): in a replay the outage never
+            # ends, so do what the pipeline does once outage_wait_s has passed.
+            after = when_rung_down(task, claimed.tier, float("inf"))
+            if after is Step.ESCALATE:
+                outcome.next_tier = next_tier(task, claimed.tier) or claimed.tier
         climbs = outcome.next_state == ItemState.QUEUED and outcome.next_tier != claimed.tier
         if climbs:
             path.append((claimed.tier, "escalated"))

@@ -93,4 +93,8 @@ class ItemOutcome:
     claim_no: int = 1
     parked: bool = False  # queued again on the same tier without a message (awaits a resume)
     pause_reason: str | None = None  # pause the whole batch with this reason
+    # Parked because its whole tier is down (worker/outage.py): published again on the same
+    # tier after this many seconds, with no attempt spent on the wait.
+    resume_in_s: float | None = None
+    attempts_given_back: int = 0  # of its calls, how many do not count towards max_attempts
     cache: CachePolicy | None = None  # the task caches: store what passed (ledger/cache.py)

@@ -199,6 +199,8 @@ def record_outcomes(
                 "b_state": o.next_state,
                 "b_tier": o.next_tier,
                 "b_calls": len(o.attempts),
+                "b_given_back": 1 if o.parked and o.next_state == ItemState.QUEUED.value else 0,
+                "b_forgiven": o.attempts_given_back,
                 "b_spent": sum(a.cost_usd for a in o.attempts),
                 "b_error": o.error,
                 "b_output": o.output,
@@ -240,6 +242,13 @@ _OUTCOME_UPDATE = (
         state=bindparam("b_state"),
         tier=bindparam("b_tier"),
         attempts=_ITEMS.c.attempts + bindparam("b_calls"),
+        # A parked round gives its claim back: waiting (an outage, a budget) is not a claim
+        # that died, and must not count towards max_claims. The count still only grows while
+        # an item runs, so a stale claim number never matches a later claim.
+        claims=_ITEMS.c.claims - bindparam("b_given_back"),
+        # Unbilled calls an outage cut (worker/outage.py) leave the attempt cap, as a `retry`
+        # does: attempt numbers continue, the cap counts from the new base.
+        retry_base=_ITEMS.c.retry_base + bindparam("b_forgiven"),
         cost_usd=_ITEMS.c.cost_usd + bindparam("b_spent"),
         error=bindparam("b_error"),
         # a round with no output (parked, or a tier skipped) keeps the best one so far

@@ -7,6 +7,7 @@ A broken file fails at load with every error naming its field path and line, for
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -54,6 +55,11 @@ class TaskType(StrictModel):
     # answers below which the report flags a rung.
     audit: Audit | None = None
     quality_target: float | None = Field(default=None, gt=0, le=1)
+    # When every deployment of a rung is down (routing/policy.when_rung_down): `wait` for it
+    # up to outage_wait_s then escalate (fail on the last rung); `escalate` at once; `fail`
+    # after the wait, even with a rung above. Waiting spends no attempt.
+    on_outage: Literal["wait", "escalate", "fail"] = "wait"
+    outage_wait_s: float = Field(default=600.0, ge=0, le=86_400)
 
     @field_validator("prompt")
     @classmethod

@@ -71,6 +71,18 @@ DEPLOYMENT_STATS_SKIPPED = Counter(
     "Cooldowns and least-busy/latency selection go blind while this grows",
     ["op", "reason"],
 )
+CIRCUIT_EVENTS = Counter(
+    "batchrouter_circuit_events",
+    "Changes of a deployment's circuit (opened: transient failures in a row; reopened: a "
+    "probe failed; closed: a probe answered), counted by the worker that made the change",
+    ["deployment", "event"],
+)
+OUTAGE_WAITS = Counter(
+    "batchrouter_outage_waits",
+    "Items sent back to wait, no attempt spent, because every deployment of their tier was "
+    "down (docs/operations.md)",
+    ["tier"],
+)
 CHUNKS = Counter(
     "batchrouter_chunks",
     "attempt tasks (chunks of item ids) run, by result (ok, exception)",
@@ -103,6 +115,8 @@ def record_chunk(summary: dict[str, Any]) -> None:
         ITEMS.labels(tier, state).inc(count)
     for to_tier, count in (summary.get("escalated_to") or {}).items():
         ESCALATIONS.labels(tier, to_tier).inc(count)
+    if summary.get("waiting"):
+        OUTAGE_WAITS.labels(tier).inc(summary["waiting"])
     _count_calls(summary.get("calls") or [])
 
 

@@ -56,6 +56,7 @@ class ChunkSummary:
     recorded: int = 0
     by_state: dict[str, int] = field(default_factory=dict)
     escalated_to: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0  # items sent back to wait for their tier to come back (an outage)
     # one entry per recorded provider call: what metrics and logs need, never item text
     calls: list[dict] = field(default_factory=list)
 
@@ -69,6 +70,7 @@ class ChunkSummary:
             "recorded": self.recorded,
             "by_state": dict(self.by_state),
             "escalated_to": dict(self.escalated_to),
+            "waiting": self.waiting,
         }
 
 
@@ -121,14 +123,27 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     summary.recorded = len(written)
 
     escalations: dict[str, list[int]] = defaultdict(list)
+    waiting: list[ItemOutcome] = []
     for outcome in written:
         summary.by_state[outcome.next_state] = summary.by_state.get(outcome.next_state, 0) + 1
         if outcome.next_state == ItemState.QUEUED.value and not outcome.parked:
             escalations[outcome.next_tier].append(outcome.item_id)
+        elif outcome.parked and outcome.resume_in_s is not None:
+            waiting.append(outcome)
         summary.calls.extend(call_facts(a) for a in outcome.attempts)
     for next_tier, ids in escalations.items():
         publish_items(ids, next_tier, settings.chunk_size)
         summary.escalated_to[next_tier] = len(ids)
+    # Items whose tier is down come back later, together, as one delayed message (worker/
+    # outage.py): no worker slot is held while they wait, and a chunk stays a chunk (one
+    # message per item's own jitter made ever smaller messages, and a slow recovery). The
+    # latest delay of the chunk, so none comes back before its circuit lets a probe through.
+    # A publish lost here (a crash between the commit and this line) is repaired by the
+    # reconciler, which republishes queued items that no message names.
+    if waiting:
+        delay = max(o.resume_in_s or 0.0 for o in waiting)
+        publish_items([o.item_id for o in waiting], tier, settings.chunk_size, countdown=delay)
+        summary.waiting = len(waiting)
     for batch_id in finished_batches:
         notify_batch_finished(batch_id)
     # The one INFO line of a chunk (per-call lines are DEBUG: worker/attempt.py).
