@@ -18,16 +18,34 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ledger.models import CachedResponse, utcnow
+from ledger.money import money
+from ledger.money_sql import money_sum
 from routing.types import CompletionRequest
 
 if TYPE_CHECKING:
-    from ledger.outcomes import ItemOutcome
+    from ledger.outcomes import AttemptRecord, ItemOutcome
+
+# The usage of the call that earned an entry, kept with it so that a hit records the tokens that
+# call used (the attempt columns of the same names), never a re-estimate.
+USAGE_KEYS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "usage_estimated",
+)
+
+
+def usage_of(record: AttemptRecord) -> dict[str, Any]:
+    return {key: getattr(record, key) for key in USAGE_KEYS}
 
 
 @dataclass(frozen=True)
@@ -37,7 +55,8 @@ class CachedAnswer:
     model: str
     output: str
     token_logprobs: list[float] | None
-    cost_usd: float  # what the call that produced it cost: a hit saves that much
+    cost_usd: Decimal  # what the call that produced it cost: a hit saves that much
+    usage: dict[str, Any] | None = None  # that call's usage (USAGE_KEYS); None: cached before 0009
 
 
 @dataclass(frozen=True)
@@ -48,9 +67,10 @@ class CacheEntry:
     model: str
     output: str
     token_logprobs: list[float] | None
-    cost_usd: float
+    cost_usd: Decimal | float
     source_attempt: str  # "<batch id>/<item id>/<attempt no>"
     ttl_s: float
+    usage: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +79,7 @@ class CacheStats:
     live: int  # not yet expired
     expired: int
     hits: int  # times an entry was served
-    saved_usd: float  # what those hits would have cost (entries' cost x hits)
+    saved_usd: Decimal  # what those hits would have cost (entries' cost x hits)
     by_namespace: dict[str, int]
 
 
@@ -95,6 +115,7 @@ def lookup(session: Session, keys: Iterable[str]) -> dict[str, CachedAnswer]:
             CachedResponse.output,
             CachedResponse.token_logprobs,
             CachedResponse.cost_usd,
+            CachedResponse.usage,
         ).where(CachedResponse.key.in_(wanted), CachedResponse.expires_at > utcnow())
     ).all()
     return {
@@ -104,7 +125,8 @@ def lookup(session: Session, keys: Iterable[str]) -> dict[str, CachedAnswer]:
             model=row.model,
             output=row.output,
             token_logprobs=list(row.token_logprobs) if row.token_logprobs else None,
-            cost_usd=row.cost_usd or 0.0,
+            cost_usd=money(row.cost_usd),
+            usage=dict(row.usage) if row.usage else None,
         )
         for row in rows
     }
@@ -129,7 +151,8 @@ def store(session: Session, entries: Sequence[CacheEntry]) -> int:
             "model": e.model,
             "output": e.output,
             "token_logprobs": e.token_logprobs,
-            "cost_usd": e.cost_usd,
+            "cost_usd": money(e.cost_usd),
+            "usage": e.usage,
             "source_attempt": e.source_attempt[:80],
             "hits": 0,
             "created_at": now,
@@ -161,8 +184,8 @@ def _upsert_statement(dialect: str) -> Any:
         else:  # pragma: no cover - the ledger runs on SQLite or PostgreSQL
             raise NotImplementedError(f"no upsert for {dialect}")
         refreshed = (
-            "deployment", "model", "output", "token_logprobs", "cost_usd", "source_attempt",
-            "created_at", "expires_at",
+            "deployment", "model", "output", "token_logprobs", "cost_usd", "usage",
+            "source_attempt", "created_at", "expires_at",
         )  # fmt: skip
         _UPSERTS[dialect] = statement.on_conflict_do_update(
             index_elements=[CachedResponse.key],
@@ -199,7 +222,7 @@ def stats(session: Session) -> CacheStats:
             func.count(),
             func.coalesce(func.sum(case((CachedResponse.expires_at > now, 1), else_=0)), 0),
             func.coalesce(func.sum(CachedResponse.hits), 0),
-            func.coalesce(func.sum(CachedResponse.hits * CachedResponse.cost_usd), 0.0),
+            money_sum(CachedResponse.hits * CachedResponse.cost_usd),
         )
     ).one()
     by_namespace = {
@@ -215,7 +238,7 @@ def stats(session: Session) -> CacheStats:
         live=int(live),
         expired=int(entries) - int(live),
         hits=int(hits),
-        saved_usd=float(saved),
+        saved_usd=money(saved),
         by_namespace=by_namespace,
     )
 
@@ -248,6 +271,7 @@ def entries_for(outcomes: Sequence[ItemOutcome]) -> list[CacheEntry]:
                     cost_usd=record.cost_usd,
                     source_attempt=f"{outcome.batch_id}/{outcome.item_id}/{record.attempt_no}",
                     ttl_s=policy.ttl_s,
+                    usage=usage_of(record),
                 )
             )
     return entries

@@ -11,10 +11,11 @@ is ignored and the item is called as usual. A hit needs no budget and no rate li
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ledger.cache import CachedAnswer, lookup, request_key
+from ledger.cache import USAGE_KEYS, CachedAnswer, lookup, request_key
 from ledger.models import ItemState
 from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
 from routing.checks import ConsensusCheck, judge
@@ -94,20 +95,17 @@ def _outcome_of_hit(w: _Wanted, name: str, hit: CachedAnswer) -> ItemOutcome | N
         provider=deployment.provider,
         model=hit.model,
         outcome="passed",
-        # the tokens of the reused call, counted here: the cache keeps no usage
-        input_tokens=count_message_tokens(w.messages, hit.model),
-        output_tokens=count_text_tokens(hit.output, hit.model),
-        usage_estimated=True,
+        **_usage_of_hit(w, hit),  # the usage of the call that earned the answer
         cost_usd=0.0,
         prices=prices,
-        latency_ms=0.0,
+        latency_ms=0.0,  # no call: reports and metrics leave cache hits out of latency
         verdicts=[
             {"check": v.check, "passed": v.passed, "reason": v.reason, "score": v.score}
             for v in judgement.verdicts
         ],
         output=judgement.output,
         cache_hit=True,
-        saved_usd=hit.cost_usd,
+        saved_usd=float(hit.cost_usd),  # exact again at the ledger (ledger.money.money)
         cache_key=hit.key,
     )
     return ItemOutcome(
@@ -123,6 +121,18 @@ def _outcome_of_hit(w: _Wanted, name: str, hit: CachedAnswer) -> ItemOutcome | N
         claim_no=w.item.claim_no,
         cache=cache_policy(w.task),
     )
+
+
+def _usage_of_hit(w: _Wanted, hit: CachedAnswer) -> dict[str, Any]:
+    """The token usage the cache kept of the call that earned `hit`; entries cached before
+    migration 0009 kept none, and are estimated from the prompt and the answer (marked so)."""
+    if hit.usage:
+        return {key: hit.usage[key] for key in USAGE_KEYS if key in hit.usage}
+    return {
+        "input_tokens": count_message_tokens(w.messages, hit.model),
+        "output_tokens": count_text_tokens(hit.output, hit.model),
+        "usage_estimated": True,
+    }
 
 
 def item_cache_key(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -34,7 +35,9 @@ def status_table(status: BatchStatus) -> Table:
     return table
 
 
-def usd(value: float | None) -> str:
+def usd(value: Decimal | float | None) -> str:
+    """Dollars for people: 4 places (2 from $100), 3 significant figures below a cent. Money
+    is Decimal (ledger/money.py): the rounding is decimal, never a float's."""
     if value is None:
         return "-"
     sign, size = ("-" if value < 0 else ""), abs(value)
@@ -83,8 +86,9 @@ def _uses_levers(report: BatchReport | Report) -> bool:
 
 
 def _models_table(report: BatchReport | Report) -> Table:
-    columns = ["tier", "deployment", "model", "attempts", "passed", "in tok", "cached", "out tok"]
-    table = _table("By model (tokens: billed calls only)", [*columns, "cost"], left=3)
+    columns = ["tier", "deployment", "model", "attempts", "passed", "in tok", "cached"]
+    columns += ["cache wr", "out tok", "reasoning", "cost"]
+    table = _table("By model (tokens: billed calls only; reasoning is part of out)", columns, 3)
     for m in report.by_model:
         table.add_row(
             m.tier,
@@ -94,10 +98,23 @@ def _models_table(report: BatchReport | Report) -> Table:
             str(m.passed),
             f"{m.input_tokens:,}",
             f"{m.cached_input_tokens:,}",
+            f"{m.cache_write_tokens:,}",
             f"{m.output_tokens:,}",
+            f"{m.reasoning_tokens:,}",
             usd(m.cost_usd),
         )
     return table
+
+
+def unconfirmed_line(report: BatchReport | Report) -> str | None:
+    """The part of the cost billed at an estimate nobody confirmed (report_levers.UNCONFIRMED)."""
+    if not report.unconfirmed_calls:
+        return None
+    return (
+        f"of which {usd(report.unconfirmed_cost_usd)} estimated, unconfirmed: "
+        f"{report.unconfirmed_calls:,} failed calls (timeouts, calls in flight when a worker "
+        "stopped) counted at their estimate; the provider may not have billed them"
+    )
 
 
 def _groups_table(report: Report) -> Table:
@@ -164,8 +181,9 @@ def print_report(report: BatchReport | Report, console: Console) -> None:
             + f"; {report.attempts} attempts"
         )
         console.print(
-            f"Tokens: {report.input_tokens:,} in ({report.cached_input_tokens:,} cached), "
-            f"{report.output_tokens:,} out; cost per succeeded item "
+            f"Tokens: {report.input_tokens:,} in ({report.cached_input_tokens:,} cached, "
+            f"{report.cache_write_tokens:,} cache writes), {report.output_tokens:,} out "
+            f"({report.reasoning_tokens:,} reasoning); cost per succeeded item "
             f"{usd(report.cost_per_succeeded_usd)}"
         )
     else:
@@ -216,6 +234,8 @@ def print_report(report: BatchReport | Report, console: Console) -> None:
         f"would have cost {usd(report.premium_only_cost_usd)}: saving "
         f"[bold green]{usd(report.saving_usd)} ({report.saving_pct:.1f}%)[/]"
     )
+    if (unconfirmed := unconfirmed_line(report)) is not None:
+        console.print(f"Total cost {unconfirmed}", highlight=False)
     console.print(f"Where the saving came from: {saving_split(report)}", highlight=False)
     if report.with_expected:
         console.print(
@@ -244,6 +264,10 @@ CSV_METRICS = [
     "cache_saving_usd",
     "cache_hits",
     "deferred_calls",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "unconfirmed_calls",
+    "unconfirmed_cost_usd",
 ]
 
 
@@ -259,14 +283,7 @@ def report_csv(report: Report) -> str:
 
     def cells(line: GroupLine | dict[str, Any]) -> list[Any]:
         values = line if isinstance(line, dict) else line.__dict__
-        return [
-            ""
-            if values.get(m) is None
-            else round(values[m], 10)
-            if isinstance(values[m], float)
-            else values[m]
-            for m in CSV_METRICS
-        ]
+        return [_cell(values.get(m)) for m in CSV_METRICS]
 
     for group in report.groups:
         keys = [safe(group.key.get(name) or "") for name in report.group_by]
@@ -288,6 +305,21 @@ def report_csv(report: Report) -> str:
         "cache_saving_usd": report.cache_saving_usd,
         "cache_hits": report.cache_hits,
         "deferred_calls": report.deferred_calls,
+        "cache_write_tokens": report.cache_write_tokens,
+        "reasoning_tokens": report.reasoning_tokens,
+        "unconfirmed_calls": report.unconfirmed_calls,
+        "unconfirmed_cost_usd": report.unconfirmed_cost_usd,
     }
     writer.writerow(["total", *([""] * (len(report.group_by) - 1)), *cells(total)])
     return buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: money exact (Decimal, no trailing zeros), other floats to 10 places."""
+    from ledger.money import plain
+
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return plain(value)
+    return round(value, 10) if isinstance(value, float) else value
