@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
@@ -37,17 +37,20 @@ def status_table(status: BatchStatus) -> Table:
 
 def usd(value: Decimal | float | None) -> str:
     """Dollars for people: 4 places (2 from $100), 3 significant figures below a cent. Money
-    is Decimal (ledger/money.py): the rounding is decimal, never a float's."""
+    is Decimal (ledger/money.py), rounded half up as on paper ($0.02085 shows as $0.0209),
+    never through a float."""
     if value is None:
         return "-"
-    sign, size = ("-" if value < 0 else ""), abs(value)
+    amount = value if isinstance(value, Decimal) else Decimal(repr(value))
+    sign, size = ("-" if amount < 0 else ""), abs(amount)
     if size >= 100:
-        return f"{sign}${size:,.2f}"
-    if size >= 0.01 or size == 0:
-        return f"{sign}${size:,.4f}"
-    # Per-item and per-call costs are fractions of a cent: keep three significant figures.
-    decimals = min(12, 2 - math.floor(math.log10(size)))
-    return f"{sign}${size:.{decimals}f}"
+        places = 2
+    elif size >= Decimal("0.01") or size == 0:
+        places = 4
+    else:  # per-item and per-call costs are fractions of a cent: three significant figures
+        places = min(12, 2 - math.floor(math.log10(size)))
+    shown = size.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{sign}${shown:,.{places}f}"
 
 
 def _table(title: str, columns: list[str], left: int = 1) -> Table:

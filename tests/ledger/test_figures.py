@@ -1,0 +1,206 @@
+"""Every figure of `status`, `report` (terminal, JSON, CSV, HTML) and the worker metrics, on a
+ledger with one call of every kind (tests/helpers/figures_ledger.py), against values worked out
+by hand below (issue 16: figures a finance team can sign).
+
+Hand-worked figures of the "figures" batch (costs in USD):
+
+  cost      f1 0.00123 + f2 (0 + 0.0009) + f3 (0.0012 + 0.0013 + 0.0042) + f4 0 + f5 0
+            + f6 (0.0008 + 0.0015) + f7 (0.0004 + 0.00041) + f8 (0.0005 + 0.002 + 0.00145)
+            = 0.00123 + 0.0009 + 0.0067 + 0.0023 + 0.00081 + 0.00395 = 0.01589
+  attempts  1 + 2 + 3 + 1 + 1 + 2 + 2 + 3 = 15; items 8: 7 succeeded, 1 failed
+  per succeeded item  0.01589 / 7 = 0.00227
+  tokens (billed calls: the two cache hits f4, f5 are left out)
+            in  1000 + 800 + 3 x 1200 + 2 x 900 + 2 x 700 + 3 x 500 = 10100
+            cached 200, cache writes 100 (f1)
+            out 50 + 40 + (0 + 60 + 60) + (30 + 30) + (10 + 12) + 3 x 20 = 352, reasoning 20
+  premium-only: one sim-premium call per item, its prompt and final answer
+            prompts  f1 1000, f2 800 (its first call failed unbilled with 0 tokens: issue 14),
+                     f3 1200, f4 1000 and f5 1000 (f1's usage, carried by the hits), f6 900,
+                     f7 700, f8 500 = 7100
+            answers  f1 50, f2 40, f3 60, f4 50, f5 50, f6 30, f7 10 (the judged call, not the
+                     consensus sample's 12), f8 20 = 310
+            (7100 x 2.50 + 310 x 10.00) / 1e6 = (17750 + 3100) / 1e6 = 0.02085
+  saving    0.02085 - 0.01589 = 0.00496 (23.8%)
+            cache 0.00123 x 2 = 0.00246; deferral 0.0015;
+            routing 0.02085 - (0.01589 + 0.00246 + 0.0015) = 0.001
+  unconfirmed: f3's timeout, 1 call, 0.0012 (in the cost)
+  funnel    tier0: 8 in, 11 attempts, cost 0.00123 + 0.0009 + 0.0025 + 0.0008 + 0.00081
+                   + 0.0005 = 0.00674; resolved f1 f2 f4 f5 f7 = 5 (f7's last row is its
+                   sample), escalated f3 f6 f8 = 3
+            tier1: 3 in, 3 attempts, 0.0042 + 0.0015 + 0.002 = 0.0077; resolved 2, escalated 1
+            tier2: 1 in, 1 attempt, 0.00145; failed 1
+  latency   cache hits made no call: sim-nano 100 150 200 250 260 300 400 500 30000 (9 calls)
+            p50 = 5th = 260, p95 = p99 = 9th = 30000, mean 32160 / 9
+  status    8/8 done, finished; spent 0.01589 (the attempts: no budget tracked it), reserved 0
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from prometheus_client import REGISTRY
+from typer.testing import CliRunner
+
+from batchrouter.cli import app
+from ledger.db import session_scope
+from ledger.outcomes import AttemptRecord
+from ledger.report import run_report
+from ledger.report_queries import ReportFilter
+from tests.helpers.figures_ledger import fill_figures_ledger
+
+D = Decimal
+COST, PREMIUM, SAVING = D("0.01589"), D("0.02085"), D("0.00496")
+CACHE, DEFERRAL, ROUTING, UNCONFIRMED = D("0.00246"), D("0.0015"), D("0.001"), D("0.0012")
+runner = CliRunner()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def batch_id(request: pytest.FixtureRequest, use_ledger) -> str:
+    use_ledger(
+        request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "postgres_url")
+    )
+    return fill_figures_ledger()
+
+
+def run(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_report_figures(batch_id: str) -> None:
+    with session_scope() as session:
+        r = run_report(session, ReportFilter(batch_ids=(batch_id,)))
+    assert (r.items, r.succeeded, r.failed, r.pending, r.attempts) == (8, 7, 1, 0, 15)
+    assert (r.input_tokens, r.cached_input_tokens, r.cache_write_tokens) == (10100, 200, 100)
+    assert (r.output_tokens, r.reasoning_tokens) == (352, 20)
+    assert r.cost_usd == COST and r.cost_per_succeeded_usd == D("0.00227")
+    assert r.premium_only_cost_usd == PREMIUM and r.saving_usd == SAVING
+    assert round(r.saving_pct, 1) == 23.8
+    assert (r.cache_saving_usd, r.deferral_saving_usd, r.routing_saving_usd) == (
+        CACHE,
+        DEFERRAL,
+        ROUTING,
+    )
+    assert (r.cache_hits, r.deferred_calls) == (2, 1)
+    assert (r.unconfirmed_calls, r.unconfirmed_cost_usd) == (1, UNCONFIRMED)
+    tiers = [
+        (t.tier, t.items_received, t.attempts, t.cost_usd, t.resolved, t.escalated, t.failed)
+        + (t.in_progress,)
+        for t in r.by_tier
+    ]
+    assert tiers == [
+        ("tier0", 8, 11, D("0.00674"), 5, 3, 0, 0),
+        ("tier1", 3, 3, D("0.0077"), 2, 1, 0, 0),
+        ("tier2", 1, 1, D("0.00145"), 0, 0, 1, 0),
+    ]
+    models = {m.deployment: m for m in r.by_model}
+    nano = models["sim-nano"]
+    assert (nano.attempts, nano.passed, nano.errors, nano.cache_hits) == (11, 5, 2, 2)
+    # 1000 + 800 + 1200 + 1200 + 900 + 700 + 700 + 500; 50 + 40 + 60 + 30 + 10 + 12 + 20
+    assert (nano.input_tokens, nano.output_tokens, nano.cost_usd) == (7000, 222, D("0.00674"))
+    assert (nano.unconfirmed_calls, nano.unconfirmed_cost_usd) == (1, UNCONFIRMED)
+    mini = models["sim-mini"]  # 1200 + 900 + 500 in, 60 + 30 + 20 out
+    assert (mini.input_tokens, mini.output_tokens, mini.deferred_calls) == (2600, 110, 1)
+    latency = {line.deployment: line for line in r.latency}
+    nano_ms = latency["sim-nano"]
+    assert (nano_ms.calls, nano_ms.p50_ms, nano_ms.p95_ms, nano_ms.p99_ms) == (9, 260, 30000, 30000)
+    assert nano_ms.mean_ms == pytest.approx(32160 / 9)
+    assert (latency["sim-mini"].calls, latency["sim-mini"].p50_ms) == (3, 900)
+    assert [(f.kind, f.name, f.count) for f in r.failure_reasons] == [
+        ("check", "label", 5),
+        ("error", "rate_limit", 1),
+        ("error", "timeout", 1),
+    ]
+
+
+def test_status_figures(batch_id: str) -> None:
+    shown = json.loads(run("status", batch_id, "--format", "json"), parse_float=Decimal)
+    assert (shown["total"], shown["done"], shown["finished"]) == (8, 8, True)
+    assert shown["state"] == "finished"  # not "running" once every item has ended
+    assert shown["by_state"] == {"succeeded": 7, "failed": 1}
+    assert (shown["spent_usd"], shown["reserved_usd"], shown["budget_usd"]) == (COST, 0, None)
+    table = run("status", batch_id)
+    assert "8/8 done - finished" in table
+    assert "budget unlimited, spent $0.0159, reserved $0.0000" in table
+
+
+def test_report_outputs(batch_id: str, tmp_path: Path) -> None:
+    data = json.loads(run("report", batch_id, "--format", "json"), parse_float=Decimal)
+    assert (data["cost_usd"], data["premium_only_cost_usd"], data["saving_usd"]) == (
+        COST,
+        PREMIUM,
+        SAVING,
+    )
+    assert (data["cache_saving_usd"], data["deferral_saving_usd"]) == (CACHE, DEFERRAL)
+    assert (data["routing_saving_usd"], data["unconfirmed_cost_usd"]) == (ROUTING, UNCONFIRMED)
+    assert (data["cache_write_tokens"], data["reasoning_tokens"]) == (100, 20)
+    assert data["cost_per_succeeded_usd"] == D("0.00227")
+    assert [t["resolved"] for t in data["by_tier"]] == [5, 2, 0]
+
+    rows = list(csv.DictReader(io.StringIO(run("report", batch_id, "--format", "csv"))))
+    total = rows[-1]
+    assert total["tier"] == "total"
+    assert (total["cost_usd"], total["premium_only_cost_usd"], total["saving_usd"]) == (
+        "0.01589",
+        "0.02085",
+        "0.00496",
+    )
+    assert (total["routing_saving_usd"], total["cache_saving_usd"]) == ("0.001", "0.00246")
+    assert (total["unconfirmed_calls"], total["unconfirmed_cost_usd"]) == ("1", "0.0012")
+    assert (total["cache_write_tokens"], total["reasoning_tokens"]) == ("100", "20")
+    tier0 = rows[0]
+    assert (tier0["tier"], tier0["cost_usd"], tier0["cost_per_succeeded_usd"]) == (
+        "tier0",
+        "0.00674",
+        "0.001348",  # 0.00674 / 5 passed calls
+    )
+
+    page = tmp_path / "report.html"
+    table = run("report", batch_id, "--html", str(page))
+    assert "Total cost $0.0159; premium tier (tier2) alone would have cost $0.0209" in table
+    assert "saving $0.00496 (23.8%)" in table
+    assert "of which $0.00120 estimated, unconfirmed: 1 failed calls" in table
+    assert "routing $0.00100, deferral $0.00150 (1 deferred calls), cache $0.00246" in table
+    assert "10,100 in (200 cached, 100 cache writes), 352 out (20 reasoning)" in table
+    html = page.read_text()
+    for shown in ("$0.0159", "$0.0209", "$0.00496", "$0.00120", "10,100 (200, 100)", "352 (20)"):
+        assert shown in html
+
+
+def test_metrics_leave_cache_hits_out_of_calls_tokens_and_latency() -> None:
+    from worker.metrics import record_chunk
+    from worker.pipeline import call_facts
+
+    def value(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    tier, nano = "figures-tier0", "sim-nano"
+    common = {"tier": tier, "deployment": nano, "provider": "sim", "model": nano}
+    calls = [  # f1, f2, f3's timeout and f4 (the cache hit of f1) as one chunk's records
+        AttemptRecord(1, **common, outcome="passed", input_tokens=1000, output_tokens=50,
+                      cost_usd=0.00123, latency_ms=400),
+        AttemptRecord(1, **common, outcome="error", error_class="rate_limit", latency_ms=100),
+        AttemptRecord(2, **common, outcome="passed", input_tokens=800, output_tokens=40,
+                      cost_usd=0.0009, latency_ms=300),
+        AttemptRecord(1, **common, outcome="error", error_class="timeout", input_tokens=1200,
+                      usage_estimated=True, cost_usd=0.0012, latency_ms=30000),
+        AttemptRecord(1, **common, outcome="passed", input_tokens=1000, output_tokens=50,
+                      cache_hit=True, saved_usd=0.00123),
+    ]  # fmt: skip
+    record_chunk({"tier": tier, "calls": [call_facts(call) for call in calls]})
+    by = {"tier": tier, "model": nano}
+    assert value("batchrouter_tokens_total", **by, kind="input") == 1000 + 800 + 1200
+    assert value("batchrouter_tokens_total", **by, kind="output") == 50 + 40
+    assert value("batchrouter_cost_usd_total", **by) == pytest.approx(0.00123 + 0.0009 + 0.0012)
+    passed = value("batchrouter_attempts_total", **by, deployment=nano, outcome="passed")
+    assert passed == 2  # the cache hit is no provider call
+    assert value("batchrouter_cache_hits_total", **by, deployment=nano) == 1
+    seconds = {"tier": tier, "deployment": nano}
+    assert value("batchrouter_call_latency_seconds_count", **seconds) == 4
+    assert value("batchrouter_call_latency_seconds_sum", **seconds) == pytest.approx(30.8)
