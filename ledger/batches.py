@@ -154,7 +154,7 @@ def batch_status(session: Session, batch_ref: str) -> BatchStatus:
     done = sum(by_state.get(state, 0) for state in TERMINAL_STATES)
     # Workers track spend call by call only for batches a budget of their own limits; for the
     # others the attempts are the figure (as ledger.budgets.recorded_spend).
-    spent = batch.spent_usd
+    spent: Decimal | None = batch.spent_usd
     if batch.budget_usd is None:
         spent = session.scalar(
             select(money_sum(Attempt.cost_usd)).where(Attempt.batch_id == batch.id)

@@ -43,7 +43,7 @@ BUDGET_PAUSE_PREFIX = "budget of $"
 
 
 def usd(value: Decimal | float) -> str:
-    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
+    return f"${value:,.4f}" if abs(Decimal(value)) < 100 else f"${value:,.2f}"
 
 
 def exhausted_reason(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,6 +24,7 @@ from ledger.batches import find_batch
 from ledger.money import QUANTUM, ZERO, money
 from ledger.report_groupings import BATCH_LEVEL_GROUPINGS, GROUPINGS
 from ledger.report_levers import Details, Levers, routing_saving, saving_notes
+from ledger.report_premium import Premium, premium_of, recorded_premiums
 from ledger.report_queries import ReportFilter
 from ledger.report_types import (
     BatchReport,
@@ -35,7 +35,6 @@ from ledger.report_types import (
     Report,
     TierLine,
 )
-from routing.config import RoutingConfig, parse_config
 
 __all__ = [
     "BatchReport",
@@ -51,43 +50,7 @@ __all__ = [
 ]
 
 
-@dataclass
-class _Premium:
-    """How one batch prices a premium-only call: its task type's last tier, first deployment."""
-
-    ladder: list[str]
-    tier: str
-    deployment: str
-    input_per_mtok: Decimal
-    output_per_mtok: Decimal
-
-    def price(self, input_tokens: int, output_tokens: int) -> Decimal:
-        """One premium call per item, exact: tokens x price per 1M tokens."""
-        total = input_tokens * self.input_per_mtok + output_tokens * self.output_per_mtok
-        return (total / 1_000_000).quantize(QUANTUM)
-
-
-def _premium_of(rows: list[tuple[str, str, str | None, str, str]]) -> dict[str, _Premium | None]:
-    parsed: dict[tuple[str, str], _Premium | None] = {}  # many batches share one routing file
-    out: dict[str, _Premium | None] = {}
-    for batch_id, task_type, _project, config_yaml, source in rows:
-        key = (config_yaml, task_type)
-        if key not in parsed:
-            try:
-                config: RoutingConfig = parse_config(config_yaml, source, resolve_code=False)
-                ladder = list(config.task_type(task_type).ladder)
-                deployment = config.tier(ladder[-1]).deployments[0]
-                prices = config.prices_for(deployment)
-                parsed[key] = _Premium(
-                    ladder, ladder[-1], deployment, money(prices.input), money(prices.output)
-                )
-            except Exception:  # an unreadable stored config must not hide the other figures
-                parsed[key] = None
-        out[batch_id] = parsed[key]
-    return out
-
-
-def _tier_order(premiums: dict[str, _Premium | None], tiers: set[str]) -> list[str]:
+def _tier_order(premiums: dict[str, Premium | None], tiers: set[str]) -> list[str]:
     order: list[str] = []
     for premium in premiums.values():
         for tier in premium.ladder if premium else []:
@@ -150,7 +113,7 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
     counts = found["counts"]
     tokens = walks.premium_tokens(walk)
     batch_rows = q.batches_of(session, [t.batch_id for t in tokens])
-    premiums = _premium_of(batch_rows)
+    premiums = premium_of(batch_rows)
     premium_by_batch = {
         t.batch_id: (
             p.price(t.first_input_tokens, t.last_output_tokens)
@@ -159,6 +122,11 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
         )
         for t in tokens
     }
+    recorded = 0
+    if any(p is not None and p.replay_file for p in premiums.values()):
+        sources = {row[0]: row[4] for row in batch_rows}
+        replayed, recorded = recorded_premiums(session, f, dict(premiums), sources)
+        premium_by_batch.update(replayed)
 
     by_tier = []
     for tier in _tier_order(premiums, set(funnel)):
@@ -195,6 +163,8 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
         "premium-only cost: each item's prompt and final answer tokens priced at "
         f"{', '.join(premium_tiers) or 'the premium tier'}, one call per item",
     ]
+    if recorded:
+        notes.append(f"{recorded} items priced premium-only at the replay table's recorded cost")
     if any(p is None for p in premiums.values()):
         notes.append("some batches' stored routing files could not be read: priced at 0")
     if simulated:
@@ -356,7 +326,7 @@ def build_report(session: Session, batch_ref: str) -> BatchReport:
     full = run_report(session, ReportFilter(batch_ids=(batch.id,)))
     # A batch lists every tier of its ladder, even those no item reached yet.
     tiers = {line.tier: line for line in full.by_tier}
-    ladder = _premium_of(
+    ladder = premium_of(
         [(batch.id, batch.task_type, batch.project, batch.config_yaml, batch.config_source)]
     )[batch.id]
     order = list(ladder.ladder) if ladder else []

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, select
+from sqlalchemy import ColumnElement, Subquery, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from ledger.models import Attempt, Item
@@ -51,40 +51,7 @@ def ladder_walk(session: Session, f: ReportFilter) -> list[WalkRow]:
     rows carry the usage of the call that earned the answer, so an item answered from the
     cache prices the same prompt and answer as on the run that paid for it.
     """
-    walk = (
-        select(
-            Attempt.item_id.label("item_id"),
-            Attempt.batch_id.label("batch_id"),
-            Attempt.tier.label("tier"),
-            Attempt.outcome.label("outcome"),
-            Attempt.cost_usd.label("cost"),
-            Attempt.input_tokens.label("input_tokens"),
-            Attempt.output_tokens.label("output_tokens"),
-            func.lag(Attempt.tier)
-            .over(partition_by=Attempt.item_id, order_by=Attempt.attempt_no)
-            .label("prev_tier"),
-            func.lead(Attempt.tier)
-            .over(partition_by=Attempt.item_id, order_by=Attempt.attempt_no)
-            .label("next_tier"),
-            func.first_value(Attempt.input_tokens)
-            .over(
-                partition_by=Attempt.item_id,
-                order_by=(case((Attempt.input_tokens > 0, 0), else_=1), Attempt.attempt_no),
-            )
-            .label("prompt_tokens"),
-            func.first_value(Attempt.output_tokens)
-            .over(
-                partition_by=Attempt.item_id,
-                order_by=(
-                    case((Attempt.outcome == "sample", 1), else_=0),
-                    Attempt.attempt_no.desc(),
-                ),
-            )
-            .label("answer_tokens"),
-        )
-        .where(*attempt_conditions(f))
-        .subquery()
-    )
+    walk = walk_rows(f)
     last = walk.c.next_tier.is_(None)
     arrives = (walk.c.prev_tier.is_(None)) | (walk.c.prev_tier != walk.c.tier)
 
@@ -118,6 +85,45 @@ def ladder_walk(session: Session, f: ReportFilter) -> list[WalkRow]:
         WalkRow(t, b, int(n), money(c), int(r), int(ok), int(e), int(x), int(i), int(o))
         for t, b, n, c, r, ok, e, x, i, o in rows
     ]
+
+
+def walk_rows(f: ReportFilter) -> Subquery:
+    """Every attempt in scope with its neighbours' tiers and its item's prompt and answer
+    tokens (see ladder_walk): one ordered pass over the attempts, by (item_id, attempt_no)."""
+    return (
+        select(
+            Attempt.item_id.label("item_id"),
+            Attempt.batch_id.label("batch_id"),
+            Attempt.tier.label("tier"),
+            Attempt.outcome.label("outcome"),
+            Attempt.cost_usd.label("cost"),
+            Attempt.input_tokens.label("input_tokens"),
+            Attempt.output_tokens.label("output_tokens"),
+            func.lag(Attempt.tier)
+            .over(partition_by=Attempt.item_id, order_by=Attempt.attempt_no)
+            .label("prev_tier"),
+            func.lead(Attempt.tier)
+            .over(partition_by=Attempt.item_id, order_by=Attempt.attempt_no)
+            .label("next_tier"),
+            func.first_value(Attempt.input_tokens)
+            .over(
+                partition_by=Attempt.item_id,
+                order_by=(case((Attempt.input_tokens > 0, 0), else_=1), Attempt.attempt_no),
+            )
+            .label("prompt_tokens"),
+            func.first_value(Attempt.output_tokens)
+            .over(
+                partition_by=Attempt.item_id,
+                order_by=(
+                    case((Attempt.outcome == "sample", 1), else_=0),
+                    Attempt.attempt_no.desc(),
+                ),
+            )
+            .label("answer_tokens"),
+        )
+        .where(*attempt_conditions(f))
+        .subquery()
+    )
 
 
 def funnel(walk: list[WalkRow]) -> dict[str, dict[str, Any]]:
@@ -154,3 +160,19 @@ def premium_tokens(walk: list[WalkRow]) -> list[PremiumTokens]:
         tokens.first_input_tokens += row.first_input_tokens
         tokens.last_output_tokens += row.last_output_tokens
     return list(per.values())
+
+
+def item_premium_tokens(
+    session: Session, f: ReportFilter, batch_ids: list[str]
+) -> list[tuple[str, str, int, int]]:
+    """(batch id, item external id, prompt tokens, answer tokens) of each item in scope of
+    these batches: for pricing premium-only item by item (report_replay.py)."""
+    walk = walk_rows(f)
+    return [
+        (b, x, int(i), int(o))
+        for b, x, i, o in session.execute(
+            select(walk.c.batch_id, Item.external_id, walk.c.prompt_tokens, walk.c.answer_tokens)
+            .join(Item, Item.id == walk.c.item_id)
+            .where(walk.c.prev_tier.is_(None), walk.c.batch_id.in_(batch_ids))
+        ).all()
+    ]

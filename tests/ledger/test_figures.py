@@ -49,7 +49,7 @@ from typer.testing import CliRunner
 from batchrouter.cli import app
 from ledger.db import session_scope
 from ledger.outcomes import AttemptRecord
-from ledger.report import run_report
+from ledger.report import Report, run_report
 from ledger.report_queries import ReportFilter
 from tests.helpers.figures_ledger import fill_figures_ledger
 
@@ -73,45 +73,32 @@ def run(*args: str) -> str:
     return result.stdout
 
 
-def test_report_figures(batch_id: str) -> None:
+def report(batch_id: str) -> Report:
     with session_scope() as session:
-        r = run_report(session, ReportFilter(batch_ids=(batch_id,)))
-    assert (r.items, r.succeeded, r.failed, r.pending, r.attempts) == (8, 7, 1, 0, 15)
-    assert (r.input_tokens, r.cached_input_tokens, r.cache_write_tokens) == (10100, 200, 100)
-    assert (r.output_tokens, r.reasoning_tokens) == (352, 20)
-    assert r.cost_usd == COST and r.cost_per_succeeded_usd == D("0.00227")
-    assert r.premium_only_cost_usd == PREMIUM and r.saving_usd == SAVING
+        return run_report(session, ReportFilter(batch_ids=(batch_id,)))
+
+
+def test_money_is_exact_decimal(batch_id: str) -> None:
+    r = report(batch_id)
+    assert r.cost_usd == COST and isinstance(r.cost_usd, Decimal)
+    assert r.cost_per_succeeded_usd == D("0.00227")
+    assert (r.premium_only_cost_usd, r.saving_usd) == (PREMIUM, SAVING)
     assert round(r.saving_pct, 1) == 23.8
     assert (r.cache_saving_usd, r.deferral_saving_usd, r.routing_saving_usd) == (
         CACHE,
         DEFERRAL,
         ROUTING,
     )
+    assert (r.items, r.succeeded, r.failed, r.pending, r.attempts) == (8, 7, 1, 0, 15)
     assert (r.cache_hits, r.deferred_calls) == (2, 1)
-    assert (r.unconfirmed_calls, r.unconfirmed_cost_usd) == (1, UNCONFIRMED)
-    tiers = [
-        (t.tier, t.items_received, t.attempts, t.cost_usd, t.resolved, t.escalated, t.failed)
-        + (t.in_progress,)
-        for t in r.by_tier
-    ]
-    assert tiers == [
-        ("tier0", 8, 11, D("0.00674"), 5, 3, 0, 0),
-        ("tier1", 3, 3, D("0.0077"), 2, 1, 0, 0),
-        ("tier2", 1, 1, D("0.00145"), 0, 0, 1, 0),
-    ]
-    models = {m.deployment: m for m in r.by_model}
-    nano = models["sim-nano"]
+    assert (r.input_tokens, r.cached_input_tokens, r.output_tokens) == (10100, 200, 352)
+    models = {m.deployment: m for m in report(batch_id).by_model}
+    nano, mini = models["sim-nano"], models["sim-mini"]
     assert (nano.attempts, nano.passed, nano.errors, nano.cache_hits) == (11, 5, 2, 2)
     # 1000 + 800 + 1200 + 1200 + 900 + 700 + 700 + 500; 50 + 40 + 60 + 30 + 10 + 12 + 20
     assert (nano.input_tokens, nano.output_tokens, nano.cost_usd) == (7000, 222, D("0.00674"))
-    assert (nano.unconfirmed_calls, nano.unconfirmed_cost_usd) == (1, UNCONFIRMED)
-    mini = models["sim-mini"]  # 1200 + 900 + 500 in, 60 + 30 + 20 out
+    # 1200 + 900 + 500 in, 60 + 30 + 20 out
     assert (mini.input_tokens, mini.output_tokens, mini.deferred_calls) == (2600, 110, 1)
-    latency = {line.deployment: line for line in r.latency}
-    nano_ms = latency["sim-nano"]
-    assert (nano_ms.calls, nano_ms.p50_ms, nano_ms.p95_ms, nano_ms.p99_ms) == (9, 260, 30000, 30000)
-    assert nano_ms.mean_ms == pytest.approx(32160 / 9)
-    assert (latency["sim-mini"].calls, latency["sim-mini"].p50_ms) == (3, 900)
     assert [(f.kind, f.name, f.count) for f in r.failure_reasons] == [
         ("check", "label", 5),
         ("error", "rate_limit", 1),
@@ -119,15 +106,64 @@ def test_report_figures(batch_id: str) -> None:
     ]
 
 
-def test_status_figures(batch_id: str) -> None:
+def test_a_consensus_sample_does_not_hide_that_the_item_resolved(batch_id: str) -> None:
+    tiers = [
+        (t.tier, t.items_received, t.attempts, t.cost_usd, t.resolved, t.escalated, t.failed)
+        + (t.in_progress,)
+        for t in report(batch_id).by_tier
+    ]
+    assert tiers == [
+        ("tier0", 8, 11, D("0.00674"), 5, 3, 0, 0),  # f7 resolved, not "in progress"
+        ("tier1", 3, 3, D("0.0077"), 2, 1, 0, 0),
+        ("tier2", 1, 1, D("0.00145"), 0, 0, 1, 0),
+    ]
+
+
+def test_premium_only_prices_each_prompt_and_final_answer(batch_id: str) -> None:
+    # f2's first call failed unbilled (0 tokens): its prompt is its next call's 800 tokens;
+    # f7's answer is its judged call's 10 tokens, not its consensus sample's 12.
+    assert report(batch_id).premium_only_cost_usd == PREMIUM
+
+
+def test_cache_hits_are_out_of_latency(batch_id: str) -> None:
+    latency = {line.deployment: line for line in report(batch_id).latency}
+    nano = latency["sim-nano"]
+    assert (nano.calls, nano.p50_ms, nano.p95_ms, nano.p99_ms) == (9, 260, 30000, 30000)
+    assert nano.mean_ms == pytest.approx(32160 / 9)
+    assert (latency["sim-mini"].calls, latency["sim-mini"].p50_ms) == (3, 900)
+
+
+def test_cache_write_and_reasoning_tokens_are_reported(batch_id: str) -> None:
+    r = report(batch_id)
+    assert (r.cache_write_tokens, r.reasoning_tokens) == (100, 20)
+    nano = {m.deployment: m for m in r.by_model}["sim-nano"]
+    assert (nano.cache_write_tokens, nano.reasoning_tokens) == (100, 20)
+    tier0 = {g.key["tier"]: g for g in r.groups}["tier0"]
+    assert (tier0.cache_write_tokens, tier0.reasoning_tokens) == (100, 20)
+
+
+def test_estimated_unconfirmed_calls_are_reported_apart(batch_id: str) -> None:
+    r = report(batch_id)
+    assert (r.unconfirmed_calls, r.unconfirmed_cost_usd) == (1, UNCONFIRMED)
+    assert r.cost_usd == COST  # the conservative bound stays in the cost
+    nano = {m.deployment: m for m in r.by_model}["sim-nano"]
+    assert (nano.unconfirmed_calls, nano.unconfirmed_cost_usd) == (1, UNCONFIRMED)
+    assert any("unconfirmed" in note for note in r.notes)
+
+
+def test_status_spent_of_a_batch_without_a_budget(batch_id: str) -> None:
+    table = run("status", batch_id)
+    assert "budget unlimited, spent $0.0159, reserved $0.0000" in table
+    assert "8/8 done - finished" in table
+    shown = json.loads(run("status", batch_id, "--format", "json"), parse_float=Decimal)
+    assert (shown["spent_usd"], shown["reserved_usd"], shown["budget_usd"]) == (COST, 0, None)
+
+
+def test_status_state_of_a_finished_batch(batch_id: str) -> None:
     shown = json.loads(run("status", batch_id, "--format", "json"), parse_float=Decimal)
     assert (shown["total"], shown["done"], shown["finished"]) == (8, 8, True)
     assert shown["state"] == "finished"  # not "running" once every item has ended
     assert shown["by_state"] == {"succeeded": 7, "failed": 1}
-    assert (shown["spent_usd"], shown["reserved_usd"], shown["budget_usd"]) == (COST, 0, None)
-    table = run("status", batch_id)
-    assert "8/8 done - finished" in table
-    assert "budget unlimited, spent $0.0159, reserved $0.0000" in table
 
 
 def test_report_outputs(batch_id: str, tmp_path: Path) -> None:
@@ -204,3 +240,36 @@ def test_metrics_leave_cache_hits_out_of_calls_tokens_and_latency() -> None:
     seconds = {"tier": tier, "deployment": nano}
     assert value("batchrouter_call_latency_seconds_count", **seconds) == 4
     assert value("batchrouter_call_latency_seconds_sum", **seconds) == pytest.approx(30.8)
+
+
+def test_premium_only_uses_the_replay_tables_recorded_cost(batch_id: str, tmp_path: Path) -> None:
+    """Issue 14: where the premium deployment replays a table that recorded what a call cost,
+    premium-only takes that cost; items without a recorded cost are priced from tokens."""
+    from ledger.models import Batch
+    from routing.replay_table import write_replay_rows
+
+    table = tmp_path / "recorded.jsonl"
+    write_replay_rows(
+        table,
+        [
+            {"item_id": "f1", "model": "sim-premium", "text": "billing", "cost_usd": 0.004},
+            {"item_id": "f2", "model": "sim-premium", "text": "billing", "cost_usd": 0.003},
+            {"item_id": "f3", "model": "sim-premium", "text": "refund_request"},  # no cost
+        ],
+    )
+    with session_scope() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        batch.config_yaml = batch.config_yaml.replace(
+            "    provider: sim\n    model: sim-premium\n",
+            f"    provider: replay\n    model: sim-premium\n    replay_file: {table}\n",
+        )
+    # f1's tokens priced 0.003 ((1000 x 2.50 + 50 x 10.00) / 1e6) and f2's 0.0024
+    # ((800 x 2.50 + 40 x 10.00) / 1e6); their recorded costs replace them:
+    # 0.02085 - 0.003 - 0.0024 + 0.004 + 0.003 = 0.02245
+    r = report(batch_id)
+    assert r.premium_only_cost_usd == D("0.02245")
+    assert r.saving_usd == D("0.02245") - COST
+    assert any(
+        "2 items priced premium-only at the replay table's recorded cost" in n for n in r.notes
+    )

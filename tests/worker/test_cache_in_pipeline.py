@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from batchrouter.api import submit_batch, wait_for_batch
+from batchrouter.api import batch_report, submit_batch, wait_for_batch
 from ledger.batches import batch_status, register_batch
+from ledger.cache import USAGE_KEYS
 from ledger.db import session_scope
 from ledger.lifecycle import cancel_batch, retry_failed
 from ledger.models import Attempt, CachedResponse, Item
@@ -112,6 +113,10 @@ def test_a_second_batch_is_served_from_the_cache(
         assert last.saved_usd == source_call.cost_usd and last.saved_usd > 0
         assert last.deployment == source_call.deployment and last.latency_ms == 0
         assert last.input_tokens > 0 and last.output_tokens > 0
+        # Issue 16: the hit carries the usage of the call that earned it, not a re-estimate.
+        assert [getattr(last, key) for key in USAGE_KEYS] == [
+            getattr(source_call, key) for key in USAGE_KEYS
+        ]
         # calls made before the hit were on lower tiers, where the first run failed too
         assert all(not a.cache_hit and a.outcome != "passed" for a in rows[:-1])
         if source_call.tier == LADDER[0]:
@@ -120,6 +125,8 @@ def test_a_second_batch_is_served_from_the_cache(
     assert hits >= 20
     with session_scope() as session:
         assert session.scalar(select(func.sum(CachedResponse.hits))) == hits
+    # The same items price the same premium-only figure whether paid for or served.
+    assert batch_report(second).premium_only_cost_usd == batch_report(first).premium_only_cost_usd
 
 
 def test_cache_false_makes_fresh_calls(sqlite_ledger: str, redis_url: str, tmp_path: Path) -> None:
