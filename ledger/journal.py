@@ -190,4 +190,6 @@ def record_of(row: Attempt) -> AttemptRecord:
     fields = {name: getattr(row, name) for name in RECORD_COLUMNS}
     fields["prices"] = dict(row.prices or {})
     fields["verdicts"] = list(row.verdicts or [])
+    # An AttemptRecord is the worker's: money in floats (exact again when written back).
+    fields["cost_usd"], fields["saved_usd"] = float(row.cost_usd), float(row.saved_usd)
     return AttemptRecord(attempt_no=row.attempt_no, **fields)
