@@ -273,3 +273,26 @@ def test_premium_only_uses_the_replay_tables_recorded_cost(batch_id: str, tmp_pa
     assert any(
         "2 items priced premium-only at the replay table's recorded cost" in n for n in r.notes
     )
+
+
+def test_a_batch_served_entirely_from_the_cache_has_no_routing_figure(
+    use_ledger, sqlite_url: str
+) -> None:
+    """Two items answered by the cache from premium calls (1000 in, 50 out at $2.50 / $10.00
+    per 1M: (2500 + 500) / 1e6 = $0.003 each). The hits carry those calls' usage, so
+    premium-only is 2 x 0.003 = 0.006, all of it cache saving: routing 0, not negative."""
+    from tests.helpers.ledger_data import D1, fill
+
+    use_ledger(sqlite_url)
+    hit = {"cache_hit": True, "saved_usd": D("0.003")}
+    rows = {
+        key: ("rerun", "succeeded", "tier0", None, "billing",
+              [("tier0", "passed", None, 1000, 0, 50, D("0"), 0, D1, hit)])
+        for key in ("h1", "h2")
+    }  # fmt: skip
+    batch = fill(rows, {"rerun": ("r" * 32, "ticket_classification")})["rerun"]
+    r = report(batch)
+    assert (r.cost_usd, r.premium_only_cost_usd, r.cache_saving_usd) == (0, D("0.006"), D("0.006"))
+    assert r.routing_saving_usd == 0 and r.saving_usd == D("0.006")
+    assert not any("negative" in note for note in r.notes)
+    assert r.latency == []  # no call was made
