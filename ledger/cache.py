@@ -27,24 +27,15 @@ from sqlalchemy.orm import Session
 from ledger.models import CachedResponse, utcnow
 from ledger.money import money
 from ledger.money_sql import money_sum
+from ledger.outcomes import USAGE_KEYS
 from routing.types import CompletionRequest
 
 if TYPE_CHECKING:
     from ledger.outcomes import AttemptRecord, ItemOutcome
 
-# The usage of the call that earned an entry, kept with it so that a hit records the tokens that
-# call used (the attempt columns of the same names), never a re-estimate.
-USAGE_KEYS = (
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "usage_estimated",
-)
-
 
 def usage_of(record: AttemptRecord) -> dict[str, Any]:
+    """What an entry keeps of the call that earned it, so a hit records that call's usage."""
     return {key: getattr(record, key) for key in USAGE_KEYS}
 
 

@@ -7,6 +7,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# The usage columns of an attempt, in the order of its table: what a cache entry keeps of the
+# call that earned it (ledger/cache.py) and a journal row writes (ledger/journal.py).
+USAGE_KEYS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "usage_estimated",
+)
+
 
 @dataclass(frozen=True)
 class CachePolicy:

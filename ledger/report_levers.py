@@ -19,7 +19,7 @@ keeps every row, so an item answered from the cache still has its prompt and ans
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from decimal import Decimal
 from typing import Any
 
@@ -83,13 +83,7 @@ class Details:
     @classmethod
     def total(cls, parts: Any) -> Details:
         """The sum of objects carrying the four detail fields (model lines)."""
-        out = cls()
-        for part in parts:
-            out.cache_write_tokens += part.cache_write_tokens
-            out.reasoning_tokens += part.reasoning_tokens
-            out.unconfirmed_calls += part.unconfirmed_calls
-            out.unconfirmed_cost_usd += part.unconfirmed_cost_usd
-        return out
+        return _total(cls(), parts)
 
 
 @dataclass
@@ -110,13 +104,15 @@ class Levers:
     @classmethod
     def total(cls, parts: Any) -> Levers:
         """The sum of objects carrying the four lever fields (model lines, group lines)."""
-        out = cls()
-        for part in parts:
-            out.cache_hits += part.cache_hits
-            out.deferred_calls += part.deferred_calls
-            out.cache_saving_usd += part.cache_saving_usd
-            out.deferral_saving_usd += part.deferral_saving_usd
-        return out
+        return _total(cls(), parts)
+
+
+def _total(out: Any, parts: Any) -> Any:
+    """`out` (a zero Levers or Details) plus each part's fields of the same names."""
+    for part in parts:
+        for name in (f.name for f in fields(out)):
+            setattr(out, name, getattr(out, name) + getattr(part, name))
+    return out
 
 
 def routing_saving(premium_usd: Decimal, cost_usd: Decimal, levers: Levers) -> Decimal:

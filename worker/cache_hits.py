@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from ledger.cache import USAGE_KEYS, CachedAnswer, lookup, request_key
+from ledger.cache import CachedAnswer, lookup, request_key
 from ledger.models import ItemState
-from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
+from ledger.outcomes import USAGE_KEYS, AttemptRecord, ClaimedItem, ItemOutcome
 from routing.checks import ConsensusCheck, judge
 from routing.config import RoutingConfig, TaskType
 from routing.templates import TemplateError

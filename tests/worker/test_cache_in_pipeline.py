@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -11,11 +12,10 @@ from sqlalchemy import func, select
 
 from batchrouter.api import batch_report, submit_batch, wait_for_batch
 from ledger.batches import batch_status, register_batch
-from ledger.cache import USAGE_KEYS
 from ledger.db import session_scope
 from ledger.lifecycle import cancel_batch, retry_failed
 from ledger.models import Attempt, CachedResponse, Item
-from ledger.outcomes import AttemptRecord, ItemOutcome
+from ledger.outcomes import USAGE_KEYS, AttemptRecord, ItemOutcome
 from ledger.transitions import claim_items, record_outcomes
 from producers.readers import read_items
 from routing.config import load_config
@@ -227,7 +227,7 @@ def test_a_failed_leader_fails_its_followers_and_retry_frees_them(
             LADDER[-1],
         )
         [row] = attempts[follower.id]
-        assert row.cache_hit and row.outcome == "check_failed" and row.saved_usd == 0.001
+        assert row.cache_hit and row.outcome == "check_failed" and row.saved_usd == Decimal("0.001")
     with session_scope() as session:
         status = batch_status(session, batch_id)
         assert status.by_state == {"failed": 3, "running": 1, "waiting": 2}
