@@ -23,12 +23,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ledger.models import ItemState
-from ledger.outcomes import ClaimedItem
+from ledger.outcomes import AttemptRecord, ClaimedItem
 from producers.readers import read_items
+from routing.audit import matches_expected
 from routing.checks import normalize_label
-from routing.config import RoutingConfig, Tier
+from routing.config import RoutingConfig
+from routing.rungs import Acceptance, Rung
+from routing.tiers import Tier
 from routing.types import InputItem
+from routing.votes import Vote
 from worker.attempt import run_item
+from worker.votes import answer_of
 
 MISSING_PREFIX = "no recorded outcome"
 SINGLE_TIER = "single"
@@ -43,7 +48,7 @@ class ItemResult:
     external_id: str
     state: str  # succeeded | failed
     output: str | None
-    correct: bool | None  # None when the item has no expected answer
+    correct: float | None  # 1 right, 0 wrong, a recorded score; None: nothing to judge by
     cost_usd: float
     calls: int
     path: list[tuple[str, str]]  # (tier, what happened there: succeeded | failed | escalated)
@@ -69,7 +74,7 @@ class StrategyResult:
     models: list[str]
     items: int = 0
     with_expected: int = 0
-    correct: int = 0
+    correct: float = 0  # items right (a recorded score counts as its fraction)
     succeeded: int = 0
     calls: int = 0
     cost_usd: float = 0.0
@@ -142,11 +147,7 @@ async def _no_sleep(_seconds: float) -> None:
 
 
 def is_correct(output: str | None, expected: str) -> bool:
-    if output is None:
-        return False
-    return output.strip() == expected.strip() or normalize_label(output) == normalize_label(
-        expected
-    )
+    return matches_expected(output, expected)
 
 
 async def walk_item(
@@ -161,13 +162,14 @@ async def walk_item(
         text=item.text,
         expected=item.expected,
         fields=dict(item.fields),
-        tier=task.ladder[0],
+        tier=task.ladder[0].tier,
         attempts=0,
         cost_usd=0.0,
         last_output=None,
         last_error=None,
     )
     rng = random.Random(index)
+    answered: list[AttemptRecord] = []  # every answer the walk bought, for recorded scores
     path: list[tuple[str, str]] = []
     cost, calls, missing = 0.0, 0, False
     output: str | None = None
@@ -178,13 +180,17 @@ async def walk_item(
         missing = missing or any(
             (record.error_message or "").startswith(MISSING_PREFIX) for record in outcome.attempts
         )
+        answered += [r for r in outcome.attempts if answer_of(r) is not None]
         if outcome.output is not None:
             output = outcome.output
         climbs = outcome.next_state == ItemState.QUEUED and outcome.next_tier != claimed.tier
         if climbs:
             path.append((claimed.tier, "escalated"))
+            # The answers bought on this rung are votes on the next (as the ledger keeps them).
+            votes = [(r.deployment, answer_of(r)) for r in outcome.attempts]
             claimed = replace(
                 claimed,
+                votes=claimed.votes + tuple(Vote(d, a) for d, a in votes if a is not None),
                 tier=outcome.next_tier,
                 attempts=claimed.attempts + len(outcome.attempts),
                 cost_usd=cost,
@@ -199,10 +205,37 @@ async def walk_item(
         )
         path.append((claimed.tier, state))
         break
-    correct = None
-    if item.expected is not None:
-        correct = state == ItemState.SUCCEEDED.value and is_correct(output, item.expected)
+    correct: float | None = None
+    score = recorded_score(config, answered, output)
+    if score is not None:
+        correct = score if state == ItemState.SUCCEEDED.value else 0.0
+    elif item.expected is not None:
+        correct = float(state == ItemState.SUCCEEDED.value and is_correct(output, item.expected))
     return ItemResult(item.external_id, state, output, correct, cost, calls, path, missing)
+
+
+def recorded_score(
+    config: RoutingConfig, answered: Sequence[AttemptRecord], output: str | None
+) -> float | None:
+    """The replay table's recorded correctness of the answer the item kept: the score of the
+    first row served whose answer is that output (a consensus keeps another model's answer),
+    None when no such row records one."""
+    if output is None:
+        return None
+    from providers.replay import load_table
+
+    for record in answered:
+        answer = answer_of(record) or ""
+        if answer.strip() != output.strip() and normalize_label(answer) != normalize_label(output):
+            continue
+        request_id = record.request_id or ""
+        deployment = config.deployments.get(record.deployment)
+        if not request_id.startswith("replay:") or deployment is None or not deployment.replay_file:
+            continue
+        row = load_table(deployment.replay_file).row_at(int(request_id.rsplit(":", 1)[1]))
+        if row is not None and row.score is not None:
+            return row.score
+    return None
 
 
 async def run_strategy(
@@ -229,7 +262,7 @@ def summarize(
     task_name: str,
     results: Sequence[ItemResult],
 ) -> StrategyResult:
-    ladder = config.task_type(task_name).ladder
+    ladder = config.task_type(task_name).tier_names
     models: list[str] = []
     for tier in ladder:
         for deployment in config.tier(tier).deployments:
@@ -254,12 +287,19 @@ def summarize(
 
 
 def single_model_config(config: RoutingConfig, task_name: str, deployment: str) -> RoutingConfig:
-    """The routing file with one tier holding one deployment, and the task's ladder on it."""
+    """The model alone: one tier holding one deployment, one call per item, no checks (the
+    cascade's checks, a consensus above all, would make it pay for other models or retry):
+    its answer is the final word, so its cost is what that model alone would cost."""
     task = config.task_type(task_name)
+    alone = Rung(tier=SINGLE_TIER, accept=Acceptance(checks=[], best_effort=True))
     return RoutingConfig(
         deployments={deployment: config.deployments[deployment]},
         tiers=[Tier(name=SINGLE_TIER, deployments=[deployment])],
-        task_types={task_name: task.model_copy(update={"ladder": [SINGLE_TIER]})},
+        task_types={
+            task_name: task.model_copy(
+                update={"ladder": [alone], "checks": [], "max_attempts": 1, "transient_retries": 0}
+            )
+        },
     )
 
 

@@ -1,4 +1,4 @@
-"""The response cache: outputs that passed their checks, reused by later identical requests.
+"""The response cache: the answers calls gave, reused by later identical requests.
 
 It lives in the ledger (`response_cache`), not in Redis: it survives a broker flush, output
 text never enters the broker's Redis (the security tests watch it), a worker reads the entries
@@ -39,6 +39,9 @@ def usage_of(record: AttemptRecord) -> dict[str, Any]:
     return {key: getattr(record, key) for key in USAGE_KEYS}
 
 
+ANSWERED = ("passed", "check_failed", "sample")  # attempt outcomes that carry an answer
+
+
 @dataclass(frozen=True)
 class CachedAnswer:
     key: str
@@ -75,8 +78,13 @@ class CacheStats:
 
 
 def request_key(namespace: str, deployment_name: str, request: CompletionRequest) -> str:
+    # A consensus's extra samples of one deployment are different answers, each its own entry;
+    # the first answer's key leaves the sample out, so entries stored before samples were
+    # keyed stay valid.
+    sample = {"sample": request.meta.sample} if request.meta.sample else {}
     canonical = json.dumps(
         {
+            **sample,
             "namespace": namespace,
             "deployment": deployment_name,
             "model": request.model,
@@ -235,20 +243,23 @@ def stats(session: Session) -> CacheStats:
 
 
 def entries_for(outcomes: Sequence[ItemOutcome]) -> list[CacheEntry]:
-    """The cache entries earned by these outcomes: every call that passed its checks (not a
-    hit, not a consensus sample) of a task with the cache on. The deferred-ingestion path calls
-    this too (then `store`), in the transaction that records its attempts."""
+    """The cache entries earned by these outcomes: every answer a call gave (whatever its
+    verdict: an answer is a fact about the request, judged again by whoever reuses it), not a
+    hit, of a task with the cache on. The deferred-ingestion path calls this too (then
+    `store`), in the transaction that records its attempts."""
     entries = []
     for outcome in outcomes:
         policy = outcome.cache
         if policy is None:
             continue
         for record in outcome.attempts:
+            answer = record.answer if record.answer is not None else record.output
             if (
-                record.outcome != "passed"
+                record.outcome not in ANSWERED
+                or record.error_class is not None
                 or record.cache_hit
                 or record.cache_key is None
-                or record.output is None
+                or answer is None
             ):
                 continue
             entries.append(
@@ -257,7 +268,7 @@ def entries_for(outcomes: Sequence[ItemOutcome]) -> list[CacheEntry]:
                     namespace=policy.namespace,
                     deployment=record.deployment,
                     model=record.model,
-                    output=record.output,
+                    output=answer,
                     token_logprobs=record.token_logprobs,
                     cost_usd=record.cost_usd,
                     source_attempt=f"{outcome.batch_id}/{outcome.item_id}/{record.attempt_no}",

@@ -125,7 +125,7 @@ def _entry_tier(batch: Batch) -> str:
 
     # Only the ladder is needed: the checks' code is neither resolved nor imported here.
     config = parse_config(batch.config_yaml, batch.config_source, resolve_code=False)
-    return config.task_type(batch.task_type).ladder[0]
+    return config.task_type(batch.task_type).ladder[0].tier
 
 
 def requeue_stale_running(session: Session, older_than_s: float) -> ByTier:

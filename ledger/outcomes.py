@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from routing.votes import Vote
+
 # The usage columns of an attempt, in the order of its table: what a cache entry keeps of the
 # call that earned it (ledger/cache.py) and a journal row writes (ledger/journal.py).
 USAGE_KEYS = (
@@ -45,6 +47,9 @@ class ClaimedItem:
     # Calls of a round an earlier claim left unfinished (its worker died): the new round
     # continues from them and calls again only when none reached a verdict (ledger/journal.py).
     dead_round: tuple[AttemptRecord, ...] = ()
+    # The answers earlier rounds bought for the item (earlier rungs, their samples, cache
+    # hits), oldest first: votes a consensus on this rung counts (routing/votes.py).
+    votes: tuple[Vote, ...] = ()
 
 
 @dataclass
@@ -77,6 +82,9 @@ class AttemptRecord:
     # the task caches, and the token logprobs a passed call stores with its cache entry.
     cache_key: str | None = None
     token_logprobs: list[float] | None = None
+    # The call's own answer as the provider gave it (`output` is what the item keeps: a passed
+    # answer normalised, or the consensus's winner). The cache stores this one.
+    answer: str | None = None
 
 
 @dataclass

@@ -22,6 +22,7 @@ from ledger import report_queries as q
 from ledger import report_walk as walks
 from ledger.batches import find_batch
 from ledger.money import QUANTUM, ZERO, money
+from ledger.quality import batch_quality
 from ledger.report_groupings import BATCH_LEVEL_GROUPINGS, GROUPINGS
 from ledger.report_levers import Details, Levers, routing_saving, saving_notes
 from ledger.report_premium import Premium, premium_of, recorded_premiums
@@ -104,6 +105,7 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
             "latency": lambda s: q.latency(s, f),
             "failures": lambda s: q.failure_reasons(s, f),
             "simulated": lambda s: q.uses_sim(s, f),
+            "audit": lambda s: q.audit_spend(s, f),
             "groups": lambda s: q.grouped(s, f, by) if needs_groups else [],
         },
     )
@@ -156,7 +158,9 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
     premium_cost = sum(premium_by_batch.values(), ZERO)
     levers = Levers.total(models)
     details = Details.total(models)
-    routing = routing_saving(premium_cost, cost, levers)
+    audit_calls, audit_cost = found["audit"]
+    # What the audit spent measures quality; the route's saving is counted without it.
+    routing = routing_saving(premium_cost, cost - audit_cost, levers)
     premium_tiers = sorted({f"{p.tier} ({p.deployment})" for p in premiums.values() if p})
     simulated = found["simulated"]
     notes = [
@@ -196,6 +200,8 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
         saving_usd=premium_cost - cost,
         saving_pct=_saving_pct(premium_cost, cost),
         routing_saving_usd=routing,
+        audit_calls=audit_calls,
+        audit_cost_usd=audit_cost,
         deferral_saving_usd=levers.deferral_saving_usd,
         cache_saving_usd=levers.cache_saving_usd,
         cache_hits=levers.cache_hits,
@@ -347,6 +353,8 @@ def build_report(session: Session, batch_ref: str) -> BatchReport:
         saving_usd=full.saving_usd,
         saving_pct=full.saving_pct,
         routing_saving_usd=full.routing_saving_usd,
+        audit_calls=full.audit_calls,
+        audit_cost_usd=full.audit_cost_usd,
         deferral_saving_usd=full.deferral_saving_usd,
         cache_saving_usd=full.cache_saving_usd,
         cache_hits=full.cache_hits,
@@ -361,6 +369,7 @@ def build_report(session: Session, batch_ref: str) -> BatchReport:
         correct=full.correct,
         simulated=full.simulated,
         notes=full.notes,
+        quality=batch_quality(session, batch.id),
     )
 
 

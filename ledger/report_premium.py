@@ -50,7 +50,7 @@ def premium_of(rows: list[tuple[str, str, str | None, str, str]]) -> dict[str, P
         if key not in parsed:
             try:
                 config: RoutingConfig = parse_config(config_yaml, source, resolve_code=False)
-                ladder = list(config.task_type(task_type).ladder)
+                ladder = config.task_type(task_type).tier_names
                 deployment = config.tier(ladder[-1]).deployments[0]
                 prices = config.prices_for(deployment)
                 spec = config.deployments[deployment]

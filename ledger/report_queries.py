@@ -367,6 +367,17 @@ def failure_reasons(session: Session, f: ReportFilter, limit: int = 10) -> list[
     return rows[:limit]
 
 
+def audit_spend(session: Session, f: ReportFilter) -> tuple[int, Decimal]:
+    """(calls, cost) of the audit calls (routing/audit.py): spent to measure quality, not to
+    answer, so the report shows them apart from the route's saving."""
+    calls, cost = session.execute(
+        select(func.count(), money_sum(Attempt.cost_usd)).where(
+            *attempt_conditions(f), Attempt.outcome == "audit"
+        )
+    ).one()
+    return int(calls), money(cost)
+
+
 def uses_sim(session: Session, f: ReportFilter) -> bool:
     found = session.execute(
         select(Attempt.id).where(*attempt_conditions(f), Attempt.provider == "sim").limit(1)

@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from ledger.money import ZERO
+from ledger.quality import Quality
 
 
 @dataclass
@@ -128,6 +129,8 @@ class Report:
     reasoning_tokens: int = 0
     unconfirmed_calls: int = 0
     unconfirmed_cost_usd: Decimal = ZERO
+    audit_calls: int = 0  # calls made to measure quality (routing/audit.py)
+    audit_cost_usd: Decimal = ZERO  # in cost_usd; saving = routing + deferral + cache - audit
     by_tier: list[TierLine] = field(default_factory=list)
     by_model: list[ModelLine] = field(default_factory=list)
     groups: list[GroupLine] = field(default_factory=list)
@@ -176,6 +179,10 @@ class BatchReport:
     reasoning_tokens: int = 0
     unconfirmed_calls: int = 0
     unconfirmed_cost_usd: Decimal = ZERO
+    audit_calls: int = 0  # calls made to measure quality (routing/audit.py)
+    audit_cost_usd: Decimal = ZERO  # in cost_usd; saving = routing + deferral + cache - audit
+    # Measured quality of the accepted answers (ledger/quality.py), when anything can judge it.
+    quality: Quality | None = None
 
     def as_dict(self) -> dict:
         """Money as Decimal: write it with ledger.money.dumps, which keeps it exact."""

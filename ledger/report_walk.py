@@ -121,7 +121,8 @@ def walk_rows(f: ReportFilter) -> Subquery:
             )
             .label("answer_tokens"),
         )
-        .where(*attempt_conditions(f))
+        # An audit call (routing/audit.py) is no step of the item's route up the ladder.
+        .where(*attempt_conditions(f), Attempt.outcome != "audit")
         .subquery()
     )
 

@@ -60,7 +60,7 @@ def submit_batch(
         known = ", ".join(sorted(routing.task_types))
         raise ConfigError(f"unknown task type {task_type!r}; {config_path} defines: {known}")
     task = routing.task_types[task_type]
-    for tier in task.ladder:  # fail now, not in a worker, when a price cannot be found
+    for tier in task.tier_names:  # fail now, not in a worker, when a price cannot be found
         for deployment in routing.tier(tier).deployments:
             try:
                 routing.prices_for(deployment)
@@ -73,7 +73,7 @@ def submit_batch(
     _check_template_fields(routing, task_type, items, path, config_path)
     total = len(items)
     report("read", total, total)
-    entry_tier = task.ladder[0]
+    entry_tier = task.ladder[0].tier
 
     upgrade_schema()
     with session_scope() as session:

@@ -67,11 +67,13 @@ class ReplayProvider:
             table = load_table(deployment.replay_file)
         except ReplayTableError as exc:
             raise ProviderError(ErrorClass.PERMANENT, str(exc)) from None
-        item, model = request.meta.item_key, deployment.model
-        row = table.lookup(item, model)
+        item, model, sample = request.meta.item_key, deployment.model, request.meta.sample
+        row = table.lookup(item, model) if not sample else _nth(table.samples(item, model), sample)
         if row is None:
+            which = f" (answer {sample + 1}: a consensus sample)" if sample else ""
             raise ProviderError(
-                ErrorClass.PERMANENT, f"no recorded outcome for item {item!r} on model {model!r}"
+                ErrorClass.PERMANENT,
+                f"no recorded outcome for item {item!r} on model {model!r}{which}",
             )
         usage = _usage(row, request)
         if row.error_class is not None:
@@ -90,6 +92,10 @@ class ReplayProvider:
             raw_usage=dict(row.tokens or {}),
             cost_usd_override=row.cost_usd,
         )
+
+
+def _nth(rows: list[ReplayRow], index: int) -> ReplayRow | None:
+    return rows[index] if index < len(rows) else None
 
 
 def _usage(row: ReplayRow, request: CompletionRequest) -> Usage:

@@ -7,65 +7,28 @@ A broken file fails at load with every error naming its field path and line, for
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from routing.audit import Audit
 from routing.checks import CheckSpec, LabelCheck
 from routing.checks.imports import RESOLVE_CODE
 from routing.deployments import Deployment
 from routing.prices import Prices
+from routing.rungs import Rung
 from routing.schema import Loc, StrictModel, unknown_key_message, walk_loc
 from routing.templates import template_fields
+from routing.tiers import Tier
 from routing.yamlfile import DuplicateKeyError, load_yaml_with_lines, nearest_line, read_text
 
 BATCH_API_PROVIDERS = ("openai", "anthropic")  # providers whose batch API a deferred tier uses
 _CALLER_REPORTS_REFERENCES = "caller reports references"  # validation context key
 
 
-class BatchOptions(StrictModel):
-    """How a deferred tier fills provider batches (worker/deferred/, docs/cost-levers.md)."""
-
-    # Items are staged this long (from the oldest) before they are sent as one provider batch,
-    # so a nightly run becomes a few large batches rather than one per worker chunk.
-    collect_s: float = Field(default=30.0, ge=0, le=86_400)
-    # Below the providers' limits: OpenAI 50,000 requests / 200 MB per batch (one model per
-    # file), Anthropic 100,000 requests / 256 MB.
-    max_requests: int = Field(default=50_000, ge=1, le=100_000)
-    max_bytes: int = Field(default=190_000_000, ge=1_000, le=256_000_000)
-    completion_window: Literal["24h"] = "24h"  # the only window both providers offer
-
-
-class Tier(StrictModel):
-    """An ordered rung of the ladder. Its name is also the name of its broker queue."""
-
-    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    deployments: list[str] = Field(min_length=1)
-    # How a call picks among the tier's deployments (routing/selection.py, docs/routing.md).
-    strategy: Literal["ordered", "cheapest", "weighted", "least_busy", "lowest_latency"] = "ordered"
-    weights: dict[str, float] = Field(default_factory=dict)  # weighted: missing names weigh 1
-    # A deployment failing this many calls in a row (transient, rate limited, bad response)
-    # is tried last for cooldown_s seconds, by every worker (the cooldown lives in Redis).
-    cooldown_after_failures: int = Field(default=3, ge=1, le=1000)
-    cooldown_s: float = Field(default=30.0, ge=0, le=86_400)
-    # Deferred: the tier's calls go through its first deployment's batch API at batch prices
-    # (about half), answered within the completion window instead of seconds.
-    deferred: bool = False
-    batch: BatchOptions = Field(default_factory=BatchOptions)
-
-    @model_validator(mode="after")
-    def _weights_name_deployments(self) -> Tier:
-        unknown = sorted(set(self.weights) - set(self.deployments))
-        if unknown:
-            raise ValueError(f"weights name deployments not in this tier: {unknown}")
-        negative = sorted(name for name, weight in self.weights.items() if weight < 0)
-        if negative:
-            raise ValueError(f"weights must be >= 0, got a negative weight for {negative}")
-        return self
-
-
 class TaskType(StrictModel):
-    ladder: list[str] = Field(min_length=1)  # tier names, cheapest first; never stepped down
+    # Rungs, cheapest first, never stepped down: a tier name, or a tier with its own acceptance
+    # (routing/rungs.py): checks that replace, add to or drop the task type's, or best effort.
+    ladder: list[Rung] = Field(min_length=1)
     system_prompt: str | None = None
     # Templates of plain {field} names (routing/templates.py): {text} is the item's text,
     # {labels} the label check's labels, any other name an input field of the item.
@@ -86,6 +49,11 @@ class TaskType(StrictModel):
     cache: bool = True
     cache_namespace: str = Field(default="default", min_length=1, max_length=100)
     cache_ttl_s: float = Field(default=7 * 86_400, gt=0, le=365 * 86_400)
+    # Quality measured, not assumed (routing/audit.py, ledger/quality.py): a reproducible
+    # sample of accepted items also sent to the audit rung, and the share of right accepted
+    # answers below which the report flags a rung.
+    audit: Audit | None = None
+    quality_target: float | None = Field(default=None, gt=0, le=1)
 
     @field_validator("prompt")
     @classmethod
@@ -100,6 +68,28 @@ class TaskType(StrictModel):
         if value is not None:
             template_fields(value)
         return value
+
+    @property
+    def tier_names(self) -> list[str]:
+        """The ladder's tiers, cheapest first."""
+        return [rung.tier for rung in self.ladder]
+
+    def rung(self, tier: str) -> Rung:
+        for rung in self.ladder:
+            if rung.tier == tier:
+                return rung
+        raise KeyError(f"tier {tier!r} is not on this task type's ladder {self.tier_names}")
+
+    def checks_for(self, tier: str) -> list[CheckSpec]:
+        """The checks an answer must pass on `tier`'s rung."""
+        return self.rung(tier).checks(self.checks)
+
+    @property
+    def audit_tier(self) -> str | None:
+        """The rung audit samples are sent to, None without an audit."""
+        if self.audit is None:
+            return None
+        return self.audit.tier or self.ladder[-1].tier
 
     def template_fields(self) -> list[str]:
         """The fields the prompt and system prompt use (`text`, `labels`, input fields)."""
@@ -194,52 +184,143 @@ def reference_problems(config: RoutingConfig) -> list[tuple[Loc, str]]:
                     )
                 )
     for task_name, task in config.task_types.items():
-        at: Loc = ("task_types", task_name)
-        for number, check in enumerate(task.checks):
-            for position, name in enumerate(getattr(check, "deployments", None) or []):
-                if name not in config.deployments:
-                    problems.append(
-                        (
-                            (*at, "checks", number, "deployments", position),
-                            f"task type {task_name!r}: consensus names unknown deployment {name!r}",
-                        )
-                    )
-        deferred = task.deferred if isinstance(task.deferred, list) else []
-        for position, tier_name in enumerate(deferred):
-            if tier_name not in task.ladder:
-                problems.append(
-                    (
-                        (*at, "deferred", position),
-                        f"task type {task_name!r}: deferred tier {tier_name!r} is not on its ladder",
-                    )
-                )
-        positions = []
-        for position, tier_name in enumerate(task.ladder):
-            if tier_name not in names:
-                problems.append(
-                    (
-                        (*at, "ladder", position),
-                        f"task type {task_name!r}: unknown tier {tier_name!r}; tiers are {names}",
-                    )
-                )
-                continue
-            positions.append(names.index(tier_name))
-            tier = config.tier(tier_name)
-            if (
-                config.is_deferred(task_name, tier_name)
-                and tier.deployments[0] in config.deployments
-            ):
-                problem = _deferred_problem(config, task_name, task, tier)
-                if problem:
-                    problems.append(((*at, "ladder", position), problem))
-        if positions != sorted(set(positions)):
+        problems.extend(_task_problems(config, task_name, task, names))
+    return problems
+
+
+def _task_problems(
+    config: RoutingConfig, task_name: str, task: TaskType, names: list[str]
+) -> list[tuple[Loc, str]]:
+    problems: list[tuple[Loc, str]] = []
+    at: Loc = ("task_types", task_name)
+    ladder = task.tier_names
+    for number, check in enumerate(task.checks):
+        problems.extend(
+            _unknown_consensus_deployments(config, task_name, check, (*at, "checks", number))
+        )
+    deferred = task.deferred if isinstance(task.deferred, list) else []
+    for position, tier_name in enumerate(deferred):
+        if tier_name not in ladder:
             problems.append(
                 (
-                    (*at, "ladder"),
-                    f"task type {task_name!r}: ladder {task.ladder} must climb the tiers in order",
+                    (*at, "deferred", position),
+                    f"task type {task_name!r}: deferred tier {tier_name!r} is not on its ladder",
                 )
             )
+    if task.audit is not None and task.audit.tier is not None and task.audit.tier not in ladder:
+        problems.append(
+            (
+                (*at, "audit", "tier"),
+                f"task type {task_name!r}: audit tier {task.audit.tier!r} is not on its "
+                f"ladder {ladder}",
+            )
+        )
+    positions = []
+    reachable: list[str] = []  # deployments of this rung and the rungs below it
+    for position, tier_name in enumerate(ladder):
+        if tier_name not in names:
+            problems.append(
+                (
+                    (*at, "ladder", position),
+                    f"task type {task_name!r}: unknown tier {tier_name!r}; tiers are {names}",
+                )
+            )
+            continue
+        positions.append(names.index(tier_name))
+        tier = config.tier(tier_name)
+        reachable += tier.deployments
+        problems.extend(
+            _rung_problems(config, task_name, task, position, reachable, (*at, "ladder", position))
+        )
+        if config.is_deferred(task_name, tier_name) and tier.deployments[0] in config.deployments:
+            problem = _deferred_problem(config, task_name, task, tier)
+            if problem:
+                problems.append(((*at, "ladder", position), problem))
+    if positions != sorted(set(positions)):
+        problems.append(
+            (
+                (*at, "ladder"),
+                f"task type {task_name!r}: ladder {ladder} must climb the tiers in order",
+            )
+        )
     return problems
+
+
+def _unknown_consensus_deployments(
+    config: RoutingConfig, task_name: str, check: object, at: Loc
+) -> list[tuple[Loc, str]]:
+    return [
+        (
+            (*at, "deployments", position),
+            f"task type {task_name!r}: consensus names unknown deployment {name!r}",
+        )
+        for position, name in enumerate(getattr(check, "deployments", None) or [])
+        if name not in config.deployments
+    ]
+
+
+def _rung_problems(
+    config: RoutingConfig,
+    task_name: str,
+    task: TaskType,
+    position: int,
+    reachable: list[str],
+    at: Loc,
+) -> list[tuple[Loc, str]]:
+    """A rung's acceptance must be able to run there: what it drops exists, best effort is on
+    the last rung, and a consensus counts only deployments this rung or a rung below it has
+    (the answers of the rungs below carry up as votes)."""
+    rung = task.ladder[position]
+    tier_name = rung.tier
+    problems: list[tuple[Loc, str]] = []
+    kinds = {check.kind for check in task.checks}
+    for number, kind in enumerate(rung.accept.drop):
+        if kind not in kinds:
+            problems.append(
+                (
+                    (*at, "accept", "drop", number),
+                    f"task type {task_name!r}: rung {tier_name!r} drops {kind!r}, which is not "
+                    f"one of the task type's checks ({sorted(kinds) or 'none'})",
+                )
+            )
+    if rung.accept.best_effort and position != len(task.ladder) - 1:
+        problems.append(
+            (
+                (*at, "accept", "best_effort"),
+                f"task type {task_name!r}: only the last rung can take its answer as the final "
+                f"word (best_effort); {tier_name!r} is rung {position + 1} of {len(task.ladder)}",
+            )
+        )
+    own = [("checks", rung.accept.checks or []), ("add", rung.accept.add)]
+    for field_name, checks in own:
+        for number, check in enumerate(checks):
+            problems.extend(
+                _unknown_consensus_deployments(
+                    config, task_name, check, (*at, "accept", field_name, number)
+                )
+            )
+    for check in rung.checks(task.checks):
+        for name in getattr(check, "deployments", None) or []:
+            if name in config.deployments and name not in reachable:
+                problems.append(
+                    (
+                        _check_loc(task, rung, check, at),
+                        f"task type {task_name!r}: the consensus on rung {tier_name!r} counts "
+                        f"deployment {name!r}, which neither this rung nor a rung below it has "
+                        f"(it has {sorted(set(reachable))})",
+                    )
+                )
+    return problems
+
+
+def _check_loc(task: TaskType, rung: Rung, check: object, rung_at: Loc) -> Loc:
+    """Where the file gives `check` for this rung: the rung's own lists, else the task type's."""
+    for field_name, checks in (("checks", rung.accept.checks or []), ("add", rung.accept.add)):
+        for number, own in enumerate(checks):
+            if own is check:
+                return (*rung_at, "accept", field_name, number)
+    number = next(i for i, default in enumerate(task.checks) if default is check)
+    return (*rung_at[:2], "checks", number)
 
 
 def _deferred_problem(config: RoutingConfig, task_name: str, task: TaskType, tier: Tier) -> str:
@@ -250,7 +331,7 @@ def _deferred_problem(config: RoutingConfig, task_name: str, task: TaskType, tie
             f"{tier.deployments[0]!r}, whose provider {first.provider!r} has no batch API "
             f"batchrouter can use (one of {list(BATCH_API_PROVIDERS)})"
         )
-    if any(getattr(check, "kind", None) == "consensus" for check in task.checks):
+    if any(getattr(check, "kind", None) == "consensus" for check in task.checks_for(tier.name)):
         return (
             f"task type {task_name!r}: a consensus check needs extra calls per item, "
             f"which a deferred tier ({tier.name!r}) cannot make"

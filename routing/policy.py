@@ -29,8 +29,8 @@ RETRYABLE = {ErrorClass.TRANSIENT, ErrorClass.RATE_LIMITED, ErrorClass.BAD_RESPO
 
 def next_tier(task: TaskType, tier: str) -> str | None:
     """The tier after `tier` on this task type's ladder, or None on the last rung."""
-    position = task.ladder.index(tier)
-    return task.ladder[position + 1] if position + 1 < len(task.ladder) else None
+    position = task.tier_names.index(tier)
+    return task.tier_names[position + 1] if position + 1 < len(task.ladder) else None
 
 
 def after_check_failure(task: TaskType, tier: str) -> Step:
@@ -60,4 +60,4 @@ def fits_context(config: RoutingConfig, deployment: str, prompt_tokens: int) -> 
 
 
 def premium_tier(task: TaskType) -> str:
-    return task.ladder[-1]
+    return task.ladder[-1].tier

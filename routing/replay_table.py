@@ -12,10 +12,12 @@ One row per recorded answer, as JSONL (one object per line) or CSV (a header row
 | latency_ms | no | recorded latency (replay itself answers at once) |
 | logprobs | no | the answer's token logprobs (a JSON list; in CSV a JSON string) |
 | error_class, error_message | no | a recorded failure (transient, permanent, ...) instead of an answer |
+| score | no | recorded correctness of the answer, 0 to 1 (tests passed, a grader's mark), for tasks where comparing with `expected` cannot judge it (code, free text); `evaluate` counts it as the item's accuracy |
 | deployment, tier, attempt_no, outcome | no | where the row came from (written by the ledger export) |
 
 A row with neither tokens nor cost gets its usage estimated from the prompt and the answer.
-Rows for the same (item_id, model) after the first answer are kept as extra samples.
+Rows for the same (item_id, model) after the first answer are extra samples: a consensus's
+second answer of that model is the second row, and so on.
 """
 
 from __future__ import annotations
@@ -68,12 +70,21 @@ class ReplayRow:
     logprobs: list[float] | None = None
     error_class: str | None = None
     error_message: str | None = None
+    score: float | None = None  # recorded correctness, 0 to 1
 
 
 @dataclass
 class ReplayTable:
     path: str
     rows: dict[tuple[str, str], list[ReplayRow]]
+
+    def row_at(self, line_no: int) -> ReplayRow | None:
+        """The row read from line `line_no` of the file (a served answer's request id names it)."""
+        for rows in self.rows.values():
+            for row in rows:
+                if row.line_no == line_no:
+                    return row
+        return None
 
     def lookup(self, item_id: str, model: str) -> ReplayRow | None:
         """The row to serve: the first recorded answer, else the first recorded failure."""
@@ -163,6 +174,9 @@ def _row(path: Path, line_no: int, record: Mapping[str, Any]) -> ReplayRow:
         tokens = {key: _number(where, record, key, int) for key in TOKEN_KEYS if key in record}
     cost = _number(where, record, "cost_usd", float) if "cost_usd" in record else None
     latency = _number(where, record, "latency_ms", float) if "latency_ms" in record else 0.0
+    score = _number(where, record, "score", float) if "score" in record else None
+    if score is not None and score > 1:
+        raise ReplayTableError(f"{where}: score must be between 0 and 1, got {score}")
     logprobs = record.get("logprobs")
     if isinstance(logprobs, str):
         try:
@@ -184,6 +198,7 @@ def _row(path: Path, line_no: int, record: Mapping[str, Any]) -> ReplayRow:
         logprobs=[float(x) for x in logprobs] if logprobs is not None else None,
         error_class=error_class,
         error_message=record.get("error_message"),
+        score=score,
     )
 
 

@@ -28,6 +28,9 @@ class RequestMeta(BaseModel):
     expected: str | None = None  # the gold answer, when the producer supplied one
     labels: list[str] = Field(default_factory=list)  # allowed labels, for classification tasks
     attempt_no: int = 1
+    # Which answer of this deployment a consensus asks for: 0 the first, j the (j+1)-th sample.
+    # Samples differ in the response-cache key, and replay serves the table's j-th answer.
+    sample: int = 0
 
 
 class CompletionRequest(BaseModel):

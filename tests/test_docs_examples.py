@@ -71,7 +71,11 @@ def completed(data: dict[str, Any]) -> dict[str, Any]:
     """Fill the sections the snippet leaves out; keep every key it shows."""
     task_types = data.setdefault("task_types", {})
     if "tiers" not in data:
-        ladders = [n for task in task_types.values() for n in task.get("ladder", [])]
+        ladders = [
+            rung["tier"] if isinstance(rung, dict) else rung  # a rung: a name or {tier, accept}
+            for task in task_types.values()
+            for rung in task.get("ladder", [])
+        ]
         data["tiers"] = [{"name": n, "deployments": ["filler"]} for n in dict.fromkeys(ladders)]
         data["tiers"] = data["tiers"] or [{"name": "tier0", "deployments": ["filler"]}]
     deployments = data.setdefault("deployments", {})

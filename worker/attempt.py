@@ -20,12 +20,11 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from ledger.cache import request_key
+from ledger.cache import CachedAnswer, request_key
 from ledger.models import ItemState
 from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
 from providers.base import get_provider
 from providers.errors import backoff_delay, redact
-from routing.checks import ConsensusCheck, agreement, judge
 from routing.config import RoutingConfig, TaskType
 from routing.deployments import Deployment
 from routing.policy import (
@@ -41,12 +40,16 @@ from routing.prices import Prices
 from routing.templates import TemplateError
 from routing.tokens import count_message_tokens
 from routing.types import (
+    CompletionRequest,
     CompletionResult,
     ErrorClass,
     Message,
     ProviderError,
+    Usage,
 )
+from worker.cache_hits import hit_record
 from worker.journal import CallJournal, LedgerUnavailable
+from worker.judging import best_record, judge_and_decide
 from worker.middleware import CallContext, Denied, Middleware, installed
 from worker.requests import build_request, cache_policy, fill_usage, item_messages
 
@@ -63,6 +66,9 @@ def call_log_level() -> int:
 
 
 Sleep = Callable[[float], Awaitable[None]]
+# Backoff jitter needs no seed of its own per item (seeding from os.urandom for every item
+# was a measurable share of the worker's time); evaluate passes a seeded one.
+_JITTER = random.Random()
 
 
 @dataclass
@@ -78,19 +84,39 @@ class _Run:
     middleware: list[Middleware] = field(default_factory=list)
     prompt_tokens: int = 0
     journal: CallJournal | None = None
+    cached: dict[str, CachedAnswer] = field(default_factory=dict)  # this round's cache hits
 
     def can_call(self) -> bool:
         return self.calls < self.task.max_attempts
 
     async def call(
-        self, name: str, *, sample: bool = False
+        self, name: str, *, sample: int | None = None, tier: str | None = None
     ) -> tuple[AttemptRecord, CompletionResult | ProviderError] | Denied:
-        """One provider call on deployment `name`, recorded whatever happens, unless a
-        middleware denies it or the item's claim is lost (then nothing is called, recorded or
-        counted). An error, or a consensus sample, is settled in the journal at once; an
-        answer when it has been judged."""
+        """One answer from deployment `name`, recorded whatever happens: from the response
+        cache when it holds this very request (no cost, no middleware), else a provider call,
+        unless a middleware denies it or the item's claim is lost (then nothing is called,
+        recorded or counted). `sample` (a consensus's j-th answer of `name`) records it as a
+        sample; `tier` records it on another rung than the item's (an audit call). An error, or a sample, is settled in the journal at once; an answer when it
+        has been judged."""
         began = time.perf_counter()  # the call's time in this worker counts from here
         deployment = self.config.deployments[name]
+        attempt_no = self.item.attempt_no_base + self.calls + 1
+        request = build_request(
+            self.task, name, deployment, self.messages, self.item, attempt_no, sample or 0
+        )
+        key = request_key(self.task.cache_namespace, name, request) if self.task.cache else None
+        hit = self.cached.get(key) if key is not None else None
+        if hit is not None:
+            record = hit_record(
+                self.config, name, hit, attempt_no, tier or self.item.tier, self.messages
+            )
+            self.calls += 1
+            self.records.append(record)
+            if sample is not None:
+                record.outcome = "sample"
+            return record, CompletionResult(
+                text=hit.output, usage=Usage(), token_logprobs=hit.token_logprobs
+            )
         prices = self.config.prices_for(name)
         ctx = CallContext(
             self.item, self.config, self.task, name, deployment, prices,
@@ -104,13 +130,14 @@ class _Run:
                     await admitted.release(ctx)
                 return denied
         record = AttemptRecord(
-            attempt_no=self.item.attempt_no_base + self.calls + 1,
-            tier=self.item.tier,
+            attempt_no=attempt_no,
+            tier=tier or self.item.tier,
             deployment=name,
             provider=deployment.provider,
             model=deployment.model,
             outcome="error",
             prices=prices.model_dump(),
+            cache_key=key,
         )
         if self.journal is not None:
             try:
@@ -125,7 +152,7 @@ class _Run:
                 return Denied("the item's claim was taken over by another worker")
         self.calls += 1
         self.records.append(record)
-        result = await self._call(record, name, deployment, prices)
+        result = await self._call(record, request, deployment, prices)
         # The provider's latency is what the HTTP client measured from sending the request;
         # the rest of the call's time was spent here: middleware (rate limits, budget and
         # statistics round trips), the journal's intent write, waiting for a pooled connection,
@@ -146,9 +173,9 @@ class _Run:
             )
         for layer in reversed(self.middleware):
             await layer.after_call(ctx, record, result)
-        if sample:
+        if sample is not None:
             record.outcome = "sample"
-        if sample or isinstance(result, ProviderError):
+        if sample is not None or isinstance(result, ProviderError):
             self.settle(record)
         return record, result
 
@@ -157,12 +184,12 @@ class _Run:
             self.journal.settled(self.item, record)
 
     async def _call(
-        self, record: AttemptRecord, name: str, deployment: Deployment, prices: Prices
+        self,
+        record: AttemptRecord,
+        request: CompletionRequest,
+        deployment: Deployment,
+        prices: Prices,
     ) -> CompletionResult | ProviderError:
-        attempt_no = record.attempt_no
-        request = build_request(self.task, name, deployment, self.messages, self.item, attempt_no)
-        if self.task.cache:
-            record.cache_key = request_key(self.task.cache_namespace, name, request)
         try:
             result = await get_provider(deployment.provider).complete(request, deployment)
         except ProviderError as error:
@@ -178,7 +205,7 @@ class _Run:
         fill_usage(record, result.usage, prices, result.cost_usd_override)
         record.latency_ms = result.latency_ms
         record.request_id = result.request_id
-        record.output = result.text
+        record.output = record.answer = result.text
         if record.cache_key is not None:
             record.token_logprobs = result.token_logprobs
         return result
@@ -188,7 +215,7 @@ class _Run:
         that fails the item (a spend cap) ends it instead, keeping its best output."""
         if denied.fail_item:
             return self.outcome(
-                ItemState.FAILED, self.item.tier, denied.reason, _best(self.records)
+                ItemState.FAILED, self.item.tier, denied.reason, best_record(self.records)
             )
         parked = self.outcome(ItemState.QUEUED, self.item.tier, denied.reason, None)
         parked.parked = True
@@ -223,15 +250,17 @@ async def run_item(
     rng: random.Random | None = None,
     middleware: list[Middleware] | None = None,
     journal: CallJournal | None = None,
+    cached: dict[str, CachedAnswer] | None = None,
 ) -> ItemOutcome:
-    """The item's round on its tier. `journal`: write each call to the ledger as it happens."""
+    """The item's round on its tier. `journal`: write each call to the ledger as it happens;
+    `cached`: the response cache's answers to this round's possible calls, by key."""
     layers = installed() if middleware is None else middleware
     run: _Run | None = None
     try:
         task = config.task_type(task_name)
         dead = list(item.dead_round)
         run = _Run(item, config, task, [], records=dead, calls=item.attempts + len(dead))
-        run.middleware, run.journal = layers, journal
+        run.middleware, run.journal, run.cached = layers, journal, cached or {}
         return resume(run) or await _round(run, item_messages(item, task), sleep, rng)
     except LedgerUnavailable:
         raise  # not the item's fault: the chunk is not recorded and comes back
@@ -281,20 +310,25 @@ async def _round(
 ) -> ItemOutcome:
     config, task, tier = run.config, run.task, run.item.tier
     run.messages = messages
-    rng = rng or random.Random()
+    rng = rng or _JITTER
     layers = run.middleware
     last_error: ErrorClass | None = None
     last_message = "no deployment could take the item"
 
     names = list(config.tier(tier).deployments)
+    counted: dict[str, int] = {}  # prompt tokens by model: counted once per round
+
+    def prompt_tokens_for(model: str) -> int:
+        if model not in counted:
+            counted[model] = count_message_tokens(run.messages, model)
+        return counted[model]
+
     first_model = config.deployments[names[0]].model
     for layer in layers:
-        names = await layer.order(
-            config, tier, names, count_message_tokens(run.messages, first_model)
-        )
+        names = await layer.order(config, tier, names, prompt_tokens_for(first_model))
     for name in names:
         deployment = config.deployments[name]
-        prompt_tokens = count_message_tokens(run.messages, deployment.model)
+        prompt_tokens = prompt_tokens_for(deployment.model)
         run.prompt_tokens = prompt_tokens
         if not fits_context(config, name, prompt_tokens):
             last_error = ErrorClass.CONTEXT_LENGTH
@@ -307,7 +341,7 @@ async def _round(
         while True:
             if not run.can_call():
                 reason = f"attempt cap reached ({task.max_attempts} calls); last: {last_message}"
-                return run.outcome(ItemState.FAILED, tier, reason, _best(run.records))
+                return run.outcome(ItemState.FAILED, tier, reason, best_record(run.records))
             called = await run.call(name)
             if isinstance(called, Denied):
                 return run.parked(called)
@@ -324,13 +358,13 @@ async def _round(
                     step = Step.NEXT_DEPLOYMENT
                 if step is Step.NEXT_DEPLOYMENT:
                     break
-                return run.outcome(ItemState.FAILED, tier, last_message, _best(run.records))
-            return await _judge_and_decide(run, record, result)
+                return run.outcome(ItemState.FAILED, tier, last_message, best_record(run.records))
+            return await judge_and_decide(run, record, result)
 
     if when_tier_exhausted(last_error, task, tier) is Step.ESCALATE:
         return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, last_message, None)
     return run.outcome(
-        ItemState.FAILED, tier, f"tier {tier} exhausted: {last_message}", _best(run.records)
+        ItemState.FAILED, tier, f"tier {tier} exhausted: {last_message}", best_record(run.records)
     )
 
 
@@ -346,80 +380,18 @@ async def judge_deferred_result(
     task = config.task_type(task_name)
     run = _Run(item, config, task, [], records=[record], calls=item.attempts + 1)
     if isinstance(result, CompletionResult):
-        return await _judge_and_decide(run, record, result)
+        return await judge_and_decide(run, record, result)
     message = f"{record.deployment}: {record.error_message}"
     if not run.can_call():
         reason = f"attempt cap reached ({task.max_attempts} calls); last: {message}"
-        return run.outcome(ItemState.FAILED, item.tier, reason, _best(run.records))
+        return run.outcome(ItemState.FAILED, item.tier, reason, best_record(run.records))
     if result.error_class in RETRYABLE:  # again in a later provider batch, same tier
         return run.outcome(ItemState.QUEUED, item.tier, message, None)
     if when_tier_exhausted(result.error_class, task, item.tier) is Step.ESCALATE:
         return run.outcome(ItemState.QUEUED, next_tier(task, item.tier) or item.tier, message, None)
     return run.outcome(
-        ItemState.FAILED, item.tier, f"tier {item.tier} exhausted: {message}", _best(run.records)
+        ItemState.FAILED,
+        item.tier,
+        f"tier {item.tier} exhausted: {message}",
+        best_record(run.records),
     )
-
-
-async def _judge_and_decide(
-    run: _Run, record: AttemptRecord, result: CompletionResult
-) -> ItemOutcome:
-    task, tier = run.task, run.item.tier
-    answer, samples = result.text, None
-    consensus = next((c for c in task.checks if isinstance(c, ConsensusCheck)), None)
-    if consensus is not None:
-        samples = [result.text] + await _collect_samples(run, consensus, record.deployment)
-        answer, _votes = agreement(samples, consensus.normalizer)
-    judgement = judge(
-        task.checks,
-        answer,
-        run.item.text,
-        logprobs=result.token_logprobs,
-        fields=run.item.fields,
-        samples=samples,
-    )
-    record.output = judgement.output if judgement.passed else answer
-    record.verdicts = [
-        {"check": v.check, "passed": v.passed, "reason": v.reason, "score": v.score}
-        for v in judgement.verdicts
-    ]
-    if judgement.passed:
-        record.outcome = "passed"
-        run.settle(record)
-        return run.outcome(ItemState.SUCCEEDED, tier, None, record)
-    record.outcome = "check_failed"
-    run.settle(record)
-    if after_check_failure(task, tier) is Step.ESCALATE:
-        return run.outcome(
-            ItemState.QUEUED, next_tier(task, tier) or tier, judgement.reason, record
-        )
-    return run.outcome(
-        ItemState.FAILED, tier, f"last tier failed its checks: {judgement.reason}", record
-    )
-
-
-async def _collect_samples(run: _Run, spec: ConsensusCheck, first: str) -> list[str]:
-    """The other answers a consensus check needs: k-1 more samples of the same deployment, or
-    one answer from each other listed deployment. Each is a paid call and an attempt row."""
-    if spec.deployments is not None:
-        names = [name for name in spec.deployments if name != first]
-    else:
-        names = [first] * ((spec.k or 1) - 1)
-    answers = []
-    for name in names:
-        if not run.can_call():
-            break  # the attempt cap also bounds what consensus may spend
-        called = await run.call(name, sample=True)
-        if isinstance(called, Denied):
-            break  # fewer answers; the consensus check judges what it has
-        _sample, result = called
-        if isinstance(result, CompletionResult):
-            answers.append(result.text)
-    return answers
-
-
-def _best(records: list[AttemptRecord]) -> AttemptRecord | None:
-    """The last attempt that produced any output: kept on a failed item for review."""
-    for record in reversed(records):
-        if record.output and record.outcome != "sample":
-            return record
-    return None

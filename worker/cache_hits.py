@@ -1,135 +1,117 @@
-"""Serve claimed items from the response cache (ledger/cache.py) before any call is made.
+"""The response cache (ledger/cache.py) on the call path: every call first asks the cache.
 
-For each claimed item whose task caches, the key of the request it would send to each
-deployment of its tier (and of the tiers above it on the ladder) is computed exactly as the call path builds it (requests.item_messages and
-requests.build_request), all keys of the chunk are looked up in one query, and a hit is judged
-again by the task's current checks (they may have changed since it was stored): a hit that
-passes settles the item as succeeded with a cost-0 attempt marked `cache_hit`; one that fails
-is ignored and the item is called as usual. A hit needs no budget and no rate limit.
+A cached answer is what that deployment answered to that very request before: one vote for its
+deployment, never a whole verdict. It is judged by the rung's current checks exactly as a fresh
+answer would be, so a batch ends the same with the cache warm, cold or off (and `evaluate`,
+which has no cache, agrees with the pipeline); only the bill differs. A hit costs nothing,
+needs no budget and no rate limit, and is recorded as an attempt marked `cache_hit`.
+
+The keys of every call a chunk's items may make on their rung (each deployment of the tier,
+the deployments a consensus there counts, the extra samples it may take) are computed exactly
+as the call path builds them (requests.item_messages and requests.build_request) and looked up
+in one SELECT when the chunk is claimed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from ledger.cache import CachedAnswer, lookup, request_key
-from ledger.models import ItemState
-from ledger.outcomes import USAGE_KEYS, AttemptRecord, ClaimedItem, ItemOutcome
-from routing.checks import ConsensusCheck, judge
-from routing.config import RoutingConfig, TaskType
+from ledger.outcomes import USAGE_KEYS, AttemptRecord, ClaimedItem
+from routing.checks import ConsensusCheck
+from routing.config import RoutingConfig
 from routing.templates import TemplateError
 from routing.tokens import count_message_tokens, count_text_tokens
 from routing.types import Message
-from worker.requests import build_request, cache_policy, item_messages
+from worker.requests import build_request, item_messages
+
+Prefetched = dict[int, dict[str, CachedAnswer]]  # item id -> cache key -> cached answer
 
 
-@dataclass
-class _Wanted:
-    item: ClaimedItem
-    config: RoutingConfig
-    task: TaskType
-    messages: list[Message]
-    keys: list[tuple[str, str]]  # (deployment, key) in the tier's order
-
-
-def serve_from_cache(
+def prefetch(
     session: Session, claimed: list[ClaimedItem], batches: dict[str, tuple[str, RoutingConfig]]
-) -> dict[int, ItemOutcome]:
-    """The outcomes of the claimed items the cache answers, by item id (one SELECT)."""
-    wanted = []
+) -> Prefetched:
+    """The cached answers of the calls the claimed items may make on their rung (one SELECT)."""
+    wanted: dict[int, list[str]] = {}
     for item in claimed:
         task_name, config = batches[item.batch_id]
         task = config.task_type(task_name)
-        if not task.cache:
+        if not task.cache or item.tier not in task.tier_names:
             continue
         try:
             messages = item_messages(item, task)
         except TemplateError:
-            continue  # not served; its call path fails it with the reason
+            continue  # not looked up; its call path fails it with the reason
+        calls: dict[tuple[str, int], None] = {}
+        names = config.tier(item.tier).deployments
+        for name in names:
+            calls[(name, 0)] = None
+        for check in task.checks_for(item.tier):
+            if isinstance(check, ConsensusCheck):
+                for name in check.deployments or []:
+                    calls[(name, 0)] = None
+                for name in names:
+                    for sample in range(1, check.k or 1):
+                        calls[(name, sample)] = None
         keys = []
-        # This tier's deployments first, then those of the tiers above it: an answer a higher
-        # tier already gave (and that passes the checks) costs nothing either, so an item that
-        # climbed the ladder last night does not pay the cheap tier's failed call again.
-        ladder = task.ladder[task.ladder.index(item.tier) :] if item.tier in task.ladder else []
-        names = [n for tier in ladder or [item.tier] for n in config.tier(tier).deployments]
-        for name in dict.fromkeys(names):
-            deployment = config.deployments[name]
-            request = build_request(task, name, deployment, messages, item, 1)
-            keys.append((name, request_key(task.cache_namespace, name, request)))
-        wanted.append(_Wanted(item, config, task, messages, keys))
+        for name, sample in calls:
+            request = build_request(task, name, config.deployments[name], messages, item, 1, sample)
+            keys.append(request_key(task.cache_namespace, name, request))
+        wanted[item.id] = keys
     if not wanted:
         return {}
-    found = lookup(session, [key for w in wanted for _, key in w.keys])
-    served: dict[int, ItemOutcome] = {}
-    for w in wanted:
-        for name, key in w.keys:
-            hit = found.get(key)
-            outcome = None if hit is None else _outcome_of_hit(w, name, hit)
-            if outcome is not None:
-                served[w.item.id] = outcome
-                break
-    return served
+    found = lookup(session, [key for keys in wanted.values() for key in keys])
+    return {
+        item_id: hits
+        for item_id, keys in wanted.items()
+        if (hits := {key: found[key] for key in keys if key in found})
+    }
 
 
-def _outcome_of_hit(w: _Wanted, name: str, hit: CachedAnswer) -> ItemOutcome | None:
-    # A consensus check judges the samples of a call; the stored answer already won its vote,
-    # and a hit has no samples, so the other checks judge it.
-    checks = [check for check in w.task.checks if not isinstance(check, ConsensusCheck)]
-    judgement = judge(
-        checks, hit.output, w.item.text, logprobs=hit.token_logprobs, fields=w.item.fields
-    )
-    if not judgement.passed:
-        return None  # the checks changed since it was stored: call as usual
-    deployment = w.config.deployments[name]
+def hit_record(
+    config: RoutingConfig,
+    name: str,
+    hit: CachedAnswer,
+    attempt_no: int,
+    tier: str,
+    messages: list[Message],
+) -> AttemptRecord:
+    """The attempt a cache hit is recorded as: cost 0, saving what the call that earned it
+    cost, its outcome set by the judging like any answer."""
+    deployment = config.deployments[name]
     try:
-        prices = w.config.prices_for(name).model_dump()
+        prices = config.prices_for(name).model_dump()
     except KeyError:
         prices = {}
-    record = AttemptRecord(
-        attempt_no=w.item.attempt_no_base + w.item.attempts + 1,
-        tier=w.item.tier,
+    return AttemptRecord(
+        attempt_no=attempt_no,
+        tier=tier,
         deployment=name,
         provider=deployment.provider,
         model=hit.model,
-        outcome="passed",
-        **_usage_of_hit(w, hit),  # the usage of the call that earned the answer
+        outcome="error",
+        **_usage_of_hit(messages, hit),  # the usage of the call that earned the answer
         cost_usd=0.0,
         prices=prices,
         latency_ms=0.0,  # no call: reports and metrics leave cache hits out of latency
-        verdicts=[
-            {"check": v.check, "passed": v.passed, "reason": v.reason, "score": v.score}
-            for v in judgement.verdicts
-        ],
-        output=judgement.output,
+        output=hit.output,
+        answer=hit.output,
         cache_hit=True,
         saved_usd=float(hit.cost_usd),  # exact again at the ledger (ledger.money.money)
         cache_key=hit.key,
-    )
-    return ItemOutcome(
-        item_id=w.item.id,
-        batch_id=w.item.batch_id,
-        tier=w.item.tier,
-        attempts=[record],
-        next_state=ItemState.SUCCEEDED.value,
-        next_tier=w.item.tier,
-        output=record.output,
-        deployment=name,
-        model=hit.model,
-        claim_no=w.item.claim_no,
-        cache=cache_policy(w.task),
+        token_logprobs=hit.token_logprobs,
     )
 
 
-def _usage_of_hit(w: _Wanted, hit: CachedAnswer) -> dict[str, Any]:
+def _usage_of_hit(messages: list[Message], hit: CachedAnswer) -> dict[str, Any]:
     """The token usage the cache kept of the call that earned `hit`; entries cached before
     migration 0009 kept none, and are estimated from the prompt and the answer (marked so)."""
     if hit.usage:
         return {key: hit.usage[key] for key in USAGE_KEYS if key in hit.usage}
     return {
-        "input_tokens": count_message_tokens(w.messages, hit.model),
+        "input_tokens": count_message_tokens(messages, hit.model),
         "output_tokens": count_text_tokens(hit.output, hit.model),
         "usage_estimated": True,
     }

@@ -25,11 +25,13 @@ from ledger.journal import take_over_dead_rounds
 from ledger.models import Batch, ItemState
 from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
 from ledger.transitions import claim_items, outcome_without_call, record_outcomes
+from ledger.votes import earlier_votes
+from routing.checks import ConsensusCheck
 from routing.config import ConfigError, RoutingConfig, parse_config
 from routing.settings import get_settings
 from worker import loop
 from worker.attempt import run_item
-from worker.cache_hits import serve_from_cache
+from worker.cache_hits import Prefetched, prefetch
 from worker.callbacks import notify_batch_finished
 from worker.journal import CallJournal, LedgerUnavailable, current_journal
 from worker.publish import publish_items
@@ -75,7 +77,7 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     settings = get_settings()
     summary = ChunkSummary(tier=tier, received=len(item_ids))
 
-    def claim() -> tuple[list[ClaimedItem], Configs, dict[int, ItemOutcome]]:
+    def claim() -> tuple[list[ClaimedItem], Configs, Prefetched]:
         with session_scope() as session:
             claimed = claim_items(session, item_ids, tier, token, settings.max_claims)
             dead = take_over_dead_rounds(session, claimed)
@@ -84,21 +86,25 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
                 for item in claimed
             ]
             batches = configs_or_reasons(session, {item.batch_id for item in claimed})
-            # The response cache: one SELECT for the whole chunk, in the claim's transaction.
-            # An item continuing a dead round settles from that round, not from the cache.
-            fresh = [
-                i for i in claimed if not i.dead_round and isinstance(batches[i.batch_id], tuple)
+            runnable = [i for i in claimed if isinstance(batches[i.batch_id], tuple)]
+            counting = [i for i in runnable if counts_votes(i, batches)]
+            votes = earlier_votes(session, counting) if counting else {}
+            claimed = [
+                replace(item, votes=votes[item.id]) if item.id in votes else item
+                for item in claimed
             ]
-            served = serve_from_cache(session, fresh, batches) if fresh else {}  # type: ignore[arg-type]
-            return claimed, batches, served
+            # The response cache: one SELECT for the whole chunk, in the claim's transaction.
+            runnable = [i for i in claimed if isinstance(batches[i.batch_id], tuple)]
+            cached = prefetch(session, runnable, batches) if runnable else {}  # type: ignore[arg-type]
+            return claimed, batches, cached
 
-    claimed, batches, served = with_db_retry(claim, what="claim")
+    claimed, batches, cached = with_db_retry(claim, what="claim")
     summary.claimed = len(claimed)
     if not claimed:
         return summary  # a duplicate delivery: its work is done or owned by another worker
 
     try:
-        outcomes, journal = loop.run(_run_all(claimed, batches, served))
+        outcomes, journal = loop.run(_run_all(claimed, batches, cached))
     except concurrent.futures.CancelledError:
         # The worker is stopping and its soft-shutdown time is up: record nothing; the
         # message goes back to the queue and its items, claimed again by the same token,
@@ -138,34 +144,57 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
 
 
 async def _run_all(
-    claimed: list[ClaimedItem], batches: Configs, served: dict[int, ItemOutcome] | None = None
+    claimed: list[ClaimedItem], batches: Configs, cached: Prefetched | None = None
 ) -> tuple[list[ItemOutcome], CallJournal]:
     slots = loop.in_flight_slots()
     journal = current_journal()
-    served = served or {}
+    cached = cached or {}
 
     async def one(item: ClaimedItem) -> ItemOutcome:
-        if item.id in served:  # a cache hit wins over a call and over deferred staging
-            return served[item.id]
         found = batches[item.batch_id]
         if isinstance(found, str):  # its batch's routing file no longer loads
             return outcome_without_call(item, ItemState.FAILED.value, found)
         task_name, config = found
         try:
             deferred = not item.dead_round and config.is_deferred(task_name, item.tier)
+            # The cache holds the answer a deferred call would get: judged here, not staged.
+            deferred = deferred and not _cached_first_answer(item, config, cached)
         except Exception as exc:
             reason = f"could not run the item: {type(exc).__name__}: {exc}"
             return outcome_without_call(item, ItemState.FAILED.value, reason)
         if deferred:
             return stage_for_provider_batch(item)
         async with slots:
-            return await run_item(item, config, task_name, journal=journal)
+            return await run_item(
+                item, config, task_name, journal=journal, cached=cached.get(item.id)
+            )
 
     try:
         outcomes = await asyncio.gather(*(one(item) for item in claimed))
     except LedgerUnavailable:
         raise  # the chunk records nothing; its message comes back (at least once)
     return list(outcomes), journal
+
+
+def counts_votes(item: ClaimedItem, batches: Configs) -> bool:
+    """Whether the item's rung has a consensus, which counts the answers of earlier rounds."""
+    found = batches[item.batch_id]
+    if isinstance(found, str):
+        return False
+    task_name, config = found
+    task = config.task_type(task_name)
+    if item.tier not in task.tier_names:
+        return False
+    return any(isinstance(check, ConsensusCheck) for check in task.checks_for(item.tier))
+
+
+def _cached_first_answer(item: ClaimedItem, config: RoutingConfig, cached: Prefetched) -> bool:
+    """Whether the cache answers the call a deferred tier would send (its first deployment)."""
+    hits = cached.get(item.id)
+    if not hits:
+        return False
+    first = config.tier(item.tier).deployments[0]
+    return any(hit.deployment == first for hit in hits.values())
 
 
 def call_facts(record: AttemptRecord) -> dict:

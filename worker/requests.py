@@ -39,9 +39,10 @@ def build_request(
     messages: list[Message],
     item: ClaimedItem,
     attempt_no: int,
+    sample: int = 0,
 ) -> CompletionRequest:
     """The request a call on deployment `name` sends; the cache key hashes all of it but
-    `meta`."""
+    `meta` (save the consensus sample number)."""
     return CompletionRequest(
         deployment=name,
         model=deployment.model,
@@ -55,6 +56,7 @@ def build_request(
             expected=item.expected,
             labels=task.labels,
             attempt_no=attempt_no,
+            sample=sample,
         ),
     )
 

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
+from ledger.quality import Quality
+
 if TYPE_CHECKING:  # `status` renders a table without loading the report code
     from ledger.batches import BatchStatus
+    from ledger.quality import Quality
     from ledger.report import BatchReport, GroupLine, Report
 
 
@@ -166,10 +169,13 @@ def saving_split(report: BatchReport | Report) -> str:
     routing = usd(report.routing_saving_usd)
     if report.routing_saving_usd < 0:
         routing += " (negative: escalations cost more than premium-only)"
+    audit = ""
+    if report.audit_calls:
+        audit = f", audit -{usd(report.audit_cost_usd)} ({report.audit_calls:,} audit calls)"
     return (
         f"routing {routing}, deferral {usd(report.deferral_saving_usd)} "
         f"({report.deferred_calls:,} deferred calls), cache {usd(report.cache_saving_usd)} "
-        f"({report.cache_hits:,} cache hits)"
+        f"({report.cache_hits:,} cache hits){audit}"
     )
 
 
@@ -245,8 +251,45 @@ def print_report(report: BatchReport | Report, console: Console) -> None:
             f"Accuracy against the expected answers: {report.correct}/{report.with_expected} "
             f"({100 * report.correct / report.with_expected:.1f}%)"
         )
+    quality = getattr(report, "quality", None)
+    if quality is not None:
+        print_quality(quality, console)
     for note in report.notes:
         console.print(f"[dim]note: {note}[/]")
+
+
+def print_quality(quality: Quality, console: Console) -> None:
+    """Per rung, the measured share of right accepted answers with its 95% interval."""
+    table = _table(
+        "Quality of accepted answers (by `expected`, else by the audit rung; 95% Wilson interval)",
+        ["rung", "accepted", "judged", "right", "share", "95% interval"],
+    )
+    for line in quality.rungs:
+        share = "-" if line.share is None else f"{100 * line.share:.1f}%"
+        interval = "-"
+        if line.low is not None and line.high is not None:
+            interval = f"{100 * line.low:.1f}% - {100 * line.high:.1f}%"
+        if line.below_target:
+            interval += " BELOW TARGET"
+        name = line.tier + (" (reference)" if line.reference else "")
+        table.add_row(name, str(line.accepted), str(line.sampled), str(line.right), share, interval)
+    console.print(table)
+    parts = []
+    if quality.estimated_accuracy is not None:
+        parts.append(f"estimated accuracy {100 * quality.estimated_accuracy:.1f}%")
+    if quality.quality_target is not None:
+        parts.append(f"target {100 * quality.quality_target:.1f}%")
+    if quality.audit_rate is not None:
+        parts.append(
+            f"audit {100 * quality.audit_rate:g}% to {quality.audit_tier}: "
+            f"{quality.audit_calls} calls, {usd(quality.audit_cost_usd)} (in the total cost)"
+        )
+    if parts:
+        console.print("Quality: " + "; ".join(parts), highlight=False)
+    if quality.flagged:
+        console.print(
+            f"[bold red]Below the quality target:[/] {', '.join(quality.flagged)}", highlight=False
+        )
 
 
 CSV_METRICS = [

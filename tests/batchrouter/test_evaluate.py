@@ -88,9 +88,12 @@ def test_cascade_and_single_models_computed_by_hand(tmp_path: Path) -> None:
     flows = [(t.tier, t.reached, t.escalated, t.rate) for t in cascade.tiers]
     assert flows == [("t0", 4, 2, 0.5), ("t1", 2, 1, 0.5), ("t2", 1, 0, 0.0)]
 
+    # Each model alone: one call per item, no checks (its answer is the final word), so every
+    # item ends succeeded and the cost is what that model alone costs.
     cheap, mid, premium = result.row("cheap"), result.row("mid"), result.row("premium")
-    assert (cheap.accuracy, cheap.succeeded, cheap.cost_usd) == (0.25, 2, pytest.approx(4 * CHEAP))
-    assert (mid.accuracy, mid.succeeded, mid.cost_usd) == (0.75, 3, pytest.approx(4 * MID))
+    assert (cheap.accuracy, cheap.succeeded, cheap.cost_usd) == (0.25, 4, pytest.approx(4 * CHEAP))
+    assert (mid.accuracy, mid.succeeded, mid.cost_usd) == (0.75, 4, pytest.approx(4 * MID))
+    assert (cheap.calls, mid.calls, premium.calls) == (4, 4, 4)
     assert (premium.accuracy, premium.cost_usd) == (1.0, pytest.approx(4 * PREMIUM))
     assert [t.rate for t in cheap.tiers] == [0.0]
 
@@ -173,3 +176,116 @@ def test_scale_12_models_1000_items(tmp_path: Path) -> None:
     assert result.reference == "m11"
     singles = [result.row(n).accuracy or 0.0 for n in names]
     assert singles[0] < singles[-1]
+
+
+def _table(folder: Path, rows: list[dict], items: list[dict]) -> tuple[Path, Path]:
+    (folder / "outcomes.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "gold.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    return folder / "outcomes.jsonl", folder / "gold.jsonl"
+
+
+TWO_TIERS = """\
+deployments:
+  cheap: {provider: replay, model: m-cheap, replay_file: outcomes.jsonl, prices: {input: 1, output: 1}}
+  premium: {provider: replay, model: m-premium, replay_file: outcomes.jsonl, prices: {input: 100, output: 100}}
+tiers:
+  - {name: t0, deployments: [cheap]}
+  - {name: t1, deployments: [premium]}
+task_types:
+"""
+SAMPLES = (
+    TWO_TIERS
+    + """\
+  tickets:
+    ladder:
+      - tier: t0
+        accept: {add: [{kind: consensus, k: 3, m: 2}]}
+      - tier: t1
+        accept: {best_effort: true}
+    prompt: "Label: {text}"
+    checks: [{kind: label, labels: [billing, refund]}]
+"""
+)
+
+
+def test_extra_rows_of_a_replay_table_are_the_samples_of_a_consensus(tmp_path: Path) -> None:
+    """Answer j of a model is the table's j-th row for it; the third is asked only when the
+    first two disagree."""
+    rows = [
+        {"item_id": "i1", "model": "m-cheap", "text": t, "cost_usd": 0.001}
+        for t in ("billing", "refund", "billing")
+    ]
+    rows += [
+        {"item_id": "i2", "model": "m-cheap", "text": t, "cost_usd": 0.001}
+        for t in ("refund", "refund", "billing")
+    ]
+    rows += [
+        {"item_id": "i3", "model": "m-cheap", "text": t, "cost_usd": 0.001}
+        for t in ("refund", "billing")  # no third row: that sample is missing
+    ]
+    rows += [
+        {"item_id": i, "model": "m-premium", "text": "billing", "cost_usd": 0.1}
+        for i in ("i1", "i2", "i3")
+    ]
+    items = [{"id": i, "text": i, "expected": "billing"} for i in ("i1", "i2", "i3")]
+    _table(tmp_path, rows, items)
+    (tmp_path / "routing.yaml").write_text(SAMPLES)
+    result = evaluate_files(tmp_path / "routing.yaml", "tickets", tmp_path / "gold.jsonl")
+    cascade = result.row("cascade")
+    # i1: billing, refund, billing -> 2 of 3 agree on billing (3 calls, right).
+    # i2: refund, refund -> decided after 2 calls (wrong). i3: refund, billing, no third row
+    # (an unbilled error) -> no majority -> premium billing (3 calls + 1, right).
+    assert cascade.calls == 3 + 2 + 4
+    assert cascade.correct == 2 and cascade.missing_outcomes == 1
+    assert cascade.cost_usd == pytest.approx(3 * 0.001 + 2 * 0.001 + 2 * 0.001 + 0.1)
+    # the single-model lines list both deployments and run without the consensus
+    assert [row.name for row in result.rows] == ["cascade", "cheap", "premium"]
+    assert result.row("cheap").calls == 3
+
+
+CODE = (
+    TWO_TIERS
+    + """\
+  code:
+    ladder:
+      - tier: t0
+        accept: {add: [{kind: python, function: solve}]}
+      - tier: t1
+        accept: {best_effort: true}
+    prompt: "Write solve(): {text}"
+    checks: [{kind: non_empty}]
+"""
+)
+
+
+def test_a_recorded_score_is_the_accuracy_where_expected_cannot_judge(tmp_path: Path) -> None:
+    """Code has no single right text: the table's `score` (tests passed) says if it is right."""
+    good, bad = "def solve():\n    return 1\n", "def solve(:\n"
+    rows = [
+        {"item_id": "i1", "model": "m-cheap", "text": good, "score": 1, "cost_usd": 0.001},
+        {"item_id": "i2", "model": "m-cheap", "text": good, "score": 0, "cost_usd": 0.001},
+        {"item_id": "i3", "model": "m-cheap", "text": bad, "score": 0, "cost_usd": 0.001},
+        {"item_id": "i3", "model": "m-premium", "text": good, "score": 1, "cost_usd": 0.1},
+        {"item_id": "i1", "model": "m-premium", "text": good, "score": 1, "cost_usd": 0.1},
+        {"item_id": "i2", "model": "m-premium", "text": good, "score": 0.5, "cost_usd": 0.1},
+    ]
+    items = [{"id": i, "text": f"task {i}"} for i in ("i1", "i2", "i3")]  # no expected
+    _table(tmp_path, rows, items)
+    (tmp_path / "routing.yaml").write_text(CODE)
+    result = evaluate_files(tmp_path / "routing.yaml", "code", tmp_path / "gold.jsonl")
+    # i1 right on cheap (1); i2 compiles on cheap but scored 0; i3 fails to compile, climbs
+    # and premium's answer scores 1: 2 of 3.
+    cascade = result.row("cascade")
+    assert (cascade.correct, cascade.with_expected) == (2, 3)
+    assert result.row("premium").correct == pytest.approx(2.5)  # 1 + 0.5 + 1
+
+
+def test_a_score_outside_0_to_1_is_refused_at_its_line(tmp_path: Path) -> None:
+    from routing.replay_table import ReplayTableError, read_replay_table
+
+    path = tmp_path / "t.jsonl"
+    path.write_text(
+        '{"item_id": "a", "model": "m", "text": "x"}\n{"item_id": "b", "model": "m", "text": "y", "score": 2}\n'
+    )
+    with pytest.raises(ReplayTableError, match=r"t.jsonl:2: score must be between 0 and 1"):
+        read_replay_table(path)

@@ -107,7 +107,10 @@ def test_storing_the_same_key_twice_refreshes_it(ledger: str) -> None:
         assert stats(session).entries == 1
 
 
-def test_only_passed_calls_of_caching_tasks_become_entries() -> None:
+def test_every_answer_of_a_caching_task_becomes_an_entry() -> None:
+    """An answer is a fact about its request, whatever its verdict: passed, rejected or a
+    consensus sample. Errors and hits (already entries) are not stored."""
+
     def record(no: int, outcome: str, **extra) -> AttemptRecord:  # type: ignore[no-untyped-def]
         return AttemptRecord(
             no, "tier0", "sim-nano", "sim", "sim-nano", outcome, output="x", cost_usd=0.01,
@@ -119,17 +122,17 @@ def test_only_passed_calls_of_caching_tasks_become_entries() -> None:
         record(2, "check_failed"),
         record(3, "sample"),
         record(4, "passed", cache_hit=True),
-        record(5, "passed"),
+        record(5, "passed", answer="X."),  # the call's own answer, not the normalised output
     ]
     policy = CachePolicy("ns", 30.0)
     outcome = ItemOutcome(7, "b", "tier0", records, "succeeded", "tier0", cache=policy)
-    [only] = entries_for([outcome])
-    assert (only.key, only.namespace, only.ttl_s, only.source_attempt) == (
-        "5" * 64,
-        "ns",
-        30.0,
-        "b/7/5",
-    )
+    entries = entries_for([outcome])
+    assert [(e.key, e.output, e.source_attempt) for e in entries] == [
+        ("2" * 64, "x", "b/7/2"),
+        ("3" * 64, "x", "b/7/3"),
+        ("5" * 64, "X.", "b/7/5"),
+    ]
+    assert {(e.namespace, e.ttl_s) for e in entries} == {("ns", 30.0)}
     uncached = ItemOutcome(7, "b", "tier0", records, "succeeded", "tier0", cache=None)
     assert entries_for([uncached]) == []
 

@@ -171,7 +171,7 @@ def test_reading_only_the_files_shape_imports_nothing(marker: Path) -> None:
     text = HEAD + f'      - {{kind: custom, function: "{MARKER_MODULE}:check"}}\n'
     text += f'      - {{kind: json, model: "{MARKER_MODULE}:Nope"}}\n'
     config = parse_config(text, "rules.yaml", resolve_code=False)
-    assert config.task_type("tickets").ladder == ["t0", "t1"]
+    assert config.task_type("tickets").tier_names == ["t0", "t1"]
     assert not marker.exists() and MARKER_MODULE not in sys.modules
     # Run anyway, its checks resolve under the allow-list: refused, and the checks fail.
     judgement = judge(config.task_type("tickets").checks, '{"a": 1}', "source")

@@ -34,7 +34,7 @@ def test_the_readme_celery_command_runs_the_example_batch(
     url = use_ledger(sqlite_url)
     command = readme_celery_command()
     assert command[:4] == ["celery", "-A", "worker", "worker"]
-    ladder = load_config(CONFIG).task_types["ticket_classification"].ladder
+    ladder = load_config(CONFIG).task_types["ticket_classification"].tier_names
     with running_workers(
         ladder,
         database_url=url,

@@ -21,7 +21,7 @@ from worker.publish import publish_items
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(600)]
 CONFIG = EXAMPLES / "routing.yaml"
-LADDER = load_config(CONFIG).task_types["ticket_classification"].ladder
+LADDER = load_config(CONFIG).task_types["ticket_classification"].tier_names
 
 
 @pytest.fixture(

@@ -73,7 +73,7 @@ def _record(
     )
     if isinstance(outcome, CompletionResult):
         price_deferred_call(record, outcome.usage, immediate, batch)
-        record.output = outcome.text
+        record.output = record.answer = outcome.text
         record.request_id = outcome.request_id
         record.token_logprobs = outcome.token_logprobs
     else:

@@ -41,8 +41,9 @@ from providers.batch_api import (
     BatchStillUnknown,
     get_batch_client,
 )
-from routing.config import BatchOptions, RoutingConfig
+from routing.config import RoutingConfig
 from routing.settings import get_settings
+from routing.tiers import BatchOptions
 from routing.types import ErrorClass, ProviderError
 from worker import loop
 from worker.callbacks import notify_batch_finished
