@@ -6,7 +6,8 @@ batches.spent_usd stays 0, as on a real ledger). Attempts: (tier, outcome, faile
 error class, input, cached, output, cost, latency ms, day, other columns).
 
   f1  billed: tier0 passed (1000 in, 200 cached, 100 cache writes, 50 out of which 20
-      reasoning), $0.00123                                            -> succeeded on tier0
+      reasoning), $0.00123; then audited: the audit rung tier2 asked too (1000/50, $0.003,
+      outcome `audit`, 700 ms)                                         -> succeeded on tier0
   f2  unbilled 429 (0 tokens, $0), then tier0 passed (800/40), $0.0009 -> succeeded on tier0
   f3  timeout billed at its estimate (1200 in, $0.0012, unconfirmed), tier0 label fail
       (1200/60, $0.0013), tier1 passed (1200/60, $0.0042)             -> succeeded on tier1
@@ -42,7 +43,10 @@ FIGURES: dict[str, tuple[Any, ...]] = {
         "tier0",
         None,
         "billing",
-        [("tier0", "passed", None, 1000, 200, 50, D("0.00123"), 400, D1, F1_USAGE)],
+        [
+            ("tier0", "passed", None, 1000, 200, 50, D("0.00123"), 400, D1, F1_USAGE),
+            ("tier2", "audit", None, 1000, 0, 50, D("0.003"), 700, D1),
+        ],
     ),
     "f2": (
         "figures",

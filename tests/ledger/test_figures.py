@@ -4,34 +4,38 @@ by hand below (issue 16: figures a finance team can sign).
 
 Hand-worked figures of the "figures" batch (costs in USD):
 
-  cost      f1 0.00123 + f2 (0 + 0.0009) + f3 (0.0012 + 0.0013 + 0.0042) + f4 0 + f5 0
-            + f6 (0.0008 + 0.0015) + f7 (0.0004 + 0.00041) + f8 (0.0005 + 0.002 + 0.00145)
-            = 0.00123 + 0.0009 + 0.0067 + 0.0023 + 0.00081 + 0.00395 = 0.01589
-  attempts  1 + 2 + 3 + 1 + 1 + 2 + 2 + 3 = 15; items 8: 7 succeeded, 1 failed
-  per succeeded item  0.01589 / 7 = 0.00227
+  cost      f1 (0.00123 + audit 0.003) + f2 (0 + 0.0009) + f3 (0.0012 + 0.0013 + 0.0042)
+            + f4 0 + f5 0 + f6 (0.0008 + 0.0015) + f7 (0.0004 + 0.00041)
+            + f8 (0.0005 + 0.002 + 0.00145)
+            = 0.00423 + 0.0009 + 0.0067 + 0.0023 + 0.00081 + 0.00395 = 0.01889
+  attempts  2 + 2 + 3 + 1 + 1 + 2 + 2 + 3 = 16; items 8: 7 succeeded, 1 failed
+  per succeeded item  0.01889 / 7 = 0.002698571428571... = 0.002698571429 (12 places)
   tokens (billed calls: the two cache hits f4, f5 are left out)
-            in  1000 + 800 + 3 x 1200 + 2 x 900 + 2 x 700 + 3 x 500 = 10100
+            in  1000 + 1000 (audit) + 800 + 3 x 1200 + 2 x 900 + 2 x 700 + 3 x 500 = 11100
             cached 200, cache writes 100 (f1)
-            out 50 + 40 + (0 + 60 + 60) + (30 + 30) + (10 + 12) + 3 x 20 = 352, reasoning 20
-  premium-only: one sim-premium call per item, its prompt and final answer
+            out 50 + 50 + 40 + (0 + 60 + 60) + (30 + 30) + (10 + 12) + 3 x 20 = 402,
+            reasoning 20
+  premium-only: one sim-premium call per item, its prompt and final answer (the audit call is
+            no step of the route)
             prompts  f1 1000, f2 800 (its first call failed unbilled with 0 tokens: issue 14),
                      f3 1200, f4 1000 and f5 1000 (f1's usage, carried by the hits), f6 900,
                      f7 700, f8 500 = 7100
             answers  f1 50, f2 40, f3 60, f4 50, f5 50, f6 30, f7 10 (the judged call, not the
                      consensus sample's 12), f8 20 = 310
             (7100 x 2.50 + 310 x 10.00) / 1e6 = (17750 + 3100) / 1e6 = 0.02085
-  saving    0.02085 - 0.01589 = 0.00496 (23.8%)
-            cache 0.00123 x 2 = 0.00246; deferral 0.0015;
-            routing 0.02085 - (0.01589 + 0.00246 + 0.0015) = 0.001
+  saving    0.02085 - 0.01889 = 0.00196 (9.4%)
+            cache 0.00123 x 2 = 0.00246; deferral 0.0015; audit 0.003 (spent to measure);
+            routing 0.02085 - (0.01889 - 0.003 + 0.00246 + 0.0015) = 0.001;
+            routing + deferral + cache - audit = 0.001 + 0.0015 + 0.00246 - 0.003 = 0.00196
   unconfirmed: f3's timeout, 1 call, 0.0012 (in the cost)
   funnel    tier0: 8 in, 11 attempts, cost 0.00123 + 0.0009 + 0.0025 + 0.0008 + 0.00081
                    + 0.0005 = 0.00674; resolved f1 f2 f4 f5 f7 = 5 (f7's last row is its
                    sample), escalated f3 f6 f8 = 3
             tier1: 3 in, 3 attempts, 0.0042 + 0.0015 + 0.002 = 0.0077; resolved 2, escalated 1
-            tier2: 1 in, 1 attempt, 0.00145; failed 1
+            tier2: 1 in, 1 attempt, 0.00145; failed 1 (the audit call is not in the funnel)
   latency   cache hits made no call: sim-nano 100 150 200 250 260 300 400 500 30000 (9 calls)
-            p50 = 5th = 260, p95 = p99 = 9th = 30000, mean 32160 / 9
-  status    8/8 done, finished; spent 0.01589 (the attempts: no budget tracked it), reserved 0
+            p50 = 5th = 260, p95 = p99 = 9th = 30000, mean 32160 / 9; sim-premium 700, 1000
+  status    8/8 done, finished; spent 0.01889 (the attempts: no budget tracked it), reserved 0
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ from ledger.report_queries import ReportFilter
 from tests.helpers.figures_ledger import fill_figures_ledger
 
 D = Decimal
-COST, PREMIUM, SAVING = D("0.01589"), D("0.02085"), D("0.00496")
+COST, PREMIUM, SAVING = D("0.01889"), D("0.02085"), D("0.00196")
 CACHE, DEFERRAL, ROUTING, UNCONFIRMED = D("0.00246"), D("0.0015"), D("0.001"), D("0.0012")
 runner = CliRunner()
 
@@ -81,17 +85,20 @@ def report(batch_id: str) -> Report:
 def test_money_is_exact_decimal(batch_id: str) -> None:
     r = report(batch_id)
     assert r.cost_usd == COST and isinstance(r.cost_usd, Decimal)
-    assert r.cost_per_succeeded_usd == D("0.00227")
+    assert r.cost_per_succeeded_usd == D("0.002698571429")
     assert (r.premium_only_cost_usd, r.saving_usd) == (PREMIUM, SAVING)
-    assert round(r.saving_pct, 1) == 23.8
+    assert round(r.saving_pct, 1) == 9.4
     assert (r.cache_saving_usd, r.deferral_saving_usd, r.routing_saving_usd) == (
         CACHE,
         DEFERRAL,
         ROUTING,
     )
-    assert (r.items, r.succeeded, r.failed, r.pending, r.attempts) == (8, 7, 1, 0, 15)
+    assert (r.items, r.succeeded, r.failed, r.pending, r.attempts) == (8, 7, 1, 0, 16)
     assert (r.cache_hits, r.deferred_calls) == (2, 1)
-    assert (r.input_tokens, r.cached_input_tokens, r.output_tokens) == (10100, 200, 352)
+    assert (r.input_tokens, r.cached_input_tokens, r.output_tokens) == (11100, 200, 402)
+    assert (r.audit_calls, r.audit_cost_usd) == (1, D("0.003"))
+    premium = {m.deployment: m for m in r.by_model}["sim-premium"]
+    assert (premium.attempts, premium.cost_usd) == (2, D("0.00445"))  # f8's call and the audit
     models = {m.deployment: m for m in report(batch_id).by_model}
     nano, mini = models["sim-nano"], models["sim-mini"]
     assert (nano.attempts, nano.passed, nano.errors, nano.cache_hits) == (11, 5, 2, 2)
@@ -131,6 +138,7 @@ def test_cache_hits_are_out_of_latency(batch_id: str) -> None:
     assert (nano.calls, nano.p50_ms, nano.p95_ms, nano.p99_ms) == (9, 260, 30000, 30000)
     assert nano.mean_ms == pytest.approx(32160 / 9)
     assert (latency["sim-mini"].calls, latency["sim-mini"].p50_ms) == (3, 900)
+    assert (latency["sim-premium"].calls, latency["sim-premium"].p50_ms) == (2, 700)
 
 
 def test_cache_write_and_reasoning_tokens_are_reported(batch_id: str) -> None:
@@ -153,7 +161,7 @@ def test_estimated_unconfirmed_calls_are_reported_apart(batch_id: str) -> None:
 
 def test_status_spent_of_a_batch_without_a_budget(batch_id: str) -> None:
     table = run("status", batch_id)
-    assert "budget unlimited, spent $0.0159, reserved $0.0000" in table
+    assert "budget unlimited, spent $0.0189, reserved $0.0000" in table
     assert "8/8 done - finished" in table
     shown = json.loads(run("status", batch_id, "--format", "json"), parse_float=Decimal)
     assert (shown["spent_usd"], shown["reserved_usd"], shown["budget_usd"]) == (COST, 0, None)
@@ -176,16 +184,16 @@ def test_report_outputs(batch_id: str, tmp_path: Path) -> None:
     assert (data["cache_saving_usd"], data["deferral_saving_usd"]) == (CACHE, DEFERRAL)
     assert (data["routing_saving_usd"], data["unconfirmed_cost_usd"]) == (ROUTING, UNCONFIRMED)
     assert (data["cache_write_tokens"], data["reasoning_tokens"]) == (100, 20)
-    assert data["cost_per_succeeded_usd"] == D("0.00227")
+    assert data["cost_per_succeeded_usd"] == D("0.002698571429")
     assert [t["resolved"] for t in data["by_tier"]] == [5, 2, 0]
 
     rows = list(csv.DictReader(io.StringIO(run("report", batch_id, "--format", "csv"))))
     total = rows[-1]
     assert total["tier"] == "total"
     assert (total["cost_usd"], total["premium_only_cost_usd"], total["saving_usd"]) == (
-        "0.01589",
+        "0.01889",
         "0.02085",
-        "0.00496",
+        "0.00196",
     )
     assert (total["routing_saving_usd"], total["cache_saving_usd"]) == ("0.001", "0.00246")
     assert (total["unconfirmed_calls"], total["unconfirmed_cost_usd"]) == ("1", "0.0012")
@@ -199,13 +207,14 @@ def test_report_outputs(batch_id: str, tmp_path: Path) -> None:
 
     page = tmp_path / "report.html"
     table = run("report", batch_id, "--html", str(page))
-    assert "Total cost $0.0159; premium tier (tier2) alone would have cost $0.0209" in table
-    assert "saving $0.00496 (23.8%)" in table
+    assert "Total cost $0.0189; premium tier (tier2) alone would have cost $0.0209" in table
+    assert "saving $0.00196 (9.4%)" in table
+    assert "audit -$0.00300 (1 audit calls)" in table
     assert "of which $0.00120 estimated, unconfirmed: 1 failed calls" in table
     assert "routing $0.00100, deferral $0.00150 (1 deferred calls), cache $0.00246" in table
-    assert "10,100 in (200 cached, 100 cache writes), 352 out (20 reasoning)" in table
+    assert "11,100 in (200 cached, 100 cache writes), 402 out (20 reasoning)" in table
     html = page.read_text()
-    for shown in ("$0.0159", "$0.0209", "$0.00496", "$0.00120", "10,100 (200, 100)", "352 (20)"):
+    for shown in ("$0.0189", "$0.0209", "$0.00196", "$0.00120", "11,100 (200, 100)", "402 (20)"):
         assert shown in html
 
 
