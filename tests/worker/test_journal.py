@@ -14,6 +14,7 @@ from ledger.batches import register_batch
 from ledger.db import session_scope
 from ledger.journal import take_over_dead_rounds
 from ledger.models import Attempt, Item
+from ledger.money import money
 from ledger.outcomes import ClaimedItem
 from ledger.transitions import claim_items, record_outcomes
 from providers import base
@@ -125,7 +126,9 @@ def test_a_finished_call_is_durable_while_its_chunk_is_still_running(
             if seen_fast and seen_fast[0].outcome != "in_flight":
                 break
         seen_slow = await asyncio.to_thread(rows, slow_id)
-        assert [(r.outcome, r.cost_usd) for r in seen_fast] == [("passed", 1000 / 1e6 + 20 / 1e6)]
+        assert [(r.outcome, r.cost_usd) for r in seen_fast] == [
+            ("passed", money(1000 / 1e6 + 20 / 1e6))
+        ]
         assert [r.outcome for r in seen_slow] == ["in_flight"] and estimate(seen_slow[0])
         provider.release.set()
         await both
