@@ -36,6 +36,15 @@ def _hit(saved: str) -> dict[str, Any]:
     return {"cache_hit": True, "saved_usd": D(saved), **F1_USAGE}
 
 
+# An item answered with f1's answer without a call: cost 0, saved what f1 cost, f1's usage.
+SERVED_F1 = (
+    "figures",
+    "succeeded",
+    "tier0",
+    None,
+    "billing",
+    [("tier0", "passed", None, 1000, 200, 50, D("0"), 0, D1, _hit("0.00123"))],
+)
 FIGURES: dict[str, tuple[Any, ...]] = {
     "f1": (
         "figures",
@@ -82,22 +91,8 @@ FIGURES: dict[str, tuple[Any, ...]] = {
             ("tier1", "passed", None, 1200, 0, 60, D("0.0042"), 900, D1),
         ],  # fmt: skip
     ),
-    "f4": (
-        "figures",
-        "succeeded",
-        "tier0",
-        None,
-        "billing",
-        [("tier0", "passed", None, 1000, 200, 50, D("0"), 0, D1, _hit("0.00123"))],
-    ),
-    "f5": (
-        "figures",
-        "succeeded",
-        "tier0",
-        None,
-        "billing",
-        [("tier0", "passed", None, 1000, 200, 50, D("0"), 0, D1, _hit("0.00123"))],
-    ),
+    "f4": SERVED_F1,  # from the response cache
+    "f5": SERVED_F1,  # by its leader f1 (in-batch deduplication): the same row
     "f6": (
         "figures",
         "succeeded",
