@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ledger.errors import UnknownBatch as UnknownBatch  # defined light (the CLI), re-exported
-from ledger.models import TERMINAL_STATES, Batch, BudgetReservation, Item, ItemState, utcnow
+from ledger.models import (
+    TERMINAL_STATES,
+    Attempt,
+    Batch,
+    BudgetReservation,
+    Item,
+    ItemState,
+    utcnow,
+)
+from ledger.money import money
+from ledger.money_sql import money_sum
 from ledger.status import BatchStatus as BatchStatus  # defined light (status), re-exported
+from ledger.status import shown_state
 
 if TYPE_CHECKING:  # routing.types costs ~70 ms to import; `status` does not need it
     from routing.types import InputItem
@@ -82,7 +94,7 @@ def register_batch(
                 else ItemState.WAITING.value,
                 "tier": entry_tier,
                 "attempts": 0,
-                "cost_usd": 0.0,
+                "cost_usd": 0,
                 "duplicates": followers[index],
             }
             for index, item in enumerate(items[start : start + INSERT_CHUNK], start)
@@ -140,6 +152,13 @@ def batch_status(session: Session, batch_ref: str) -> BatchStatus:
     for (_, state), count in by_tier_state.items():
         by_state[state] = by_state.get(state, 0) + count
     done = sum(by_state.get(state, 0) for state in TERMINAL_STATES)
+    # Workers track spend call by call only for batches a budget of their own limits; for the
+    # others the attempts are the figure (as ledger.budgets.recorded_spend).
+    spent: Decimal | None = batch.spent_usd
+    if batch.budget_usd is None:
+        spent = session.scalar(
+            select(money_sum(Attempt.cost_usd)).where(Attempt.batch_id == batch.id)
+        )
     return BatchStatus(
         batch_id=batch.id,
         name=batch.name,
@@ -147,12 +166,12 @@ def batch_status(session: Session, batch_ref: str) -> BatchStatus:
         total=batch.total,
         done=done,
         finished=done >= batch.total,
-        state=batch.state,
+        state=shown_state(batch.state, done >= batch.total),
         paused_reason=batch.paused_reason,
         by_state=by_state,
         by_tier_state=by_tier_state,
         budget_usd=batch.budget_usd,
-        spent_usd=batch.spent_usd or 0.0,
+        spent_usd=money(spent),
         reserved_usd=live_reserved(session, batch_id=batch.id),
     )
 
@@ -164,7 +183,7 @@ def chunked(ids: Iterable[int], size: int) -> list[list[int]]:
 
 def live_reserved(
     session: Session, *, batch_id: str | None = None, project: str | None = None
-) -> float:
+) -> Decimal:
     """What calls in flight hold now: the reservations whose lease has not ended."""
     scope = (
         BudgetReservation.batch_id == batch_id
@@ -172,8 +191,8 @@ def live_reserved(
         else BudgetReservation.project == project
     )
     total = session.scalar(
-        select(func.coalesce(func.sum(BudgetReservation.amount_usd), 0.0)).where(
+        select(money_sum(BudgetReservation.amount_usd)).where(
             scope, BudgetReservation.expires_at >= utcnow()
         )
     )
-    return float(total or 0.0)
+    return money(total)

@@ -27,7 +27,7 @@ from sqlalchemy import Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from ledger.models import Attempt, Item, ItemState, utcnow
-from ledger.outcomes import AttemptRecord, ClaimedItem
+from ledger.outcomes import USAGE_KEYS, AttemptRecord, ClaimedItem
 
 IN_FLIGHT = "in_flight"
 LOST_CLASS = "lost_in_flight"
@@ -39,12 +39,7 @@ RECORD_COLUMNS = (
     "deployment",
     "provider",
     "model",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "usage_estimated",
+    *USAGE_KEYS,
     "cost_usd",
     "prices",
     "latency_ms",
@@ -202,4 +197,6 @@ def record_of(row: Attempt) -> AttemptRecord:
     fields = {name: getattr(row, name) for name in RECORD_COLUMNS}
     fields["prices"] = dict(row.prices or {})
     fields["verdicts"] = list(row.verdicts or [])
+    # An AttemptRecord is the worker's: money in floats (exact again when written back).
+    fields["cost_usd"], fields["saved_usd"] = float(row.cost_usd), float(row.saved_usd)
     return AttemptRecord(attempt_no=row.attempt_no, **fields)

@@ -9,6 +9,17 @@ from typing import Any
 
 from routing.votes import Vote
 
+# The usage columns of an attempt, in the order of its table: what a cache entry keeps of the
+# call that earned it (ledger/cache.py) and a journal row writes (ledger/journal.py).
+USAGE_KEYS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "usage_estimated",
+)
+
 
 @dataclass(frozen=True)
 class CachePolicy:

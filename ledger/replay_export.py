@@ -53,7 +53,7 @@ def iter_replay_rows(session: Session, batch_ref: str) -> Iterator[dict[str, Any
             "cached_input_tokens": attempt.cached_input_tokens,
             "cache_write_tokens": attempt.cache_write_tokens,
             "reasoning_tokens": attempt.reasoning_tokens,
-            "cost_usd": round(attempt.cost_usd, 12),
+            "cost_usd": float(attempt.cost_usd),  # a replay row holds a number; repr is exact
             "latency_ms": round(attempt.latency_ms, 3),
         }
 

@@ -93,7 +93,7 @@ def claimed_item(row: Any) -> ClaimedItem:
         tier=row.tier,
         attempts=row.attempts - row.retry_base,
         attempt_no_base=row.retry_base,
-        cost_usd=row.cost_usd,
+        cost_usd=float(row.cost_usd or 0),  # the worker decides in floats (spend caps)
         last_output=row.output,
         last_error=row.error,
         claim_no=row.claims,

@@ -50,6 +50,12 @@ COST = Counter("batchrouter_cost_usd", "USD spent on provider calls", ["tier", "
 TOKENS = Counter(
     "batchrouter_tokens", "Tokens billed, by kind (input, output)", ["tier", "model", "kind"]
 )
+CACHE_HITS = Counter(
+    "batchrouter_cache_hits",
+    "Answers served by the response cache instead of a provider call (kept out of the call, "
+    "token, cost and latency metrics, which count provider calls only)",
+    ["tier", "deployment", "model"],
+)
 ESCALATIONS = Counter(
     "batchrouter_escalations", "Items passed on to a higher tier", ["from_tier", "to_tier"]
 )
@@ -138,6 +144,9 @@ def record_poll(summary: dict[str, Any]) -> None:
 def _count_calls(calls: list[dict[str, Any]]) -> None:
     for call in calls:
         call_tier, deployment, model = call["tier"], call["deployment"], call["model"]
+        if call.get("cache_hit"):  # no provider call: no tokens billed, no latency measured
+            CACHE_HITS.labels(call_tier, deployment, model).inc()
+            continue
         ATTEMPTS.labels(call_tier, deployment, model, call["outcome"]).inc()
         COST.labels(call_tier, model).inc(call.get("cost_usd") or 0.0)
         TOKENS.labels(call_tier, model, "input").inc(call.get("input_tokens") or 0)

@@ -224,6 +224,7 @@ def call_facts(record: AttemptRecord) -> dict:
         "latency_ms": record.latency_ms,
         "input_tokens": record.input_tokens,
         "output_tokens": record.output_tokens,
+        "cache_hit": record.cache_hit,
     }
 
 

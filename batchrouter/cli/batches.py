@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -113,8 +112,10 @@ def status(
     except UnknownBatch as exc:
         raise fail(str(exc.args[0])) from None
     if format == "json":
+        from ledger.money import dumps
+
         shown = [asdict(item) for item in dead] if failed else current.as_dict()
-        print(json.dumps(shown, indent=2))
+        print(dumps(shown))  # money as exact decimal numbers
         return
     if failed:
         from batchrouter.cli import lifecycle
@@ -130,7 +131,7 @@ def status(
     limit = "unlimited" if current.budget_usd is None else usd(current.budget_usd)
     console.print(
         f"budget {limit}, spent {usd(current.spent_usd)}, "
-        f"reserved {usd(max(current.reserved_usd, 0.0))}"
+        f"reserved {usd(max(current.reserved_usd, 0))}"
     )
 
 

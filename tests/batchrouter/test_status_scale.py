@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 
 from ledger.db import LedgerSchemaError, check_schema
 from ledger.errors import alembic_head, migration_head
+from ledger.money import money
 from tests.conftest import ROOT
 
 
@@ -211,7 +212,7 @@ def test_the_direct_postgresql_read_agrees_with_the_sqlalchemy_path(
         with session_scope(postgres_url) as session:
             expected = batch_status(session, ref)
         assert read_status(postgres_url, ref) == expected, ref
-    assert read_status(postgres_url, batch_id).reserved_usd == pytest.approx(0.25)  # type: ignore[union-attr]
+    assert read_status(postgres_url, batch_id).reserved_usd == money(0.25)  # type: ignore[union-attr]
     with pytest.raises(UnknownBatch):
         read_status(postgres_url, "nope")
     assert read_status("sqlite:///x.db", batch_id) is None  # the SQLAlchemy path's

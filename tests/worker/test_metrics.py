@@ -90,7 +90,7 @@ def test_metrics_scraped_from_running_workers(
             ).all()
         )
     assert total(samples, "batchrouter_attempts_total") == attempts
-    assert total(samples, "batchrouter_cost_usd_total") == pytest.approx(cost, rel=1e-6)
+    assert total(samples, "batchrouter_cost_usd_total") == pytest.approx(float(cost), rel=1e-6)
     assert total(samples, "batchrouter_items_total", state="succeeded") == status.succeeded
     assert total(samples, "batchrouter_items_total", state="failed") == status.failed
     # sim never errors, so every escalated item is attempted on the next tier
