@@ -72,7 +72,7 @@ def test_a_ledger_behind_the_head_is_refused(sqlite_url: str) -> None:
     engine.dispose()
 
 
-def fill(url: str) -> str:
+def fill(url: str, name: str = "nightly") -> str:
     """A batch of 7 items over two tiers and four states, written through the ledger's own
     functions; returns its id."""
     from ledger.batches import register_batch
@@ -89,7 +89,7 @@ def fill(url: str) -> str:
             entry_tier="tier0",
             config_yaml="",
             config_source="test",
-            name="nightly",
+            name=name,
         )
         for item_id, (tier, state) in zip(
             ids,
@@ -193,7 +193,7 @@ def test_the_direct_postgresql_read_agrees_with_the_sqlalchemy_path(
 
     use_ledger(postgres_url)
     batch_id = fill(postgres_url)
-    other = fill(postgres_url)  # a second batch of the same name, older by a moment
+    other = fill(postgres_url, name="older")  # older by an hour, paused, with a budget
     with session_scope(postgres_url) as session:
         row = session.get(Batch, other)
         assert row is not None
@@ -207,7 +207,7 @@ def test_the_direct_postgresql_read_agrees_with_the_sqlalchemy_path(
                                   expires_at=utcnow() - timedelta(minutes=5)),
             ]
         )  # fmt: skip
-    for ref in (batch_id, batch_id[:6], "nightly", other):
+    for ref in (batch_id, batch_id[:6], "nightly", other, "older"):
         with session_scope(postgres_url) as session:
             expected = batch_status(session, ref)
         assert read_status(postgres_url, ref) == expected, ref
