@@ -147,6 +147,40 @@ def test_status_counts_by_state_and_tier_in_the_same_json_shape(
 
 
 @pytest.mark.postgres
+def test_status_on_postgresql_loads_neither_typer_nor_pydantic_nor_sqlalchemy(
+    postgres_url: str, use_ledger
+) -> None:
+    """The quick path (batchrouter/cli/quick.py) answers, and prints what typer's would."""
+    from typer.testing import CliRunner
+
+    from batchrouter.cli import app
+
+    use_ledger(postgres_url)
+    batch_id = fill(postgres_url)
+    env = {**os.environ, "BATCHROUTER_DATABASE_URL": postgres_url, "COLUMNS": "120"}
+    for args in ([batch_id[:8]], [batch_id, "--format", "json"]):
+        code = (
+            "import sys, contextlib, io\n"
+            f"sys.argv = ['batchrouter', 'status', *{args!r}]\n"
+            "from batchrouter.cli import main\n"
+            "shown = io.StringIO()\n"
+            "with contextlib.redirect_stdout(shown), contextlib.suppress(SystemExit):\n"
+            "    main()\n"
+            "print(' '.join(sorted(sys.modules)))\n"
+            "print(shown.getvalue(), end='')"
+        )
+        loaded, _, shown = run(code, env).partition("\n")
+        modules = loaded.split()
+        assert "psycopg" in modules
+        for heavy in ("typer", "pydantic", "pydantic_settings", "sqlalchemy", "celery"):
+            assert heavy not in modules, f"`batchrouter status` imports {heavy}"
+        through_typer = CliRunner().invoke(app, ["status", *args], terminal_width=120)
+        assert through_typer.exit_code == 0
+        assert shown.split() == through_typer.stdout.split()
+    assert "5/7 done" in shown or '"done": 5' in shown
+
+
+@pytest.mark.postgres
 def test_the_status_query_is_served_by_the_index_alone(postgres_url: str, use_ledger) -> None:
     use_ledger(postgres_url)
     batch_id = fill(postgres_url)
