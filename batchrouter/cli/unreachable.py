@@ -28,14 +28,14 @@ def describe(exc: BaseException, database_url: str | None = None) -> str | None:
         if kind == DATABASE:
             url = database_url or _setting("resolved_database_url")
             return (
-                f"cannot reach the ledger database at {_shown(url)} ({_reason(error, url)}); "
+                f"cannot reach the ledger database at {hide_password(url)} ({_reason(error, url)}); "
                 "check that the database server is running and accepts connections there, "
                 "and BATCHROUTER_DATABASE_URL"
             )
         if kind == REDIS:
             variable, url = _redis_url(str(error))
             return (
-                f"cannot reach Redis at {_shown(url)} ({_reason(error, url)}); "
+                f"cannot reach Redis at {hide_password(url)} ({_reason(error, url)}); "
                 f"check that redis-server is running there, and {variable}"
             )
     return None
@@ -89,12 +89,8 @@ def _redis_url(message: str) -> tuple[str, str]:
 
 
 def _address(url: str) -> str:
-    host = url.partition("://")[2].rpartition("@")[2].split("/", 1)[0]
-    return host
-
-
-def _shown(url: str) -> str:
-    return hide_password(url)
+    """host:port of a URL."""
+    return url.partition("://")[2].rpartition("@")[2].split("/", 1)[0]
 
 
 def _reason(error: BaseException, url: str) -> str:
