@@ -30,9 +30,6 @@ def __getattr__(name: str) -> Any:
 
 
 def main() -> None:
-    from batchrouter.cli.common import EXIT_BAD_INPUT, EXIT_UNREACHABLE, fail_line
-    from batchrouter.cli.unreachable import describe
-
     try:
         if sys.argv[1:2] == ["status"]:
             from batchrouter.cli.quick import quick_status
@@ -46,6 +43,8 @@ def main() -> None:
     except KeyboardInterrupt:
         sys.exit(130)
     except Exception as exc:  # one line, not a traceback, for what an operator must fix
+        from batchrouter.cli.common import EXIT_BAD_INPUT, EXIT_UNREACHABLE, fail_line
+        from batchrouter.cli.unreachable import describe
         from ledger.errors import LedgerSchemaError
 
         if isinstance(exc, LedgerSchemaError):

@@ -60,16 +60,19 @@ def quick_status(args: list[str]) -> int | None:
     if parsed is None or url is None:
         return None
     batch, fmt = parsed
-    from batchrouter.cli.common import EXIT_BAD_INPUT, EXIT_UNREACHABLE, fail_line
     from ledger.errors import LedgerSchemaError, UnknownBatch
     from ledger.status import read_status
 
+    # batchrouter.cli.common (rich) is loaded for a table or an error, not for JSON.
     try:
         current = read_status(url, batch)
     except (UnknownBatch, LedgerSchemaError) as exc:
+        from batchrouter.cli.common import EXIT_BAD_INPUT, fail_line
+
         fail_line(str(exc.args[0]))
         return EXIT_BAD_INPUT
     except Exception as exc:
+        from batchrouter.cli.common import EXIT_UNREACHABLE, fail_line
         from batchrouter.cli.unreachable import describe
 
         unreachable = describe(exc, database_url=url)
@@ -79,19 +82,20 @@ def quick_status(args: list[str]) -> int | None:
         return EXIT_UNREACHABLE
     if current is None:  # a URL with options: the SQLAlchemy path reads it
         return None
-    from batchrouter.cli.common import console
-
-    show_status(current, fmt, console)
+    show_status(current, fmt)
     sys.stdout.flush()
     return 0
 
 
-def show_status(current: BatchStatus, fmt: str, console: Console) -> None:
+def show_status(current: BatchStatus, fmt: str, console: Console | None = None) -> None:
     """What `status` prints: the JSON document, or the table, the state and the budget."""
     if fmt == "json":
         print(json.dumps(current.as_dict(), indent=2))
         return
+    from batchrouter.cli import common
     from batchrouter.reports.terminal import status_table, usd
+
+    console = console or common.console
 
     console.print(status_table(current))
     if current.state != "running":

@@ -174,6 +174,7 @@ def test_status_on_postgresql_loads_neither_typer_nor_pydantic_nor_sqlalchemy(
         assert "psycopg" in modules
         for heavy in ("typer", "pydantic", "pydantic_settings", "sqlalchemy", "celery"):
             assert heavy not in modules, f"`batchrouter status` imports {heavy}"
+        assert ("rich" in modules) == ("json" not in args)  # a table needs rich, JSON does not
         through_typer = CliRunner().invoke(app, ["status", *args], terminal_width=120)
         assert through_typer.exit_code == 0
         assert shown.split() == through_typer.stdout.split()
