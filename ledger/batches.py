@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, cast
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ledger.errors import SHOWN_CANDIDATES, DuplicateBatchName, ambiguous
+from ledger.errors import AmbiguousBatch as AmbiguousBatch  # defined light, re-exported
 from ledger.errors import UnknownBatch as UnknownBatch  # defined light (the CLI), re-exported
 from ledger.models import (
     TERMINAL_STATES,
@@ -63,6 +65,7 @@ def register_batch(
         leader_of, followers = find_leaders(items)
     else:
         leader_of, followers = [None] * len(items), [0] * len(items)
+    refuse_duplicate_name(session, name)
     batch_id = new_batch_id()
     session.add(
         Batch(
@@ -123,19 +126,51 @@ def register_batch(
 
 
 def find_batch(session: Session, batch_ref: str) -> Batch:
-    """A batch by id, unique id prefix, or name (the newest batch of that name)."""
+    """A batch by id, unique id prefix, or name. A prefix or name that matches several
+    batches is refused with the list of them (AmbiguousBatch), never resolved silently."""
     batch = session.get(Batch, batch_ref)
     if batch is not None:
         return batch
-    matches = list(session.scalars(select(Batch).where(Batch.id.like(f"{batch_ref}%")).limit(2)))
-    if len(matches) == 1:
-        return matches[0]
-    by_name = session.scalars(
-        select(Batch).where(Batch.name == batch_ref).order_by(Batch.created_at.desc()).limit(1)
-    ).first()
-    if by_name is not None:
-        return by_name
+    newest_first = (Batch.created_at.desc(), Batch.id)
+    limit = SHOWN_CANDIDATES + 1
+    escaped = batch_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    by_prefix = list(
+        session.scalars(
+            select(Batch)
+            .where(Batch.id.like(f"{escaped}%", escape="\\"))
+            .order_by(*newest_first)
+            .limit(limit)
+        )
+    )
+    if len(by_prefix) == 1:
+        return by_prefix[0]
+    by_name = list(
+        session.scalars(
+            select(Batch).where(Batch.name == batch_ref).order_by(*newest_first).limit(limit)
+        )
+    )
+    if len(by_name) == 1:
+        return by_name[0]
+    for kind, found in (("name", by_name), ("id prefix", by_prefix)):
+        if found:
+            rows = [(b.id, b.name, b.created_at, b.total) for b in found]
+            raise ambiguous(batch_ref, kind, rows)
     raise UnknownBatch(f"no batch {batch_ref!r} in the ledger")
+
+
+def refuse_duplicate_name(session: Session, name: str | None) -> None:
+    """A new batch may not take a name another batch has (DuplicateBatchName)."""
+    if name is None:
+        return
+    taken = session.execute(
+        select(Batch.id, Batch.created_at).where(Batch.name == name).limit(1)
+    ).first()
+    if taken is not None:
+        raise DuplicateBatchName(
+            f"a batch named {name!r} already exists ({taken[0]}, created "
+            f"{str(taken[1])[:16]}): `results {name}` and `status {name}` must find one batch; "
+            "choose another --name (a date or a run number), or leave it out"
+        )
 
 
 def batch_status(session: Session, batch_ref: str) -> BatchStatus:

@@ -16,7 +16,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from ledger.errors import UnknownBatch, migration_head, schema_error
+from ledger.errors import (
+    SHOWN_CANDIDATES,
+    UnknownBatch,
+    ambiguous,
+    hide_password,
+    migration_head,
+    schema_error,
+)
 from ledger.money import ZERO, money
 
 SUCCEEDED, FAILED, CANCELLED = "succeeded", "failed", "cancelled"
@@ -103,7 +110,7 @@ def read_status(url: str, batch_ref: str) -> BatchStatus | None:
         current = rows[0] if len(rows) == 1 else (None if not rows else ", ".join(sorted(rows)))
         head = migration_head()
         if current != head:
-            raise schema_error(_hide_password(url), current, head)
+            raise schema_error(hide_password(url), current, head)
         batch = _find(connection, batch_ref)
         counts = connection.execute(
             "SELECT tier, state, count(*) FROM items WHERE batch_id = %s GROUP BY state, tier",
@@ -142,30 +149,26 @@ def read_status(url: str, batch_ref: str) -> BatchStatus | None:
 
 
 def _find(connection, batch_ref: str) -> tuple:  # type: ignore[no-untyped-def]
-    """As ledger.batches.find_batch: by id, by unique id prefix, by name (the newest)."""
+    """As ledger.batches.find_batch: by id, by unique id prefix, by unique name; a prefix or
+    name of several batches raises AmbiguousBatch listing them."""
     found = connection.execute(
         f"SELECT {BATCH_COLUMNS} FROM batches WHERE id = %s", (batch_ref,)
     ).fetchone()
     if found is not None:
         return tuple(found)
     prefix = batch_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    matches = connection.execute(
-        f"SELECT {BATCH_COLUMNS} FROM batches WHERE id LIKE %s LIMIT 2", (prefix + "%",)
+    candidates = f"{BATCH_COLUMNS}, created_at FROM batches WHERE"
+    order = f"ORDER BY created_at DESC, id LIMIT {SHOWN_CANDIDATES + 1}"
+    by_prefix = connection.execute(
+        f"SELECT {candidates} id LIKE %s {order}", (prefix + "%",)
     ).fetchall()
-    if len(matches) == 1:
-        return tuple(matches[0])
-    named = connection.execute(
-        f"SELECT {BATCH_COLUMNS} FROM batches WHERE name = %s ORDER BY created_at DESC LIMIT 1",
-        (batch_ref,),
-    ).fetchone()
-    if named is not None:
-        return tuple(named)
+    if len(by_prefix) == 1:
+        return tuple(by_prefix[0])[:-1]
+    by_name = connection.execute(f"SELECT {candidates} name = %s {order}", (batch_ref,)).fetchall()
+    if len(by_name) == 1:
+        return tuple(by_name[0])[:-1]
+    for kind, rows in (("name", by_name), ("id prefix", by_prefix)):
+        if rows:  # (id, name, created_at, total)
+            total = BATCH_COLUMNS.split(", ").index("total")
+            raise ambiguous(batch_ref, kind, [(r[0], r[1], r[-1], r[total]) for r in rows])
     raise UnknownBatch(f"no batch {batch_ref!r} in the ledger")
-
-
-def _hide_password(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if at and ":" in credentials:
-        credentials = credentials.split(":", 1)[0] + ":***"
-    return f"{scheme}{sep}{credentials}{at}{host}"

@@ -101,11 +101,18 @@ def submit_batch(
 
     try:
         messages = publish_items(item_ids, entry_tier, settings.chunk_size, progress=on_publish)
-    except Exception:
+    except Exception as exc:
         # Workers that got a message for a removed item find nothing to claim.
         with session_scope() as session:
             session.execute(delete(Batch).where(Batch.id == batch_id))
-        log.exception("publishing batch %s failed; the batch was removed from the ledger", batch_id)
+        # No traceback here: the error is raised to the caller, which shows it (the CLI as one
+        # line naming the broker when it cannot be reached).
+        log.warning(
+            "publishing batch %s failed (%s: %s); the batch was removed from the ledger",
+            batch_id,
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
         raise
     return Submitted(
         batch_id=batch_id,

@@ -139,6 +139,24 @@ def _latency_chart(report: Report, width: int = 720) -> str:
     return _legend(["p50", "p95", "p99"]) + "".join(parts)
 
 
+def _latency_table(report: Report) -> str:
+    """The provider's latency and the time queued in the worker, per deployment (issue 19)."""
+    if not report.latency:
+        return ""
+    rows = [
+        (
+            line.deployment,
+            line.model,
+            f"{line.calls:,}",
+            *(f"{value:,.0f}" for value in (line.p50_ms, line.p95_ms, line.p99_ms, line.mean_ms)),
+            "-" if line.queued_mean_ms is None else f"{line.queued_mean_ms:,.0f}",
+        )
+        for line in report.latency
+    ]
+    headers = ("deployment", "model", "calls", "p50 ms", "p95 ms", "p99 ms", "mean ms")
+    return _table((*headers, "queued in the worker, mean ms"), rows, left=2)
+
+
 def _table(
     headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 1, text_last: bool = False
 ) -> str:
@@ -341,9 +359,12 @@ red ones failed on their last tier; grey ones are still waiting.</p>
 {_funnel_chart(r)}
 
 <h2>Latency per deployment</h2>
-<p class="explain">How long one call took: half of the calls were faster than p50, 95% faster
-than p95, 99% faster than p99.</p>
+<p class="explain">How long one call took at the provider (request sent to answer read): half
+of the calls were faster than p50, 95% faster than p95, 99% faster than p99. Apart from it, the
+time a call waited inside the worker before it was sent (rate limits, the cap on calls in
+flight, a busy worker): a large figure there means more workers, not a slower provider.</p>
 {_latency_chart(r)}
+{_latency_table(r)}
 
 <h2>Details by {escape(", ".join(r.group_by))}</h2>
 {groups}

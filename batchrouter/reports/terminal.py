@@ -11,8 +11,6 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.table import Table
 
-from ledger.quality import Quality
-
 if TYPE_CHECKING:  # `status` renders a table without loading the report code
     from ledger.batches import BatchStatus
     from ledger.quality import Quality
