@@ -10,7 +10,7 @@ import sys
 
 import typer
 
-from batchrouter.cli import batches, budget, cache, deferred, lifecycle, reports, services
+from batchrouter.cli import batches, budget, cache, deferred, lifecycle, prices, reports, services
 from batchrouter.cli.common import EXIT_BAD_INPUT, fail
 
 app = typer.Typer(
@@ -21,7 +21,7 @@ app = typer.Typer(
     "2 bad input, bad routing file, unknown batch or wrong usage.",
 )
 # The order here is the order of `batchrouter --help`.
-for group in (batches, services, lifecycle, budget, cache, deferred, reports):
+for group in (batches, services, lifecycle, budget, cache, deferred, reports, prices):
     group.register(app)
 
 

@@ -19,9 +19,9 @@ def _raw() -> dict:
     return json.loads(text)
 
 
-def test_table_covers_40_models_across_vendors() -> None:
+def test_table_covers_300_chat_models_across_vendors() -> None:
     data = _raw()
-    assert len(data["models"]) >= 40
+    assert len(data["models"]) >= 300
     providers = Counter(entry["provider"] for entry in data["models"].values())
     for provider in ("openai", "anthropic", "gemini", "together", "groq", "deepseek"):
         assert providers[provider] >= 1, provider
@@ -36,7 +36,8 @@ def test_lookup_stamps_version_and_handles_snapshots_and_prefixes() -> None:
     assert pt.lookup_prices("openai/gpt-4o").input == 2.5
     assert pt.lookup_prices("claude-3-7-sonnet-latest").cache_write == 3.75
     assert pt.lookup_prices("groq/llama-3.3-70b-versatile").output == 0.79
-    assert pt.lookup_prices("together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo").input == 0.88
+    # Together raised it from 0.88 (the hand table) to 1.04 (LiteLLM 1.110.2): see `prices import`
+    assert pt.lookup_prices("together_ai/meta-llama/Llama-3.3-70B-Instruct-Turbo").input == 1.04
     batch = pt.lookup_prices("gpt-4o", batch=True)
     assert (batch.input, batch.output) == (1.25, 5.0) and batch.version.endswith("+batch")
 
