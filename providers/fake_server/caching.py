@@ -12,16 +12,13 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
+from providers.fake_server.formats import TTLS, Call
 from routing.tokens import get_encoding
-
-if TYPE_CHECKING:
-    from providers.fake_server.formats import Call
 
 MIN_TOKENS = 1024  # OpenAI's minimum, and Anthropic's for Sonnet and Opus
 _STEP = 128  # OpenAI reports cached tokens in 128-token steps
-_TTL_S = {"5m": 300.0, "1h": 3600.0}
+_TTL_S = dict(zip(TTLS, (300.0, 3600.0), strict=True))  # seconds a cache entry lives
 _MAX_ENTRIES = 100_000
 
 
@@ -30,29 +27,6 @@ class CacheUse:
     read: int = 0
     write_5m: int = 0
     write_1h: int = 0
-
-
-def anthropic_breakpoint(body: dict[str, Any]) -> tuple[str, str] | None:
-    """(the text up to and including the last block marked `cache_control`, its ttl), or None
-    when nothing is marked. Order as the API caches: system, then messages."""
-    texts: list[str] = []
-    mark: tuple[int, str] | None = None
-    system = body.get("system")
-    blocks: list[Any] = list(system) if isinstance(system, list) else [system]
-    for message in body.get("messages") or []:
-        content = message.get("content") if isinstance(message, dict) else None
-        blocks += content if isinstance(content, list) else [content]
-    for block in blocks:
-        if isinstance(block, dict):
-            texts.append(str(block.get("text", "")))
-            control = block.get("cache_control")
-            if isinstance(control, dict):
-                mark = (len(texts), str(control.get("ttl", "5m")))
-        elif isinstance(block, str):
-            texts.append(block)
-    if mark is None:
-        return None
-    return "\n".join(texts[: mark[0]]), mark[1] if mark[1] in _TTL_S else "5m"
 
 
 class PromptCache:

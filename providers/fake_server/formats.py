@@ -10,9 +10,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from providers.fake_server.caching import anthropic_breakpoint
-
 Format = Literal["openai", "anthropic", "gemini"]
+TTLS = ("5m", "1h")  # Anthropic's cache lifetimes
 
 
 class BadCall(ValueError):
@@ -82,6 +81,29 @@ def parse_openai(body: Any) -> Call:
         stream=body.get("stream") is True,
         stream_usage=bool((body.get("stream_options") or {}).get("include_usage")),
     )
+
+
+def anthropic_breakpoint(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(the text up to and including the last block marked `cache_control`, its ttl), or None
+    when nothing is marked. Order as the API caches: system, then messages."""
+    texts: list[str] = []
+    mark: tuple[int, str] | None = None
+    system = body.get("system")
+    blocks: list[Any] = list(system) if isinstance(system, list) else [system]
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        blocks += content if isinstance(content, list) else [content]
+    for block in blocks:
+        if isinstance(block, dict):
+            texts.append(str(block.get("text", "")))
+            control = block.get("cache_control")
+            if isinstance(control, dict):
+                mark = (len(texts), str(control.get("ttl", "5m")))
+        elif isinstance(block, str):
+            texts.append(block)
+    if mark is None:
+        return None
+    return "\n".join(texts[: mark[0]]), mark[1] if mark[1] in TTLS else "5m"
 
 
 def parse_anthropic(body: Any, *, count_only: bool = False) -> Call:
