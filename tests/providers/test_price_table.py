@@ -121,3 +121,22 @@ def test_docs_ladder_example_is_a_valid_routing_file() -> None:
     assert {"openai", "anthropic", "gemini"} <= providers
     for name in config.deployments:
         assert config.prices_for(name).input > 0
+
+
+def test_a_deployment_without_a_window_gets_its_models_from_the_table() -> None:
+    config = parse_config(
+        """
+deployments:
+  pro: {provider: gemini, model: gemini-2.5-pro}
+  old: {provider: openai, model: gpt-3.5-turbo}
+  own: {provider: vllm, model: my-llama, prices: {input: 0.1, output: 0.1}}
+  set: {provider: openai, model: gpt-4o, context_window: 5000}
+tiers:
+  - {name: t1, deployments: [pro, old, own, set]}
+task_types:
+  x: {ladder: [t1], prompt: "{text}"}
+"""
+    )
+    windows = {name: d.context_window for name, d in config.deployments.items()}
+    # LiteLLM's max_input_tokens; a model the table lacks keeps 128000; the file's own wins
+    assert windows == {"pro": 1048576, "old": 16385, "own": 128000, "set": 5000}
