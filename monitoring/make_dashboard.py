@@ -94,11 +94,12 @@ PANELS: list[tuple[str, str, str, int, int, list[tuple[str, str]], str]] = [
         [
             (
                 'sum by (tier) (rate(batchrouter_attempts_total{outcome="passed"}[5m])) '
-                "/ sum by (tier) (rate(batchrouter_attempts_total[5m]))",
+                '/ sum by (tier) (rate(batchrouter_attempts_total{outcome!="audit"}[5m]))',
                 "{{tier}}",
             )
         ],
-        "Share of a tier's provider calls whose answer passed every check of its rung.",
+        "Share of a tier's provider calls (audit calls left out) whose answer passed every "
+        "check of its rung.",
     ),
     (
         "Escalation rate per rung",
@@ -153,7 +154,7 @@ PANELS: list[tuple[str, str, str, int, int, list[tuple[str, str]], str]] = [
         "Provider errors per minute by class",
         "timeseries",
         "short",
-        12,
+        8,
         8,
         [
             (
@@ -164,10 +165,27 @@ PANELS: list[tuple[str, str, str, int, int, list[tuple[str, str]], str]] = [
         "Failed calls by class: rate_limited, transient, permanent, context_length, bad_response.",
     ),
     (
+        "Audit accuracy per rung (1 h)",
+        "timeseries",
+        "percentunit",
+        8,
+        8,
+        [
+            (
+                'sum by (tier) (increase(batchrouter_audits_total{result="agrees"}[1h])) '
+                "/ sum by (tier) (increase(batchrouter_audits_total[1h]))",
+                "{{tier}}",
+            )
+        ],
+        "Share of audited answers a rung accepted that the audit rung agrees with (task types "
+        "with `audit:`, docs/quality.md); empty without audits. The report's interval is the "
+        "reference.",
+    ),
+    (
         "Call latency p95 by tier",
         "timeseries",
         "s",
-        12,
+        8,
         8,
         [
             (

@@ -144,20 +144,29 @@ def test_dashboard_json_is_generated_valid_and_covers_the_issue() -> None:
 def test_every_query_reads_what_running_workers_export(
     use_ledger, sqlite_url: str, redis_url: str, tmp_path: Path
 ) -> None:
+    from sqlalchemy import select
+
     from batchrouter.api import batch_report, submit_batch, wait_for_batch
+    from ledger.db import session_scope
+    from ledger.models import Attempt, Item
 
     promql = _module("promql")
     preview = _module("preview")
     url = use_ledger(sqlite_url)
     source = tmp_path / "tickets.jsonl"
     source.write_text("".join((EXAMPLES / "tickets.jsonl").read_text().splitlines(True)[:60]))
+    # The example ladder, with a third of the answers accepted below tier2 audited there.
+    routing = yaml.safe_load((EXAMPLES / "routing.yaml").read_text())
+    routing["task_types"]["ticket_classification"]["audit"] = {"rate": 0.3, "tier": "tier2"}
+    config = tmp_path / "routing.yaml"
+    config.write_text(yaml.safe_dump(routing))
     with workers_with_metrics(
         LADDER, database_url=url, broker_url=redis_url, log_dir=tmp_path
     ) as by_tier:
         urls = list(by_tier.values())
         pages = [httpx.get(u, timeout=5).text for u in urls]
         before = promql.merge([promql.parse_scrape(p, u) for p, u in zip(pages, urls, strict=True)])
-        submitted = submit_batch(source, "ticket_classification", config=EXAMPLES / "routing.yaml")
+        submitted = submit_batch(source, "ticket_classification", config=config)
         wait_for_batch(submitted.batch_id, timeout=120)
         after = preview.scrape(urls)
     exported = set.intersection(*(promql.exported_names(p) for p in pages))
@@ -185,6 +194,18 @@ def test_every_query_reads_what_running_workers_export(
     escalated = dict(values["Escalation rate per rung"])
     assert escalated["tier0"] == pytest.approx(tier0.escalated / tier0.items_received)
     assert values["Messages waiting on tier queues"] == [("waiting", 0.0)]
+    with session_scope(readonly=True) as session:
+        audits = session.execute(
+            select(Item.tier, Attempt.verdicts)
+            .join(Item, Item.id == Attempt.item_id)
+            .where(Attempt.batch_id == submitted.batch_id, Attempt.outcome == "audit")
+        ).all()
+    by_rung: dict[str, list[bool]] = {}
+    for rung, verdicts in audits:
+        by_rung.setdefault(rung, []).append(bool(verdicts[0]["passed"]))
+    assert by_rung, "the sample holds no audited item"
+    expected = {rung: sum(agreed) / len(agreed) for rung, agreed in by_rung.items()}
+    assert dict(values["Audit accuracy per rung (1 h)"]) == pytest.approx(expected)
     html = preview.render(dashboard, evaluator, "test")
     assert all(panel["title"] in html for panel in dashboard["panels"])
 

@@ -98,6 +98,12 @@ PREMIUM_EQUIVALENT = Counter(
     "settling call's tokens at the last tier's first deployment's prices)",
     ["tier"],
 )
+AUDITS = Counter(
+    "batchrouter_audits",
+    "Audit calls (docs/quality.md) on answers a tier accepted, by whether the audit rung's "
+    "answer agrees (agrees, differs); audit accuracy = agrees / all",
+    ["tier", "result"],
+)
 # Set by the outage handling (a rung whose deployments are all down opens its circuit: items
 # wait instead of failing); 1 while open, 0 once closed. Defined here so the dashboard's
 # query names a metric every worker exports.
@@ -121,6 +127,9 @@ def record_chunk(summary: dict[str, Any]) -> None:
         ESCALATIONS.labels(tier, to_tier).inc(count)
     _count_calls(summary.get("calls") or [])
     _count_premium(summary)
+    for call in summary.get("calls") or []:
+        if call.get("agrees") is not None:  # an audit of an answer this rung accepted
+            AUDITS.labels(tier, "agrees" if call["agrees"] else "differs").inc()
 
 
 def record_poll(summary: dict[str, Any]) -> None:

@@ -214,6 +214,10 @@ def call_facts(record: AttemptRecord) -> dict:
         "latency_ms": record.latency_ms,
         "input_tokens": record.input_tokens,
         "output_tokens": record.output_tokens,
+        # an audit call (worker/judging.py): whether it agreed with the accepted answer
+        "agrees": record.verdicts[0].get("passed")
+        if record.outcome == "audit" and record.error_class is None and record.verdicts
+        else None,
     }
 
 

@@ -23,7 +23,7 @@ def premium_equivalent_usd(outcome: ItemOutcome, config: RoutingConfig, task_typ
         return 0.0
     last = outcome.attempts[-1]
     try:
-        ladder = config.task_type(task_type).ladder
+        ladder = config.task_type(task_type).tier_names
         prices = config.prices_for(config.tier(ladder[-1]).deployments[0])
     except (KeyError, IndexError):  # a model missing from the price table: no figure, no crash
         return 0.0
