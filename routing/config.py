@@ -170,7 +170,7 @@ class RoutingConfig(StrictModel):
             return deployment.prices
         from routing.price_table import lookup_prices
 
-        return lookup_prices(deployment.model)
+        return lookup_prices(deployment.model, provider=deployment.provider)
 
 
 def reference_problems(config: RoutingConfig) -> list[tuple[Loc, str]]:

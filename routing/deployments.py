@@ -50,6 +50,23 @@ class Deployment(StrictModel):
     profile: str | None = None
 
     @model_validator(mode="after")
+    def _window_from_the_price_table(self) -> Deployment:
+        """A deployment that does not say its window gets its model's from the price table
+        (`prices import` maps LiteLLM's max_input_tokens), so a 1M-token Gemini is not cut
+        to 128k and an older 16k model is not sent prompts it must refuse; 128000 otherwise."""
+        if "context_window" in self.model_fields_set or self.provider in ("sim", "replay"):
+            return self
+        from routing.price_table import PriceTableError, price_table
+
+        try:
+            window = price_table().context_window(self.model, self.provider)
+        except PriceTableError:  # a broken override file is reported where prices are read
+            return self
+        if window is not None:
+            self.context_window = max(window, 256)
+        return self
+
+    @model_validator(mode="after")
     def _sim_needs_its_settings(self) -> Deployment:
         if self.provider == "sim" and self.sim is None:
             raise ValueError("a sim deployment needs a `sim:` block (skill, latency_ms)")

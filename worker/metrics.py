@@ -109,6 +109,28 @@ DEFERRED_OPEN = Gauge(
     "Provider batches not yet ingested (as of this process's last poll)",
 )
 
+# The saving rate's denominator (worker/savings.py); the dashboard divides the cost by it.
+PREMIUM_EQUIVALENT = Counter(
+    "batchrouter_premium_equivalent_usd",
+    "USD the items settled here would have cost on their task type's premium tier (the "
+    "settling call's tokens at the last tier's first deployment's prices)",
+    ["tier"],
+)
+AUDITS = Counter(
+    "batchrouter_audits",
+    "Audit calls (docs/quality.md) on answers a tier accepted, by whether the audit rung's "
+    "answer agrees (agrees, differs); audit accuracy = agrees / all",
+    ["tier", "result"],
+)
+# Set by the outage handling (a rung whose deployments are all down opens its circuit: items
+# wait instead of failing); 1 while open, 0 once closed. Defined here so the dashboard's
+# query names a metric every worker exports.
+CIRCUIT_OPEN = Gauge(
+    "batchrouter_circuit_open",
+    '1 while the circuit of a deployment (or, with deployment="", a whole tier) is open',
+    ["tier", "deployment"],
+)
+
 _queues: set[str] = set()  # tier queues to measure: the routing file's and the worker's own
 _lock = threading.Lock()
 
@@ -124,6 +146,10 @@ def record_chunk(summary: dict[str, Any]) -> None:
     if summary.get("waiting"):
         OUTAGE_WAITS.labels(tier).inc(summary["waiting"])
     _count_calls(summary.get("calls") or [])
+    _count_premium(summary)
+    for call in summary.get("calls") or []:
+        if call.get("agrees") is not None:  # an audit of an answer this rung accepted
+            AUDITS.labels(tier, "agrees" if call["agrees"] else "differs").inc()
 
 
 def record_poll(summary: dict[str, Any]) -> None:
@@ -135,10 +161,21 @@ def record_poll(summary: dict[str, Any]) -> None:
         for state, count in states.items():
             ITEMS.labels(tier, state).inc(count)
     _count_calls(summary.get("calls") or [])
+    _count_premium(summary)
     if summary.get("locked_by"):
         return  # another poll held the lock: this one saw nothing, the gauges keep their view
     DEFERRED_STAGED.set(summary.get("staged") or 0)
     DEFERRED_OPEN.set(summary.get("open") or 0)
+
+
+def _count_premium(summary: dict[str, Any]) -> None:
+    for tier, usd in (summary.get("premium_usd") or {}).items():
+        PREMIUM_EQUIVALENT.labels(tier).inc(usd)
+
+
+def set_circuit(tier: str, deployment: str, is_open: bool) -> None:
+    """For the outage handling: report a circuit opening or closing."""
+    CIRCUIT_OPEN.labels(tier, deployment).set(1 if is_open else 0)
 
 
 def _count_calls(calls: list[dict[str, Any]]) -> None:

@@ -35,6 +35,7 @@ from worker.cache_hits import Prefetched, prefetch
 from worker.callbacks import notify_batch_finished
 from worker.journal import CallJournal, LedgerUnavailable, current_journal
 from worker.publish import publish_items
+from worker.savings import premium_equivalent_usd
 
 log = logging.getLogger("batchrouter.worker")
 
@@ -59,6 +60,7 @@ class ChunkSummary:
     waiting: int = 0  # items sent back to wait for their tier to come back (an outage)
     # one entry per recorded provider call: what metrics and logs need, never item text
     calls: list[dict] = field(default_factory=list)
+    premium_usd: dict[str, float] = field(default_factory=dict)  # tier -> worker/savings.py
 
     def counts(self) -> dict:
         """What the task returns (Flower shows it): counts by tier and state, no per-call
@@ -131,6 +133,9 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
         elif outcome.parked and outcome.resume_in_s is not None:
             waiting.append(outcome)
         summary.calls.extend(call_facts(a) for a in outcome.attempts)
+        if isinstance(found := batches.get(outcome.batch_id), tuple):
+            premium = premium_equivalent_usd(outcome, found[1], found[0])
+            summary.premium_usd[tier] = summary.premium_usd.get(tier, 0.0) + premium
     for next_tier, ids in escalations.items():
         publish_items(ids, next_tier, settings.chunk_size)
         summary.escalated_to[next_tier] = len(ids)
@@ -225,6 +230,10 @@ def call_facts(record: AttemptRecord) -> dict:
         "input_tokens": record.input_tokens,
         "output_tokens": record.output_tokens,
         "cache_hit": record.cache_hit,
+        # an audit call (worker/judging.py): whether it agreed with the accepted answer
+        "agrees": record.verdicts[0].get("passed")
+        if record.outcome == "audit" and record.error_class is None and record.verdicts
+        else None,
     }
 
 

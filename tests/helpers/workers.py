@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from tests.conftest import EXAMPLES
@@ -52,6 +52,37 @@ def running_workers(
         yield processes
     finally:
         stop_workers(processes)
+
+
+@contextmanager
+def workers_with_metrics(
+    tiers: list[str], *, database_url: str, broker_url: str, log_dir: Path
+) -> Iterator[dict[str, str]]:
+    """A worker per tier of examples/routing.yaml, each serving Prometheus metrics on its own
+    port; yields tier -> its /metrics URL, once every one answers."""
+    import httpx
+
+    from tests.helpers.net import free_port, poll
+
+    ports = {tier: free_port() for tier in tiers}
+    with ExitStack() as stack:
+        for tier, port in ports.items():
+            stack.enter_context(
+                running_workers(
+                    [tier],
+                    database_url=database_url,
+                    broker_url=broker_url,
+                    log_dir=log_dir,
+                    extra_env={
+                        "BATCHROUTER_METRICS_PORT": str(port),
+                        "BATCHROUTER_CONFIG": str(EXAMPLES / "routing.yaml"),
+                    },
+                )
+            )
+        urls = {tier: f"http://127.0.0.1:{port}/metrics" for tier, port in ports.items()}
+        for url in urls.values():
+            poll(lambda url=url: httpx.get(url, timeout=5).text, 30, f"the metrics endpoint {url}")
+        yield urls
 
 
 def stop_workers(processes: list[subprocess.Popen], timeout: float = 20) -> None:
