@@ -29,7 +29,12 @@ from ledger.outcomes import ClaimedItem, ItemOutcome
 
 
 def claim_items(
-    session: Session, item_ids: Sequence[int], tier: str, token: str, max_claims: int = 5
+    session: Session,
+    item_ids: Sequence[int],
+    tier: str,
+    token: str,
+    max_claims: int = 5,
+    lease_holder: str | None = None,
 ) -> list[ClaimedItem]:
     """Move the given items from queued to running on `tier`; return those this call moved.
 
@@ -37,6 +42,7 @@ def claim_items(
     or shut down) takes back the items it had claimed; any other message finds them taken.
     Items of paused or cancelled batches are left alone. An item claimed `max_claims` times
     without an outcome (its worker died each time) is failed rather than tried forever.
+    `lease_holder`: the worker process whose lease (ledger/leases.py) holds the claims.
     """
     if not item_ids:
         return []
@@ -53,6 +59,7 @@ def claim_items(
             state=ItemState.RUNNING.value,
             claimed_at=now,
             claimed_by=token,
+            lease_holder=lease_holder,
             claims=Item.claims + 1,
             updated_at=now,
         )

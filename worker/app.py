@@ -97,6 +97,12 @@ def make_celery(settings: Settings) -> Celery:
                 "schedule": float(settings.reconcile_interval),
                 "options": {"queue": CONTROL_QUEUE},
             },
+            # Claims are leases: re-queue the items of workers whose lease lapsed (worker/lease.py)
+            "take-over": {
+                "task": "batchrouter.take_over",
+                "schedule": float(settings.lease_check_interval),
+                "options": {"queue": CONTROL_QUEUE, "expires": settings.lease_check_interval},
+            },
             "deferred-poll": {
                 "task": "batchrouter.deferred_poll",
                 "schedule": float(settings.deferred_poll_interval),

@@ -193,7 +193,9 @@ tiers:
   - {name: t1, deployments: [premium]}
 task_types:
 """
-SAMPLES = TWO_TIERS + """\
+SAMPLES = (
+    TWO_TIERS
+    + """\
   tickets:
     ladder:
       - tier: t0
@@ -203,6 +205,7 @@ SAMPLES = TWO_TIERS + """\
     prompt: "Label: {text}"
     checks: [{kind: label, labels: [billing, refund]}]
 """
+)
 
 
 def test_extra_rows_of_a_replay_table_are_the_samples_of_a_consensus(tmp_path: Path) -> None:
@@ -240,7 +243,9 @@ def test_extra_rows_of_a_replay_table_are_the_samples_of_a_consensus(tmp_path: P
     assert result.row("cheap").calls == 3
 
 
-CODE = TWO_TIERS + """\
+CODE = (
+    TWO_TIERS
+    + """\
   code:
     ladder:
       - tier: t0
@@ -250,6 +255,7 @@ CODE = TWO_TIERS + """\
     prompt: "Write solve(): {text}"
     checks: [{kind: non_empty}]
 """
+)
 
 
 def test_a_recorded_score_is_the_accuracy_where_expected_cannot_judge(tmp_path: Path) -> None:
