@@ -26,6 +26,7 @@ from ledger.models import (
     utcnow,
 )
 from ledger.outcomes import ClaimedItem, ItemOutcome
+from ledger.superseded import refresh_adopted, write_superseded
 
 
 def claim_items(
@@ -196,8 +197,14 @@ def record_outcomes(
         current.add((item_id, tier, claims))
         duplicates[item_id] = followers or 0
     written = [o for o in outcomes if (o.item_id, o.tier, o.claim_no) in current]
+    if provider_batch_id is None and len(written) < len(outcomes):
+        # A claim taken over (its lease lapsed): its outcome is refused, but the calls it
+        # made were paid; they land on the rows the takeover left for them (superseded.py).
+        refused = [o for o in outcomes if (o.item_id, o.tier, o.claim_no) not in current]
+        write_superseded(session, [(o.item_id, r) for o in refused for r in o.attempts])
     if not written:
         return [], []
+    refresh_adopted(session, written)  # lost calls of a dead round, since written by it
     items = cast(Table, Item.__table__)  # Core, not ORM: an executemany with per-row values
     session.execute(
         update(items)

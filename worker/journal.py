@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from ledger.db import session_scope, with_db_retry
 from ledger.journal import IN_FLIGHT, Intent, write_finals, write_intents
 from ledger.outcomes import AttemptRecord, ClaimedItem
+from ledger.superseded import write_superseded
 
 log = logging.getLogger("batchrouter.journal")
 
@@ -102,7 +103,10 @@ class CallJournal:
     def _write_finals_now(self, finals: list[tuple[int, AttemptRecord]]) -> None:
         def work() -> None:
             with session_scope(self.database_url) as session:
-                write_finals(session, finals)
+                if write_finals(session, finals) < len(finals):
+                    # Some rows are no longer in flight: the chunk's outcome wrote them, or a
+                    # takeover claim declared them lost (then they are kept as superseded).
+                    write_superseded(session, finals)
 
         with_db_retry(work, what="call outcomes")
 
