@@ -49,7 +49,9 @@ class WorkerLease:
         """The holder name to claim under; renews the lease in the claim's transaction unless
         the heartbeat renewed it recently (call `claim_committed` after the commit)."""
         began = time.monotonic()
-        if began - self._renewed > self.every_s:
+        # The heartbeat renews every third of the lease; a claim renews only if it is late
+        # (the first claim, or a heartbeat stalled): the claim then has half a lease at least.
+        if began - self._renewed > self.lease_s / 2:
             renew_lease(session, self.holder, self.lease_s)
             self._pending = began
         return self.holder
