@@ -220,6 +220,9 @@ class Attempt(Base):
     # call (provider batch API) names its provider batch and records in `saved_usd` what the
     # same tokens cost at the deployment's immediate prices minus what they cost in the batch.
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # The claim of its item under which the call was made (its intent's), NULL before
+    # migration 0010: a late writer whose claim was taken over changes only its own rows.
+    claim_no: Mapped[int | None] = mapped_column(Integer)
     provider_batch_id: Mapped[str | None] = mapped_column(String(32))
     saved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
 

@@ -9,9 +9,10 @@ of having its late outcome refused wholesale: each such row gets the call's real
 cost, and the outcome `superseded` ("paid, answer not used"). So the ledger's calls and spend
 match the provider's count and invoice after a partition too.
 
-- A row is changed only while it is `lost_in_flight`: a row some round already completed
-  (a verdict, an error) is the truth and stays; a row still `in_flight` is no one's loss yet
-  and takes the call's outcome as usual (journal.write_finals), for the next claim to use.
+- Only the worker's own rows change (attempts.claim_no, its intent's claim), and only while
+  `lost_in_flight`: a row some round completed (a verdict, an error) is the truth and stays;
+  a row still `in_flight` (no claim took the item since) takes the call's outcome as usual
+  (journal.write_finals), and the next claim uses it without calling again.
 - A call the worker knows it never sent (its intent was refused once the ledger answered
   again: the first try may have committed without the worker hearing so) becomes a
   superseded row of cost 0, error class `not_sent`.
@@ -25,10 +26,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, select, update
+from sqlalchemy import Table, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from ledger.journal import LOST_CLASS, RECORD_COLUMNS, record_of
+from ledger.journal import IN_FLIGHT, LOST_CLASS, RECORD_COLUMNS, record_of, write_finals
 from ledger.models import Attempt, Item
 from ledger.outcomes import AttemptRecord, ItemOutcome
 
@@ -57,15 +58,17 @@ def is_lost(record: AttemptRecord) -> bool:
     return record.outcome == "error" and record.error_class == LOST_CLASS
 
 
-def write_superseded(session: Session, calls: Sequence[tuple[int, AttemptRecord]]) -> int:
-    """Write the calls (item id, record) a taken-over claim made over the `lost_in_flight`
-    rows a later claim left for them; return how many rows changed. Records that carry no
-    knowledge of their own (a lost call adopted from an earlier dead round, a cache hit) are
-    skipped. Run it in any transaction: it locks the items first, as every item write does."""
-    known = [(item_id, r) for item_id, r in calls if not is_lost(r) and not r.cache_hit]
+def write_superseded(session: Session, calls: Sequence[tuple[int, int, AttemptRecord]]) -> int:
+    """Write what a claim that is no longer current learnt of its calls: (item id, claim
+    number, record) each. A row the takeover declared lost becomes superseded; a row still in
+    flight (no claim has taken the item since) takes the call's outcome, for the next claim to
+    use. Only the claim's own rows change (attempts.claim_no). Records that carry no knowledge
+    of their own (a lost call adopted from an earlier dead round, a cache hit) are skipped.
+    Return how many rows changed. Locks the items first, as every item write does."""
+    known = [(i, c, r) for i, c, r in calls if not is_lost(r) and not r.cache_hit]
     if not known:
         return 0
-    ids = sorted({item_id for item_id, _ in known})
+    ids = sorted({item_id for item_id, _, _ in known})
     counted = dict(
         session.execute(
             select(Item.id, Item.attempts)
@@ -74,19 +77,31 @@ def write_superseded(session: Session, calls: Sequence[tuple[int, AttemptRecord]
             .with_for_update()
         ).all()
     )
-    lost = {
-        (row.item_id, row.attempt_no): row.cost_usd
+    open_rows = {
+        (row.item_id, row.attempt_no): row
         for row in session.execute(
-            select(Attempt.item_id, Attempt.attempt_no, Attempt.cost_usd).where(
+            select(
+                Attempt.item_id, Attempt.attempt_no, Attempt.cost_usd, Attempt.outcome,
+                Attempt.claim_no,
+            ).where(
                 Attempt.item_id.in_(ids),
-                Attempt.outcome == "error",
-                Attempt.error_class == LOST_CLASS,
+                or_(Attempt.outcome == IN_FLIGHT, Attempt.error_class == LOST_CLASS),
             )
         )
-    }
-    changes = [(i, r, lost[(i, r.attempt_no)]) for i, r in known if (i, r.attempt_no) in lost]
+    }  # fmt: skip
+    finals: list[tuple[int, AttemptRecord]] = []
+    changes: list[tuple[int, AttemptRecord, float]] = []
+    for item_id, claim_no, record in known:
+        row = open_rows.get((item_id, record.attempt_no))
+        if row is None or row.claim_no != claim_no:
+            continue  # completed by a round, or another claim's call: the row stands
+        if row.outcome == IN_FLIGHT:
+            finals.append((item_id, record))
+        else:
+            changes.append((item_id, record, row.cost_usd))
+    written = write_finals(session, finals)
     if not changes:
-        return 0
+        return written
     attempts = cast(Table, Attempt.__table__)
     session.execute(
         update(attempts)
@@ -111,7 +126,7 @@ def write_superseded(session: Session, calls: Sequence[tuple[int, AttemptRecord]
             .values(cost_usd=items.c.cost_usd + bindparam("d_delta")),
             [{"d_id": item_id, "d_delta": delta} for item_id, delta in deltas.items()],
         )
-    return len(changes)
+    return written + len(changes)
 
 
 def _superseded_row(item_id: int, record: AttemptRecord) -> dict[str, Any]:

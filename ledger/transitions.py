@@ -201,7 +201,8 @@ def record_outcomes(
         # A claim taken over (its lease lapsed): its outcome is refused, but the calls it
         # made were paid; they land on the rows the takeover left for them (superseded.py).
         refused = [o for o in outcomes if (o.item_id, o.tier, o.claim_no) not in current]
-        write_superseded(session, [(o.item_id, r) for o in refused for r in o.attempts])
+        calls = [(o.item_id, o.claim_no, r) for o in refused for r in o.attempts]
+        write_superseded(session, calls)
     if not written:
         return [], []
     refresh_adopted(session, written)  # lost calls of a dead round, since written by it
@@ -240,7 +241,12 @@ def record_outcomes(
     # Upserts: the journal (ledger/journal.py) already wrote most of these rows as the calls
     # happened; this write is the authoritative one, and records each call once.
     upsert_attempts(
-        session, [attempt_row(o.item_id, o.batch_id, r, now) for o in written for r in o.attempts]
+        session,
+        [
+            attempt_row(o.item_id, o.batch_id, r, now, o.claim_no)
+            for o in written
+            for r in o.attempts
+        ],
     )
     record_cache_writes(session, written)
     for outcome in written:

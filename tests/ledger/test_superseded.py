@@ -45,9 +45,8 @@ def _outcome(item: ClaimedItem, attempts: list[AttemptRecord]) -> ItemOutcome:
     )  # fmt: skip
 
 
-def _cut_off_then_taken_over() -> tuple[ClaimedItem, ClaimedItem]:
-    """Worker S claims the item and journals a call; S is cut off, its claim is taken over
-    by worker T, whose claim turns the call's row into a lost one and adopts it."""
+def _claimed_with_a_call_in_flight() -> ClaimedItem:
+    """Worker S claims a new item and journals a call (its intent row, at its estimate)."""
     with session_scope() as session:
         _, [item_id] = register_batch(
             session,
@@ -62,6 +61,14 @@ def _cut_off_then_taken_over() -> tuple[ClaimedItem, ClaimedItem]:
     intent = replace(_call(1, "in_flight", ESTIMATE), usage_estimated=True)
     with session_scope() as session:
         assert write_intents(session, [Intent(item_id, s_item.batch_id, "t0", 1, intent)])
+    return s_item
+
+
+def _cut_off_then_taken_over() -> tuple[ClaimedItem, ClaimedItem]:
+    """Worker S claims the item and journals a call; S is cut off, its claim is taken over
+    by worker T, whose claim turns the call's row into a lost one and adopts it."""
+    s_item = _claimed_with_a_call_in_flight()
+    item_id = s_item.id
     with session_scope() as session:  # the lease check put it back; T claims it
         session.get(Item, item_id).state = "queued"  # type: ignore[union-attr]
     with session_scope() as session:
@@ -131,3 +138,37 @@ def test_a_completed_row_is_never_overwritten_by_a_late_writer(ledger_url: str) 
     assert _record(late) == []
     _, rows = _ledger(s_item.id)
     assert [(r.outcome, r.cost_usd) for r in rows] == [(SUPERSEDED, REAL), ("passed", SECOND)]
+
+
+def test_back_before_any_new_claim_its_answer_is_used(ledger_url: str) -> None:
+    """Re-queued but not claimed again yet: the call's row is still in flight, so the late
+    answer is written as it is, and the next claim settles the item from it, no new call."""
+    s_item = _claimed_with_a_call_in_flight()
+    item_id = s_item.id
+    with session_scope() as session:  # its lease lapsed: back on the queue, no claim yet
+        session.get(Item, item_id).state = "queued"  # type: ignore[union-attr]
+    assert _record(_outcome(s_item, [_call(1)])) == []  # refused: not its claim any more
+    with session_scope() as session:
+        [t_item] = claim_items(session, [item_id], "t0", "message-t", lease_holder="t")
+        dead = take_over_dead_rounds(session, [t_item])
+    assert [(r.outcome, r.cost_usd) for r in dead[item_id]] == [("passed", REAL)]
+
+
+def test_a_late_writer_never_touches_another_claims_call(ledger_url: str) -> None:
+    """S's intent for call 2 was refused (T had taken over) and T made its own call 2; T died
+    in it, and a third claim declared T's call lost. S's `not_sent` for number 2 is about its
+    own intent, not T's call: T's row keeps its estimate (it may be billed)."""
+    s_item, t_item = _cut_off_then_taken_over()
+    intent = replace(_call(2, "in_flight", ESTIMATE), usage_estimated=True)
+    with session_scope() as session:  # T's own call 2, then T dies; a third claim takes over
+        assert write_intents(session, [Intent(s_item.id, s_item.batch_id, "t0", 2, intent)])
+        session.get(Item, s_item.id).state = "queued"  # type: ignore[union-attr]
+    with session_scope() as session:
+        [third] = claim_items(session, [s_item.id], "t0", "message-3", lease_holder="u")
+        take_over_dead_rounds(session, [third])
+    assert _record(_outcome(s_item, [_call(1), not_sent(_call(2))])) == []
+    _, rows = _ledger(s_item.id)
+    assert [(r.outcome, r.error_class, r.cost_usd) for r in rows] == [
+        (SUPERSEDED, None, REAL),
+        ("error", "lost_in_flight", ESTIMATE),
+    ]

@@ -1,5 +1,6 @@
-"""Claims are leases: worker_leases (one row per worker process, renewed by its heartbeat) and
-items.lease_holder (the process whose lease holds a running item).
+"""Claims are leases: worker_leases (one row per worker process, renewed by its heartbeat),
+items.lease_holder (the process whose lease holds a running item), and attempts.claim_no (the
+claim a call was made under: ledger/superseded.py).
 
 The reconciler re-queues a running item as soon as its holder's lease has lapsed (issue 18),
 instead of waiting for the broker's visibility timeout; a live worker's claims are never taken.
@@ -30,9 +31,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("items", schema=None) as batch_op:
         batch_op.add_column(sa.Column("lease_holder", sa.String(length=200), nullable=True))
+    with op.batch_alter_table("attempts", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("claim_no", sa.Integer(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("attempts", schema=None) as batch_op:
+        batch_op.drop_column("claim_no")
     with op.batch_alter_table("items", schema=None) as batch_op:
         batch_op.drop_column("lease_holder")
     op.drop_table("worker_leases")
