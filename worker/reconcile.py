@@ -3,8 +3,8 @@
 Run it at any time, from any number of hosts (`batchrouter reconcile`, or the beat task every
 minute). It re-queues items claimed by a worker whose lease lapsed (killed, host lost or cut
 off: `take_over_lapsed_claims`, which beat also runs on its own every
-BATCHROUTER_LEASE_CHECK_INTERVAL seconds), and re-publishes queued items that no message names (Redis restarted and lost its lists, a publish
-failed after the ledger commit), releases budget reservations whose lease ended (their worker
+BATCHROUTER_LEASE_CHECK_INTERVAL seconds), re-publishes queued items that no message names
+(Redis restarted and lost its lists, a publish failed after the ledger commit), releases budget reservations whose lease ended (their worker
 died mid-call), and purges expired response-cache entries. Claims are compare-and-set, so a
 message published twice is harmless: the second finds nothing to claim. Each repair is a
 compare-and-set too, so reconcilers running at once repair each item once: a stale claim is
