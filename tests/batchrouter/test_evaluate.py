@@ -193,9 +193,7 @@ tiers:
   - {name: t1, deployments: [premium]}
 task_types:
 """
-SAMPLES = (
-    TWO_TIERS
-    + """\
+SAMPLES = TWO_TIERS + """\
   tickets:
     ladder:
       - tier: t0
@@ -205,7 +203,6 @@ SAMPLES = (
     prompt: "Label: {text}"
     checks: [{kind: label, labels: [billing, refund]}]
 """
-)
 
 
 def test_extra_rows_of_a_replay_table_are_the_samples_of_a_consensus(tmp_path: Path) -> None:
@@ -243,9 +240,7 @@ def test_extra_rows_of_a_replay_table_are_the_samples_of_a_consensus(tmp_path: P
     assert result.row("cheap").calls == 3
 
 
-CODE = (
-    TWO_TIERS
-    + """\
+CODE = TWO_TIERS + """\
   code:
     ladder:
       - tier: t0
@@ -255,7 +250,6 @@ CODE = (
     prompt: "Write solve(): {text}"
     checks: [{kind: non_empty}]
 """
-)
 
 
 def test_a_recorded_score_is_the_accuracy_where_expected_cannot_judge(tmp_path: Path) -> None:
