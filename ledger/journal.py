@@ -56,9 +56,19 @@ RECORD_COLUMNS = (
 )
 
 
-def attempt_row(item_id: int, batch_id: str, record: AttemptRecord, now: Any) -> dict[str, Any]:
+def attempt_row(
+    item_id: int, batch_id: str, record: AttemptRecord, now: Any, claim_no: int | None = None
+) -> dict[str, Any]:
+    """An attempts row. `claim_no`: the claim that makes the call; kept from the row's first
+    write (the intent), since upserts change RECORD_COLUMNS only (ledger/superseded.py)."""
     row = {name: getattr(record, name) for name in RECORD_COLUMNS}
-    row.update(item_id=item_id, batch_id=batch_id, attempt_no=record.attempt_no, created_at=now)
+    row.update(
+        item_id=item_id,
+        batch_id=batch_id,
+        attempt_no=record.attempt_no,
+        created_at=now,
+        claim_no=claim_no,
+    )
     return row
 
 
@@ -122,7 +132,10 @@ def write_intents(session: Session, intents: Sequence[Intent]) -> set[tuple[int,
     }
     now = utcnow()
     accepted = [i for i in intents if (i.item_id, i.tier, i.claim_no) in held]
-    upsert_attempts(session, [attempt_row(i.item_id, i.batch_id, i.record, now) for i in accepted])
+    upsert_attempts(
+        session,
+        [attempt_row(i.item_id, i.batch_id, i.record, now, i.claim_no) for i in accepted],
+    )
     return {(i.item_id, i.record.attempt_no) for i in accepted}
 
 

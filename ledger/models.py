@@ -166,6 +166,20 @@ class Item(Base):
     # item is staged and waits for the poller to put it into one.
     provider_batch_id: Mapped[str | None] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The worker process whose lease (worker_leases) holds the claim of a running item: when
+    # that lease lapses the reconciler re-queues the item (ledger/leases.py).
+    lease_holder: Mapped[str | None] = mapped_column(String(200))
+
+
+class WorkerLease(Base):
+    """One worker process's lease on the items it claims (ledger/leases.py): its heartbeat
+    renews it; once `expires_at` has passed, the process counts as dead or cut off."""
+
+    __tablename__ = "worker_leases"
+
+    holder: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid:nonce
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    renewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Attempt(Base):
@@ -209,6 +223,9 @@ class Attempt(Base):
     # call (provider batch API) names its provider batch and records in `saved_usd` what the
     # same tokens cost at the deployment's immediate prices minus what they cost in the batch.
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # The claim of its item under which the call was made (its intent's), NULL before
+    # migration 0010: a late writer whose claim was taken over changes only its own rows.
+    claim_no: Mapped[int | None] = mapped_column(Integer)
     provider_batch_id: Mapped[str | None] = mapped_column(String(32))
     saved_usd: Mapped[Decimal] = mapped_column(Money, default=0.0, server_default="0")
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ledger.cache import CachedAnswer, request_key
 from ledger.models import ItemState
 from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
+from ledger.superseded import not_sent
 from providers.base import get_provider
 from providers.errors import backoff_delay, redact
 from routing.config import RoutingConfig, TaskType
@@ -150,6 +151,9 @@ class _Run:
                     await layer.release(ctx)
                 if held is None:
                     raise LedgerUnavailable("the call's intent could not be written")
+                # Never sent: if a first try of the intent did commit unheard (a cut-off
+                # ledger), its row is set to cost 0 when this round's outcome is refused.
+                self.records.append(not_sent(record))
                 return Denied("the item's claim was taken over by another worker")
         self.calls += 1
         self.records.append(record)

@@ -34,6 +34,7 @@ from worker.attempt import run_item
 from worker.cache_hits import Prefetched, prefetch
 from worker.callbacks import notify_batch_finished
 from worker.journal import CallJournal, LedgerUnavailable, current_journal
+from worker.lease import current_lease
 from worker.publish import publish_items
 from worker.savings import premium_equivalent_usd
 
@@ -81,9 +82,12 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     settings = get_settings()
     summary = ChunkSummary(tier=tier, received=len(item_ids))
 
+    lease = current_lease()
+
     def claim() -> tuple[list[ClaimedItem], Configs, Prefetched]:
         with session_scope() as session:
-            claimed = claim_items(session, item_ids, tier, token, settings.max_claims)
+            holder = lease.for_claim(session)  # claims are leases (worker/lease.py)
+            claimed = claim_items(session, item_ids, tier, token, settings.max_claims, holder)
             dead = take_over_dead_rounds(session, claimed)
             claimed = [
                 replace(item, dead_round=tuple(dead[item.id])) if item.id in dead else item
@@ -103,6 +107,7 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
             return claimed, batches, cached
 
     claimed, batches, cached = with_db_retry(claim, what="claim")
+    lease.claim_committed()
     summary.claimed = len(claimed)
     if not claimed:
         return summary  # a duplicate delivery: its work is done or owned by another worker

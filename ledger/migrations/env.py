@@ -28,7 +28,7 @@ def run_migrations_offline() -> None:
 def run_migrations_online() -> None:
     url = config.get_main_option("sqlalchemy.url")
     assert url, "sqlalchemy.url is not set"
-    engine = make_engine(url)
+    engine = make_engine(url, statement_timeout=False)  # a migration may run long
     if engine.dialect.name == "sqlite":
         # Batch mode rebuilds a SQLite table (copy, drop, rename) to change a column's type;
         # with foreign keys on, dropping `batches` would cascade to every item and attempt
