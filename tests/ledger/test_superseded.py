@@ -17,6 +17,7 @@ from ledger.batches import register_batch
 from ledger.db import session_scope
 from ledger.journal import Intent, take_over_dead_rounds, write_intents
 from ledger.models import Attempt, Item
+from ledger.money import money
 from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
 from ledger.superseded import NOT_SENT, SUPERSEDED, not_sent
 from ledger.transitions import claim_items, record_outcomes
@@ -109,10 +110,10 @@ def test_a_cut_off_workers_paid_call_is_kept_as_superseded(ledger_url: str, firs
 
     item, rows = _ledger(s_item.id)
     assert [(r.attempt_no, r.outcome) for r in rows] == [(1, SUPERSEDED), (2, "passed")]
-    assert rows[0].cost_usd == REAL and rows[0].output_tokens == 5  # real usage, not estimate
+    assert rows[0].cost_usd == money(REAL) and rows[0].output_tokens == 5  # real, not estimate
     assert item.state == "succeeded" and item.output == "answer"
     assert item.attempts == 2
-    assert item.cost_usd == pytest.approx(REAL + SECOND, abs=1e-12)  # the sum of its rows
+    assert item.cost_usd == money(REAL) + money(SECOND)  # the sum of its rows, exactly
 
 
 def test_an_intent_the_worker_never_acted_on_costs_nothing(ledger_url: str) -> None:
@@ -123,10 +124,8 @@ def test_an_intent_the_worker_never_acted_on_costs_nothing(ledger_url: str) -> N
     assert _record(_outcome(t_item, [adopted, _call(2, cost=SECOND)]))
     assert _record(_outcome(s_item, [not_sent(_call(1))])) == []
     item, rows = _ledger(s_item.id)
-    assert [(r.outcome, r.error_class, r.cost_usd) for r in rows[:1]] == [
-        (SUPERSEDED, NOT_SENT, 0.0)
-    ]
-    assert item.cost_usd == pytest.approx(SECOND, abs=1e-12)
+    assert [(r.outcome, r.error_class, r.cost_usd) for r in rows[:1]] == [(SUPERSEDED, NOT_SENT, 0)]
+    assert item.cost_usd == money(SECOND)
 
 
 def test_a_completed_row_is_never_overwritten_by_a_late_writer(ledger_url: str) -> None:
@@ -137,7 +136,10 @@ def test_a_completed_row_is_never_overwritten_by_a_late_writer(ledger_url: str) 
     late = _outcome(s_item, [_call(1), _call(2, "check_failed", 0.5)])
     assert _record(late) == []
     _, rows = _ledger(s_item.id)
-    assert [(r.outcome, r.cost_usd) for r in rows] == [(SUPERSEDED, REAL), ("passed", SECOND)]
+    assert [(r.outcome, r.cost_usd) for r in rows] == [
+        (SUPERSEDED, money(REAL)),
+        ("passed", money(SECOND)),
+    ]
 
 
 def test_back_before_any_new_claim_its_answer_is_used(ledger_url: str) -> None:
@@ -169,6 +171,6 @@ def test_a_late_writer_never_touches_another_claims_call(ledger_url: str) -> Non
     assert _record(_outcome(s_item, [_call(1), not_sent(_call(2))])) == []
     _, rows = _ledger(s_item.id)
     assert [(r.outcome, r.error_class, r.cost_usd) for r in rows] == [
-        (SUPERSEDED, None, REAL),
-        ("error", "lost_in_flight", ESTIMATE),
+        (SUPERSEDED, None, money(REAL)),
+        ("error", "lost_in_flight", money(ESTIMATE)),
     ]
