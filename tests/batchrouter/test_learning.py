@@ -1,0 +1,147 @@
+"""`batchrouter fit` and `advise` over a recorded history (tests/helpers/learning_data.py):
+the fitted rules keep the error bound on unseen items at a fraction of the premium model's
+cost, the artefact is named by its hash, and a batch replays under an older artefact."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from batchrouter.cli import app
+from batchrouter.evaluate import evaluate_files
+from providers import replay
+from routing.config import parse_config
+from routing.learned import artefact
+from tests.helpers.learning_data import CHEAP_COST, PREMIUM_COST, write_history
+
+pytest.importorskip("sklearn")
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():  # type: ignore[no-untyped-def]
+    replay.clear_cache()
+    artefact.clear_cache()
+    yield
+    replay.clear_cache()
+    artefact.clear_cache()
+
+
+def run(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def held_out_items(folder: Path, fitted: Path) -> Path:
+    """The items the fit did not see, as an items file (the split is in the artefact's seed)."""
+    from batchrouter.learning.fit import split
+    from batchrouter.learning.sources import from_table
+
+    source = from_table(
+        folder / "routing.yaml", "mcq", folder / "answers.jsonl", folder / "items.jsonl"
+    )
+    _train, _calibration, unseen = split(source.history, 0.3, 0)
+    path = folder / "unseen.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"id": h.item.external_id, "text": h.item.text, "expected": h.item.expected})
+            + "\n"
+            for h in unseen
+        )
+    )
+    return path
+
+
+def test_fit_keeps_the_bound_on_unseen_items_for_less_than_the_premium_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    routing, table, items = write_history(tmp_path)
+    out = run(
+        "fit", "mcq", "--config", str(routing), "--replay", str(table), "--items", str(items),
+        "--alpha", "0.05", "--delta", "0.1", "--write", "fitted.yaml",
+    )  # fmt: skip
+    assert "rung t_cheap: accept router >=" in out
+    proposed = parse_config((tmp_path / "fitted.yaml").read_text())
+    ref = proposed.task_type("mcq").router
+    assert ref is not None and Path(ref.file).is_file()
+    assert ref.sha256 == artefact.sha256_of(ref.file)  # the file is named by its hash too
+    assert ref.sha256[:12] in ref.file
+
+    unseen = held_out_items(tmp_path, Path(ref.file))
+    result = evaluate_files(tmp_path / "fitted.yaml", "mcq", unseen)
+    fitted, premium = result.row("cascade"), result.row("premium")
+    fixed = evaluate_files(routing, "mcq", unseen).row("cascade")
+    accepted_cheap = [t for t in fitted.tiers if t.tier == "t_cheap"][0]
+    # The fixed rules accept every well-formed cheap label: about 30% wrong.
+    assert fixed.accuracy is not None and fixed.accuracy < 0.75
+    # Fitted: close to premium's accuracy, at well under its cost.
+    assert fitted.accuracy is not None and premium.accuracy is not None
+    assert fitted.accuracy >= premium.accuracy - 0.02
+    assert (
+        fitted.cost_usd < 0.7 * premium.cost_usd == pytest.approx(0.7 * PREMIUM_COST * fitted.items)
+    )
+    assert accepted_cheap.reached > 0 and fitted.cost_usd > CHEAP_COST * fitted.items
+
+
+def test_a_changed_artefact_is_refused_and_an_older_one_still_replays(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    routing, table, items = write_history(tmp_path)
+    common = ["--config", str(routing), "--replay", str(table), "--items", str(items)]
+    run("fit", "mcq", *common, "--alpha", "0.05", "--delta", "0.1", "--write", "old.yaml")
+    run(
+        "fit",
+        "mcq",
+        *common,
+        "--alpha",
+        "0.1",
+        "--delta",
+        "0.1",
+        "--seed",
+        "3",
+        "--write",
+        "new.yaml",
+    )
+    old = parse_config((tmp_path / "old.yaml").read_text()).task_type("mcq").router
+    new = parse_config((tmp_path / "new.yaml").read_text()).task_type("mcq").router
+    assert old is not None and new is not None and old.file != new.file
+    # Replaying under the older routing file (as a batch stores it) uses the older artefact.
+    before = evaluate_files(tmp_path / "old.yaml", "mcq", items).row("cascade")
+    again = evaluate_files(tmp_path / "old.yaml", "mcq", items).row("cascade")
+    assert (before.cost_usd, before.correct) == (again.cost_usd, again.correct)
+    # One byte changed: the hash no longer matches, and nothing is routed with it.
+    Path(old.file).write_text(Path(old.file).read_text().replace('"alpha"', '"alpha" '))
+    artefact.clear_cache()
+    with pytest.raises(artefact.ArtefactError, match="changed since it was fitted"):
+        artefact.load_artefact(old.file, old.sha256)
+
+
+def test_advise_prints_replayed_effects_and_writes_the_routing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    routing, table, items = write_history(tmp_path, count=1200)
+    out = run(
+        "advise", "mcq", "--config", str(routing), "--replay", str(table), "--items", str(items),
+        "--alpha", "0.05", "--delta", "0.1", "--write", "advised.yaml",
+    )  # fmt: skip
+    assert "1. use the fitted rules: cost $" in out
+    assert "on 360 unseen items" in out
+    assert "premium alone: cost $" in out
+    assert parse_config((tmp_path / "advised.yaml").read_text()).task_type("mcq").router
+
+
+def test_fit_refuses_a_history_without_right_answers(tmp_path: Path) -> None:
+    routing, table, _items = write_history(tmp_path, count=50)
+    bare = tmp_path / "bare.jsonl"
+    bare.write_text('{"id": "q0000", "text": "no expected here"}\n')
+    result = CliRunner().invoke(
+        app, ["fit", "mcq", "--config", str(routing), "--replay", str(table), "--items", str(bare)]
+    )
+    assert result.exit_code == 2
+    assert "too few to learn" in result.output
