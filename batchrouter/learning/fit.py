@@ -5,10 +5,11 @@
    calibration part (the router's score is a signal only on items it was not trained on).
 2. Fit the pre-call router (scikit-learn TF-IDF + logistic regression) on whether the first
    rung's answer passed its checks and was right; store it as plain JSON numbers.
-3. For each candidate `skip_below` (none, 0.2, 0.3, 0.4, 0.5), calibrate every rung but the
-   last on the calibration items that would reach it (routing/learned/calibration.py), at
-   level delta / (candidates x rungs) (Bonferroni: every calibrated rule holds together), and
-   keep the candidate with the lowest cost on the calibration items.
+3. Choose `skip_below` (none, 0.2, 0.3, 0.4, 0.5) by the cost of the whole plan on the
+   training part; then calibrate every rung but the last on the calibration items that would
+   reach it (routing/learned/calibration.py), at level delta / rungs (Bonferroni: every
+   calibrated rule holds together). The calibration part decides nothing else, so the bound
+   is the calibration's.
 4. Write the artefact (JSON, named by its hash) and the proposed routing file.
 """
 
@@ -216,10 +217,13 @@ def fit(
     router = fit_router(train, ladder[0]) if use_router and len(ladder) > 1 else None
     if router is not None:
         add_router_scores(calibration + held_out, router, ladder[0])
-    skips = SKIP_CANDIDATES if router is not None else (None,)
-    level = delta / (len(skips) * max(len(ladder) - 1, 1))
-    plans = [calibrate_plan(ladder, calibration, alpha, delta, s, level) for s in skips]
-    best = min(plans, key=lambda p: simulate(p, calibration).cost_usd)
+    level = delta / max(len(ladder) - 1, 1)  # Bonferroni across the rungs
+    skip = None
+    if router is not None:  # chosen on the training part: the calibration part stays unseen
+        add_router_scores(train, router, ladder[0])
+        plans = [calibrate_plan(ladder, train, alpha, delta, s, level) for s in SKIP_CANDIDATES]
+        skip = min(plans, key=lambda p: simulate(p, train).cost_usd).skip_below
+    best = calibrate_plan(ladder, calibration, alpha, delta, skip, level)
     return Fit(
         task_name,
         best,

@@ -1,0 +1,113 @@
+"""The whole loop on real Redis, PostgreSQL and workers: submit a batch under hand-written
+rules, report it, fit on its ledger, advise, and resubmit under the fitted rules.
+
+The history (tests/helpers/learning_data.py): a cheap model right on easy topics and often
+wrong, with a well-formed label, on hard ones. The hand-written rules accept every cheap label;
+the fitted ones start hard items on the premium rung and accept a cheap answer only when the
+router's score proves it right often enough. The audit step (premium answers bought for items
+accepted cheaply) is where a later change adds labels: `fit --batch` reads any attempt of a
+tier, so audited answers join the history as they are.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from batchrouter.api import submit_batch, wait_for_batch
+from batchrouter.cli import app
+from batchrouter.evaluate import is_correct
+from ledger.db import session_scope
+from ledger.models import Attempt, Batch, Item
+from providers import replay
+from routing.config import parse_config
+from routing.learned import artefact
+from tests.helpers.learning_data import CHEAP_COST, PREMIUM_COST, write_history
+from tests.helpers.workers import running_workers
+
+pytest.importorskip("sklearn")
+
+
+def cli(*args: str) -> str:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code in (0, 1), result.output
+    return result.output
+
+
+def figures(batch_id: str) -> tuple[int, int, float, set[str]]:
+    """(items, right, cost, tiers items started on) of a finished batch."""
+    with session_scope() as session:
+        items = session.scalars(select(Item).where(Item.batch_id == batch_id)).all()
+        attempts = session.scalars(select(Attempt).where(Attempt.batch_id == batch_id)).all()
+        first: dict[int, tuple[int, str]] = {}
+        for attempt in attempts:
+            if attempt.item_id not in first or attempt.attempt_no < first[attempt.item_id][0]:
+                first[attempt.item_id] = (attempt.attempt_no, attempt.tier)
+        right = sum(
+            i.state == "succeeded" and is_correct(i.output, i.expected or "") for i in items
+        )
+        cost = sum(float(a.cost_usd) for a in attempts)
+        return len(items), right, cost, {tier for _, tier in first.values()}
+
+
+@pytest.mark.redis
+@pytest.mark.postgres
+@pytest.mark.timeout(600)
+def test_submit_report_fit_advise_and_resubmit_under_the_fitted_rules(
+    tmp_path: Path,
+    postgres_url: str,
+    redis_url: str,
+    use_ledger,
+    monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    use_ledger(postgres_url)
+    monkeypatch.setenv("BATCHROUTER_BROKER_URL", redis_url)
+    replay.clear_cache()
+    artefact.clear_cache()
+    routing, _table, items = write_history(tmp_path, count=1000)
+    out_dir = tmp_path / "fitted"
+    with running_workers(
+        ["t_cheap", "t_premium"],
+        database_url=postgres_url,
+        broker_url=redis_url,
+        log_dir=tmp_path,
+        config=routing,
+    ):
+        first = submit_batch(items, "mcq", config=routing)
+        assert wait_for_batch(first.batch_id, timeout=240).finished
+        report = cli("report", first.batch_id)
+        assert first.batch_id[:8] in report or "mcq" in report
+        count, right, cost, starts = figures(first.batch_id)
+        assert count == 1000 and starts == {"t_cheap"}
+        assert cost == pytest.approx(1000 * CHEAP_COST)  # every cheap label accepted
+        assert right / count < 0.8
+
+        fitted = tmp_path / "fitted.yaml"
+        out = cli(
+            "fit", "mcq", "--batch", first.batch_id, "--alpha", "0.1", "--delta", "0.1",
+            "--out-dir", str(out_dir), "--write", str(fitted),
+        )  # fmt: skip
+        assert "rung t_cheap: accept router >=" in out
+        advice = cli(
+            "advise", "mcq", "--batch", first.batch_id, "--alpha", "0.1", "--delta", "0.1",
+            "--out-dir", str(out_dir),
+        )  # fmt: skip
+        assert "1. use the fitted rules: cost $" in advice
+
+        ref = parse_config(fitted.read_text()).task_type("mcq").router
+        assert ref is not None
+        second = submit_batch(items, "mcq", config=fitted)
+        assert wait_for_batch(second.batch_id, timeout=240).finished
+        count, right_after, cost_after, starts = figures(second.batch_id)
+        # Cheap answers the router does not trust climb; far more answers are right, for less
+        # than the premium model alone would cost. (The first batch bought no premium answers,
+        # so the fit cannot price starting above the cheap rung: skip_below stays unset.)
+        assert "t_cheap" in starts
+        assert right_after / count > 0.9 > right / count
+        assert cost_after < 0.8 * count * PREMIUM_COST
+        with session_scope() as session:  # the batch names the artefact it was routed with
+            stored = session.get(Batch, second.batch_id)
+            assert stored is not None and ref.sha256 in stored.config_yaml
