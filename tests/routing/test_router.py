@@ -13,7 +13,18 @@ def test_plain_python_scores_equal_scikit_learns() -> None:
     text_module = pytest.importorskip("sklearn.feature_extraction.text")
     linear = pytest.importorskip("sklearn.linear_model")
     rng = random.Random(2)
-    words = "card refund fraud late charge pin atm transfer blocked fee".split()
+    words = [
+        "card",
+        "refund",
+        "fraud",
+        "late",
+        "charge",
+        "pin",
+        "atm",
+        "transfer",
+        "blocked",
+        "fee",
+    ]
     texts = [" ".join(rng.choice(words) for _ in range(rng.randint(2, 9))) for _ in range(300)]
     labels = [int("fraud" not in t and "blocked" not in t) for t in texts]
     vectorizer = text_module.TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2)
