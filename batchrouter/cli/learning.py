@@ -130,7 +130,8 @@ def fit(
         )
     for name, figures in (("fixed rules", result.fixed), ("fitted rules", result.fitted)):
         console.print(
-            f"  held out, {name}: accuracy {100 * figures.accuracy:.1f}%, cost "
+            f"  held out, {name}: accuracy {100 * figures.accuracy:.1f}% (of "
+            f"{figures.items - figures.unknown} with a known answer), cost "
             f"${figures.cost_usd:.4f}, escalated {figures.escalated} of {figures.items}"
         )
     console.print(f"artefact {result.artefact} sha256 {result.sha256}", markup=False)

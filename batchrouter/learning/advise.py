@@ -50,12 +50,15 @@ class Advice:
         if self.before is None or self.after is None:
             return f"{self.title}: {self.note}"
         b, a = self.before, self.after
+        missing = a.missing_outcomes + b.missing_outcomes
+        gap = f"{missing} calls found no recorded answer" if missing else ""
+        said = "; ".join(part for part in (self.note, gap) if part)
         change = -100 * self.saves / b.cost_usd if b.cost_usd else 0.0
         return (
             f"{self.title}: cost ${b.cost_usd:.4f} -> ${a.cost_usd:.4f} ({change:+.0f}%), "
             f"accuracy {_pct(b.accuracy)} -> {_pct(a.accuracy)}, escalation "
             f"{_pct(escalation(b))} -> {_pct(escalation(a))} on {b.items} unseen items"
-            + (f" ({self.note})" if self.note else "")
+            + (f" ({said})" if said else "")
         )
 
 

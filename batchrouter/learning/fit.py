@@ -39,10 +39,14 @@ class Figures:
     cost_usd: float = 0.0
     escalated: int = 0  # items that climbed past the rung they started on
     skipped: int = 0  # items the router started above the first rung
+    unknown: int = 0  # items whose final answer the history lacks
+    accepted_below_top: int = 0  # answers accepted on a rung below the last
+    wrong_below_top: int = 0  # of those, wrong: the share the calibration bounds
 
     @property
     def accuracy(self) -> float:
-        return self.correct / self.items if self.items else 0.0
+        judged = self.items - self.unknown
+        return self.correct / judged if judged else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -51,6 +55,9 @@ class Figures:
             "cost_usd": self.cost_usd,
             "escalated": self.escalated,
             "skipped": self.skipped,
+            "unknown": self.unknown,
+            "accepted_below_top": self.accepted_below_top,
+            "wrong_below_top": self.wrong_below_top,
         }
 
 
@@ -133,11 +140,17 @@ def _start(plan: Plan, h: HistoryItem) -> int:
 
 
 def simulate(plan: Plan, items: Sequence[HistoryItem]) -> Figures:
-    """Walk each item up the plan's ladder over its recorded answers (items missing an answer
-    the walk needs are left out)."""
+    """Walk each item up the plan's ladder over its recorded answers. A rung whose answer the
+    history lacks (the ledger holds the top rung's answer only for items that climbed, or were
+    audited) is priced at that rung's mean cost, and the item's accuracy counts as unknown."""
+    known: dict[str, list[float]] = {}
+    for h in items:
+        for tier, recorded in h.answers.items():
+            known.setdefault(tier, []).append(recorded.cost_usd)
+    mean_cost = {tier: sum(costs) / len(costs) for tier, costs in known.items()}
     figures = Figures()
     for h in items:
-        start, cost, correct, done = _start(plan, h), 0.0, False, False
+        start, cost, correct = _start(plan, h), 0.0, None
         for position in range(start, len(plan.ladder)):
             last = position == len(plan.ladder) - 1
             tier = plan.ladder[position]
@@ -145,22 +158,27 @@ def simulate(plan: Plan, items: Sequence[HistoryItem]) -> Figures:
                 continue  # a rung that can accept nothing is left out of the ladder
             answer = h.answers.get(tier)
             if answer is None:
+                cost += mean_cost.get(tier, 0.0)
                 break
             cost += answer.cost_usd
             rule = plan.rules.get(tier)
             sample = Sample(answer.passed_checks, answer.correct, answer.signals)
             if last or (rule is not None and rule.accepts(sample)):
-                correct, done = answer.correct and (answer.passed_checks or last), True
-                figures.escalated += any(
-                    plan.rules.get(t) is not None for t in plan.ladder[start:position]
-                )
+                correct = answer.correct and (answer.passed_checks or last)
+                if not last:
+                    figures.accepted_below_top += 1
+                    figures.wrong_below_top += not correct
                 break
-        if not done:
-            continue
         figures.items += 1
-        figures.correct += correct
         figures.cost_usd += cost
         figures.skipped += start > 0
+        figures.escalated += position > start and any(
+            plan.rules.get(t) is not None for t in plan.ladder[start:position]
+        )
+        if correct is None:
+            figures.unknown += 1
+        else:
+            figures.correct += correct
     return figures
 
 
@@ -219,7 +237,10 @@ def fit(
         add_router_scores(calibration + held_out, router, ladder[0])
     level = delta / max(len(ladder) - 1, 1)  # Bonferroni across the rungs
     skip = None
-    if router is not None:  # chosen on the training part: the calibration part stays unseen
+    priced = sum(ladder[1] in h.answers for h in train) >= 10 if len(ladder) > 1 else False
+    # Chosen on the training part, so the calibration part stays unseen; and only when the
+    # history holds enough answers of the second rung to price starting there.
+    if router is not None and priced:
         add_router_scores(train, router, ladder[0])
         plans = [calibrate_plan(ladder, train, alpha, delta, s, level) for s in SKIP_CANDIDATES]
         skip = min(plans, key=lambda p: simulate(p, train).cost_usd).skip_below
@@ -270,7 +291,7 @@ def proposed_routing(text: str, task_name: str, plan: Plan, file: str, sha256: s
         ladder.append(rung["tier"] if list(rung) == ["tier"] else rung)
     task["ladder"] = ladder
     task["router"] = {"file": file, "sha256": sha256}
-    if plan.skip_below is not None:
+    if plan.skip_below is not None and len(ladder) > 1:
         task["router"]["skip_below"] = plan.skip_below
     return yaml.safe_dump(data, sort_keys=False)
 
