@@ -15,8 +15,9 @@
 
 from __future__ import annotations
 
+import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ class Plan:
     skip_below: float | None = None
     rules: dict[str, Rule | None] = field(default_factory=dict)
     calibrated: dict[str, Calibrated] = field(default_factory=dict)
+    samples: dict[str, int] = field(default_factory=dict)  # per rung: answers agreement counts
 
 
 @dataclass
@@ -204,10 +206,23 @@ def calibrate_plan(
             ):
                 continue
             reaching.append(_sample(h, tier))
-        found = calibrate(reaching, alpha, level)
+        found = calibrate(reaching, alpha, level, signals=_signals(reaching))
         plan.calibrated[tier] = found
         plan.rules[tier] = found.rule
+        plan.samples[tier] = max(
+            (h.answers[tier].samples for h in items if tier in h.answers), default=1
+        )
     return plan
+
+
+def _signals(samples: Sequence[Sample]) -> list[str]:
+    """The signals worth testing: those most answers carry (a threshold on a signal that few
+    answers have would accept few; testing it would only spend delta)."""
+    counts: dict[str, int] = {}
+    for sample in samples:
+        for name in sample.signals:
+            counts[name] = counts.get(name, 0) + 1
+    return sorted(name for name, count in counts.items() if count >= len(samples) / 2)
 
 
 def _sample(h: HistoryItem, tier: str) -> Sample:
@@ -285,9 +300,8 @@ def proposed_routing(text: str, task_name: str, plan: Plan, file: str, sha256: s
         if tier in plan.rules and plan.rules[tier] is None:
             continue  # nothing it answers can be proven right often enough: skip the rung
         if tier in plan.rules:
-            rung["accept"] = _accept(
-                dict(rung.get("accept") or {}), plan.rules[tier], task_kinds, file, sha256
-            )
+            check = _signal_check(plan.rules[tier], file, sha256, plan.samples.get(tier, 1))
+            rung["accept"] = _accept(dict(rung.get("accept") or {}), check, task_kinds)
         ladder.append(rung["tier"] if list(rung) == ["tier"] else rung)
     task["ladder"] = ladder
     task["router"] = {"file": file, "sha256": sha256}
@@ -297,27 +311,40 @@ def proposed_routing(text: str, task_name: str, plan: Plan, file: str, sha256: s
 
 
 def _accept(
-    accept: dict[str, Any], rule: Rule | None, task_kinds: set, file: str, sha256: str
+    accept: dict[str, Any], added: dict[str, Any] | None, task_kinds: set[str]
 ) -> dict[str, Any]:
-    keep: Callable[[Any], bool] = lambda c: c.get("kind") not in SIGNAL_CHECKS  # noqa: E731
-    added = (
-        [] if rule is None or rule.signal == CHECKS_ONLY else [_signal_check(rule, file, sha256)]
-    )
+    """The rung's acceptance with its signal checks replaced by `added` (none: the form checks
+    alone); the task type's own signal checks are dropped on this rung."""
+
+    def keep(check: dict[str, Any]) -> bool:
+        return check.get("kind") not in SIGNAL_CHECKS
+
+    extra = [added] if added is not None else []
     if accept.get("checks") is not None:
-        accept["checks"] = [c for c in accept["checks"] if keep(c)] + added
+        accept["checks"] = [c for c in accept["checks"] if keep(c)] + extra
         return accept
-    accept["add"] = [c for c in accept.get("add") or [] if keep(c)] + added
+    accept["add"] = [c for c in accept.get("add") or [] if keep(c)] + extra
     drops = sorted(set(accept.get("drop") or []) | (task_kinds & set(SIGNAL_CHECKS)))
     if drops:
         accept["drop"] = drops
     return {k: v for k, v in accept.items() if v not in ([], None)}
 
 
-def _signal_check(rule: Rule, file: str, sha256: str) -> dict[str, Any]:
+def _signal_check(rule: Rule | None, file: str, sha256: str, samples: int) -> dict[str, Any] | None:
+    if rule is None or rule.signal == CHECKS_ONLY:
+        return None
     if rule.signal == "logprob":
         return {"kind": "logprob", "measure": "mean", "min_prob": rule.threshold}
     if rule.signal == "router":
         return {"kind": "router_score", "file": file, "sha256": sha256, "min_score": rule.threshold}
+    if rule.signal == "agreement" and samples >= 2:
+        # m of k samples of the rung's own deployment agree: the first answer's agreement
+        # share >= threshold, as the history measured it.
+        return {
+            "kind": "consensus",
+            "k": samples,
+            "m": max(1, math.ceil(rule.threshold * samples - 1e-9)),
+        }
     raise ValueError(f"no check expresses a threshold on {rule.signal!r}")
 
 

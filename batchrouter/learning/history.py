@@ -9,8 +9,9 @@ Two sources:
   item accepted lower) add their answers the same way, as ordinary attempts of that tier.
 
 The signals a rung's acceptance can be calibrated on: `logprob` (the mean token probability,
-from the table's logprobs or a logprob check's recorded score) and `router` (the fitted
-router's score, added by the fit). The "form checks" are the rung's checks other than those
+from the table's logprobs or a logprob check's recorded score), `agreement` (the share of the
+rung model's samples that agree with its first answer, from the table's extra rows, or a
+consensus check's recorded score) and `router` (the fitted router's score, added by the fit). The "form checks" are the rung's checks other than those
 signal checks: what the calibrated rule adds to.
 """
 
@@ -21,14 +22,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from batchrouter.evaluate import is_correct
-from routing.checks import judge
+from routing.checks import judge, normalize_label
 from routing.config import RoutingConfig
 from routing.prices import cost_usd
 from routing.replay_table import ReplayTable
 from routing.tokens import count_text_tokens
 from routing.types import InputItem, Usage
 
-SIGNAL_CHECKS = {"logprob": "logprob", "router_score": "router"}  # check kind -> signal name
+# check kind -> the signal its recorded score is
+SIGNAL_CHECKS = {"logprob": "logprob", "router_score": "router", "consensus": "agreement"}
 
 
 @dataclass
@@ -37,6 +39,7 @@ class Answer:
     correct: bool
     cost_usd: float
     signals: dict[str, float] = field(default_factory=dict)
+    samples: int = 1  # the rung model's answers the agreement was counted over
 
 
 @dataclass
@@ -86,7 +89,11 @@ def from_replay(
             signals = {}
             if row.logprobs:
                 signals["logprob"] = math.exp(sum(row.logprobs) / len(row.logprobs))
-            answers[tier] = Answer(judged.passed, correct, cost, signals)
+            texts = [sample.text for sample in table.samples(item.external_id, deployment.model)]
+            if len(texts) >= 2:
+                first = normalize_label(texts[0])
+                signals["agreement"] = sum(normalize_label(t) == first for t in texts) / len(texts)
+            answers[tier] = Answer(judged.passed, correct, cost, signals, max(len(texts), 1))
         if answers:
             out.append(HistoryItem(item, answers))
     return out

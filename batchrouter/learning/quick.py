@@ -19,7 +19,8 @@ def one_line_advice(batch_id: str) -> str:
         batch = session.get(Batch, batch_id)
         if batch is None:
             return f"no batch {batch_id}"
-        final = dict(session.execute(select(Item.id, Item.tier).where(Item.batch_id == batch_id)))
+        rows = session.execute(select(Item.id, Item.tier).where(Item.batch_id == batch_id))
+        final = {item_id: tier for item_id, tier in rows}
         reached: dict[str, set[int]] = {}
         spent: dict[str, float] = {}
         for item_id, tier, cost in session.execute(

@@ -145,3 +145,34 @@ def test_fit_refuses_a_history_without_right_answers(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "too few to learn" in result.output
+
+
+def test_agreement_among_samples_is_a_signal_and_becomes_a_consensus(tmp_path: Path) -> None:
+    """Three recorded answers of the cheap model per item: their agreement is measured, and a
+    fitted threshold on it is written as a consensus of the rung's own samples."""
+    from batchrouter.learning.fit import Plan, proposed_routing
+    from batchrouter.learning.history import from_replay
+    from routing.learned.calibration import Rule
+    from routing.replay_table import read_replay_table
+    from routing.types import InputItem
+
+    routing, table, _items = write_history(tmp_path, count=20)
+    extra = [
+        {"item_id": "q0000", "model": "m-cheap", "text": answer, "cost_usd": CHEAP_COST}
+        for answer in ("z", "x")
+    ]
+    with table.open("a") as handle:
+        handle.write("".join(json.dumps(row) + "\n" for row in extra))
+    config = parse_config(routing.read_text())
+    first = json.loads(table.read_text().splitlines()[0])  # q0000's first cheap answer
+    item = InputItem("q0000", "customer asks", 1, expected=first["text"])
+    history = from_replay(config, "mcq", read_replay_table(table), [item])
+    cheap = history[0].answers["t_cheap"]
+    agreeing = 1 + sum(answer == first["text"] for answer in ("z", "x"))
+    assert cheap.signals["agreement"] == pytest.approx(agreeing / 3) and cheap.samples == 3
+    plan = Plan(["t_cheap", "t_premium"], rules={"t_cheap": Rule("agreement", 0.66)})
+    plan.samples["t_cheap"] = 3
+    text = proposed_routing(routing.read_text(), "mcq", plan, "f.json", "0" * 64)
+    rung = parse_config(text).task_type("mcq").ladder[0]
+    consensus = rung.accept.add[0]
+    assert (consensus.kind, consensus.k, consensus.m) == ("consensus", 3, 2)

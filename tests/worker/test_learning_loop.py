@@ -67,7 +67,7 @@ def test_submit_report_fit_advise_and_resubmit_under_the_fitted_rules(
     monkeypatch.setenv("BATCHROUTER_BROKER_URL", redis_url)
     replay.clear_cache()
     artefact.clear_cache()
-    routing, _table, items = write_history(tmp_path, count=1000)
+    routing, table, items = write_history(tmp_path, count=1000)
     out_dir = tmp_path / "fitted"
     with running_workers(
         ["t_cheap", "t_premium"],
@@ -111,3 +111,27 @@ def test_submit_report_fit_advise_and_resubmit_under_the_fitted_rules(
         with session_scope() as session:  # the batch names the artefact it was routed with
             stored = session.get(Batch, second.batch_id)
             assert stored is not None and ref.sha256 in stored.config_yaml
+
+        # A history with the premium model's answers too (the replay table: what audits
+        # would collect) prices starting higher: items the router scores low skip the
+        # cheap rung, and the ledger shows no cheap call for them.
+        routed = tmp_path / "routed.yaml"
+        cli(
+            "fit", "mcq", "--config", str(routing), "--replay", str(table), "--items",
+            str(items), "--alpha", "0.05", "--delta", "0.1", "--out-dir", str(out_dir),
+            "--write", str(routed),
+        )  # fmt: skip
+        skip = parse_config(routed.read_text()).task_type("mcq").router
+        assert skip is not None and skip.skip_below is not None
+        third = submit_batch(items, "mcq", config=routed)
+        assert wait_for_batch(third.batch_id, timeout=240).finished
+        count, right_routed, cost_routed, starts = figures(third.batch_id)
+        assert starts == {"t_cheap", "t_premium"}
+        assert right_routed / count > 0.9 and cost_routed < 0.8 * count * PREMIUM_COST
+        with session_scope() as session:
+            cheap_calls = session.scalars(
+                select(Attempt.item_id).where(
+                    Attempt.batch_id == third.batch_id, Attempt.tier == "t_cheap"
+                )
+            ).all()
+        assert 0 < len(set(cheap_calls)) < count  # the skipped items were never sent cheap
