@@ -113,15 +113,15 @@ def mmlu(folder: Path) -> tuple[Path, Path, Path]:
     return _write(folder, "mmlu", rows, items, MMLU_ROUTING)
 
 
-def banking77(folder: Path) -> tuple[Path, Path, Path]:
-    """The sim's answers to the BANKING77 training tickets, recorded as a replay table."""
+def banking77(folder: Path, split: str = "train") -> tuple[Path, Path, Path]:
+    """The sim's answers to the BANKING77 tickets of `split`, recorded as a replay table."""
     from providers.sim import SimProvider
     from routing.config import parse_config
     from routing.types import CompletionRequest, RequestMeta
 
     source = DATA / "banking77"
     labels = json.loads((source / "categories.json").read_text())
-    with (source / "train.csv").open(newline="", encoding="utf-8") as handle:
+    with (source / f"{split}.csv").open(newline="", encoding="utf-8") as handle:
         tickets = list(csv.DictReader(handle))
     sim_text = BANKING_ROUTING.format(
         provider="sim", where=SIM_SMALL, where_large=SIM_LARGE, labels=json.dumps(labels)
