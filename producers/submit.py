@@ -136,16 +136,29 @@ def _routed_entry_tiers(
     task: TaskType, items: list[InputItem], config_path: Path
 ) -> list[str] | None:
     """Each item's first rung, when the task type names a fitted router with `skip_below`
-    (routing/learned/entry.py); None when every item starts on the ladder's first rung."""
-    if task.router is None or task.router.skip_below is None:
-        return None
-    from routing.learned.artefact import ArtefactError
+    (routing/learned/entry.py); None when every item starts on the ladder's first rung.
+    Every fitted artefact the task type names must load with its hash here, before anything
+    is written: a missing or changed file would otherwise fail items in the workers."""
+    from routing.checks import RouterScoreCheck
+    from routing.learned.artefact import ArtefactError, load_artefact
     from routing.learned.entry import entry_tiers
 
+    named = {
+        (check.file, check.sha256)
+        for tier in task.tier_names
+        for check in task.checks_for(tier)
+        if isinstance(check, RouterScoreCheck)
+    }
+    if task.router is not None:
+        named.add((task.router.file, task.router.sha256))
     try:
+        for file, sha256 in sorted(named):
+            load_artefact(file, sha256)
+        if task.router is None or task.router.skip_below is None:
+            return None
         return entry_tiers(task.router, task.tier_names, [item.text for item in items])
     except ArtefactError as exc:
-        raise ConfigError(f"{config_path}: router: {exc}") from None
+        raise ConfigError(f"{config_path}: {exc}") from None
 
 
 def _ids_by_tier(session: Session, batch_id: str, item_ids: list[int]) -> dict[str, list[int]]:

@@ -147,7 +147,7 @@ def clopper_pearson_upper(wrong: int, n: int, confidence: float = 0.95) -> float
     return high
 
 
-class _Counts:
+class Counts:
     """Accepted and wrong counts of every candidate rule over a set of samples, in O(log n) per
     rule: the samples sorted by each signal, with running totals."""
 
@@ -196,8 +196,8 @@ def calibrate(
     shuffled = list(samples)
     random.Random(seed).shuffle(shuffled)
     cut = int(len(shuffled) * order_share)
-    ordering, testing = _Counts(shuffled[:cut], names), _Counts(shuffled[cut:], names)
-    everything = _Counts(shuffled, names)
+    ordering, testing = Counts(shuffled[:cut], names), Counts(shuffled[cut:], names)
+    everything = Counts(shuffled, names)
     families = [[Rule(CHECKS_ONLY)]] + [
         _sequence(ordering, testing.total, s, alpha, delta / (len(names) + 1)) for s in names
     ]
@@ -219,9 +219,7 @@ def calibrate(
     )
 
 
-def _sequence(
-    ordering: _Counts, tested: int, signal: str, alpha: float, level: float
-) -> list[Rule]:
+def _sequence(ordering: Counts, tested: int, signal: str, alpha: float, level: float) -> list[Rule]:
     """One signal's thresholds in testing order: strictest first (error falls as the threshold
     rises), starting at the strictest one the ordering split expects the test to prove (its
     errors counted one higher, so a lucky run of right answers on few items does not start the

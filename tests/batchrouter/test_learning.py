@@ -176,3 +176,22 @@ def test_agreement_among_samples_is_a_signal_and_becomes_a_consensus(tmp_path: P
     rung = parse_config(text).task_type("mcq").ladder[0]
     consensus = rung.accept.add[0]
     assert (consensus.kind, consensus.k, consensus.m) == ("consensus", 3, 2)
+
+
+def test_submit_refuses_a_routing_file_whose_artefact_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before anything is written: a worker would otherwise fail every item's router check."""
+    from producers.submit import submit_batch
+    from routing.config import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    routing, table, items = write_history(tmp_path)
+    common = ["--config", str(routing), "--replay", str(table), "--items", str(items)]
+    run("fit", "mcq", *common, "--alpha", "0.05", "--delta", "0.1", "--write", "fitted.yaml")
+    ref = parse_config((tmp_path / "fitted.yaml").read_text()).task_type("mcq").router
+    assert ref is not None
+    Path(ref.file).write_text(Path(ref.file).read_text() + " ")
+    artefact.clear_cache()
+    with pytest.raises(ConfigError, match="changed since it was fitted"):
+        submit_batch(items, "mcq", config=tmp_path / "fitted.yaml")

@@ -14,6 +14,8 @@ import pytest
 
 from routing.learned.calibration import (
     CHECKS_ONLY,
+    GRID,
+    Counts,
     Rule,
     Sample,
     binom_cdf,
@@ -41,13 +43,21 @@ def error_rate(rule: Rule, samples: list[Sample]) -> float:
     return sum(not s.correct for s in accepted) / len(accepted) if accepted else 0.0
 
 
-def naive_rule(samples: list[Sample]) -> Rule:
+def held_out_error(rule: Rule, everything: Counts, calibration: Counts) -> float:
+    """The error among accepted held-out items: all items' counts less the calibration's."""
+    accepted, wrong = (
+        a - b for a, b in zip(everything.of(rule), calibration.of(rule), strict=True)
+    )
+    return wrong / accepted if accepted else 0.0
+
+
+def naive_rule(calibration: Counts) -> Rule:
     """What tuning on the validation set does: the loosest threshold whose error there is <=
     alpha. Used to show that the test below can fail."""
-    for step in range(1, 100):
-        rule = Rule("confidence", step / 100)
-        if error_rate(rule, samples) <= ALPHA:
-            return rule
+    for threshold in GRID:
+        accepted, wrong = calibration.of(Rule("confidence", threshold))
+        if accepted and wrong / accepted <= ALPHA:
+            return Rule("confidence", threshold)
     return Rule("confidence", 1.0)
 
 
@@ -67,18 +77,21 @@ def test_the_bound_holds_on_held_out_items_at_the_stated_rate() -> None:
     (here far fewer: the method is conservative), while the naive threshold fails about half
     the time."""
     items = population(12_000, seed=7)
+    everything = Counts(items, ["confidence"])
     rng = random.Random(11)
     trials, over, naive_over, accepted = 200, 0, 0, []
     for trial in range(trials):
-        picked = set(rng.sample(range(len(items)), 1_500))
-        calibration = [items[i] for i in picked]
-        held_out = [items[i] for i in range(len(items)) if i not in picked]
+        calibration = rng.sample(items, 1_500)
+        counts = Counts(calibration, ["confidence"])
         fitted = calibrate(calibration, ALPHA, DELTA, seed=trial)
         accepted.append(fitted.acceptance)  # no rule proven: accepts nothing, breaks nothing
-        over += fitted.rule is not None and error_rate(fitted.rule, held_out) > ALPHA
-        naive_over += error_rate(naive_rule(calibration), held_out) > ALPHA
+        if fitted.rule is not None:
+            over += held_out_error(fitted.rule, everything, counts) > ALPHA
+        naive_over += held_out_error(naive_rule(counts), everything, counts) > ALPHA
     # Bin(200, 0.1) exceeds 31 with probability < 1%: a slack for the test's own chance.
-    print(f"exceeded alpha: fitted {over}, naive {naive_over} of {trials} splits")
+    print(
+        f"exceeded alpha: fitted {over}, naive {naive_over} of {trials}; accepted {sum(accepted) / trials:.3f}"
+    )
     assert over <= 31, f"bound broken in {over} of {trials} splits"
     assert naive_over >= 60, f"the naive rule broke it in only {naive_over} splits"
     # And the rule is useful: the best possible accepts 52%.
