@@ -107,8 +107,17 @@ def advise(
     found += _skip_rungs(config_text, config, task, table, held_out, now)
     found += _cheaper_deployments(config_text, config, task, table, held_out, now, current)
     found += _cache(config_text, config, task, held_out)
+    found = [a for a in found if _helps(a)]
     found.sort(key=lambda a: (a.after is None, -a.saves))
     return found, current
+
+
+def _helps(advice: Advice) -> bool:
+    """Cheaper, or more accurate: a change that is neither is not advice."""
+    if advice.before is None or advice.after is None:
+        return True
+    before, after = advice.before.accuracy or 0.0, advice.after.accuracy or 0.0
+    return advice.saves > 1e-12 or after > before
 
 
 def _fit_note(fitted: Fit) -> str:

@@ -195,3 +195,63 @@ def test_submit_refuses_a_routing_file_whose_artefact_changed(
     artefact.clear_cache()
     with pytest.raises(ConfigError, match="changed since it was fitted"):
         submit_batch(items, "mcq", config=tmp_path / "fitted.yaml")
+
+
+ADVICE_ROUTING = """\
+deployments:
+  junk: {{provider: replay, model: m-junk, replay_file: {table}, prices: {{input: 1, output: 1}}}}
+  mid: {{provider: replay, model: m-mid, replay_file: {table}, prices: {{input: 1, output: 1}}}}
+  premium: {{provider: replay, model: m-premium, replay_file: {table}, prices: {{input: 1, output: 1}}}}
+tiers:
+  - {{name: t_junk, deployments: [junk]}}
+  - {{name: t_premium, deployments: [premium]}}
+  - {{name: t_spare, deployments: [mid]}}
+task_types:
+  mcq:
+    prompt: "Answer x, y or z: {{text}}"
+    checks: [{{kind: label, labels: [x, y, z]}}]
+    cache: false
+    ladder: [t_junk, {{tier: t_premium, accept: {{best_effort: true}}}}]
+"""
+
+
+def test_advise_finds_a_rung_to_skip_a_cheaper_model_and_the_cache(tmp_path: Path) -> None:
+    """junk answers in prose 9 times in 10 (its rung accepts 10%, and costs more than the
+    premium calls it saves); mid is right as often as premium at a quarter of the price; a
+    third of the items repeat an earlier one. A change that is neither cheaper nor more
+    accurate (junk instead of mid, say) is not advised."""
+    from batchrouter.learning.advise import advise
+    from routing.types import InputItem
+
+    rows, items = [], []
+    for number in range(300):
+        text = f"question {number % 200}"
+        items.append(InputItem(f"q{number}", text, number + 1, expected="x"))
+        junk = "x" if number % 10 == 0 else "I think it is x"
+        for model, answer, cost in (
+            ("m-junk", junk, 0.005),
+            ("m-mid", "x", 0.005),
+            ("m-premium", "x", 0.02),
+        ):
+            rows.append({"item_id": f"q{number}", "model": model, "text": answer, "cost_usd": cost})
+    table = tmp_path / "answers.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = ADVICE_ROUTING.format(table=table)
+    found, current = advise(text, "mcq", table, items, None)
+    lines = [a.line() for a in found]
+    titles = [a.title for a in found]
+    assert "skip rung t_junk" in titles, lines
+    assert "use mid instead of premium" in titles, lines
+    assert "turn the cache on" in titles, lines
+    skip = found[titles.index("skip rung t_junk")]
+    assert skip.before is not None and skip.after is not None
+    # Hand-worked: now 300 x 0.005 + 270 x 0.02 = 6.90; without junk 300 x 0.02 = 6.00.
+    assert skip.before.cost_usd == pytest.approx(6.90)
+    assert skip.after.cost_usd == pytest.approx(6.00)
+    swap = found[titles.index("use mid instead of premium")]
+    assert swap.after is not None and swap.after.cost_usd == pytest.approx(
+        300 * 0.005 + 270 * 0.005
+    )
+    assert "33% of the items repeat" in found[titles.index("turn the cache on")].line()
+    assert current.row("premium").accuracy == 1.0
+    assert not any("instead of mid" in title for title in titles)
