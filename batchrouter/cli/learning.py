@@ -172,7 +172,9 @@ def advise(
         console.print(
             f"now: cost ${_current.row('cascade').cost_usd:.4f}; {reference} alone: cost "
             f"${row.cost_usd:.4f}, accuracy {100 * (row.accuracy or 0):.1f}% "
-            f"({row.items} unseen items)",
+            f"({row.items} unseen items"
+            + (f"; {row.missing_outcomes} found no recorded answer" if row.missing_outcomes else "")
+            + ")",
             markup=False,
         )
     if not found:

@@ -175,7 +175,14 @@ def _cheaper_deployments(
     now: StrategyResult,
     current: Evaluation,
 ) -> list[Advice]:
-    singles = [r for r in current.rows if r.kind == "single" and r.accuracy is not None]
+    # A model whose answers the history lacks for some items (the ledger holds the top rung's
+    # answer only for items that climbed or were audited) cannot be compared: its accuracy
+    # there counts the missing answers as wrong.
+    singles = [
+        r
+        for r in current.rows
+        if r.kind == "single" and r.accuracy is not None and not r.missing_outcomes
+    ]
     out = []
     for dear in singles:
         for cheap in singles:

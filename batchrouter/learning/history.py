@@ -109,7 +109,7 @@ def _estimate(prompt: str, answer: str, model: str) -> Usage:
 
 def from_ledger(batch_ids: Sequence[str]) -> tuple[str, RoutingConfig, list[HistoryItem]]:
     """The task type, the routing file the first batch ran under, and the history of the
-    batches' items that carry `expected`."""
+    batches' items that carry `expected` or were audited."""
     from sqlalchemy import select
 
     from ledger.batches import find_batch
@@ -129,16 +129,15 @@ def from_ledger(batch_ids: Sequence[str]) -> tuple[str, RoutingConfig, list[Hist
                 raise ValueError(
                     f"batch {batch.id} is of task type {batch.task_type!r}, not {task_name!r}"
                 )
-            items = session.scalars(
-                select(Item).where(Item.batch_id == batch.id, Item.expected.is_not(None))
-            ).all()
+            items = session.scalars(select(Item).where(Item.batch_id == batch.id)).all()
             by_item: dict[int, list[Attempt]] = {}
             for attempt in session.scalars(
                 select(Attempt).where(Attempt.batch_id == batch.id).order_by(Attempt.attempt_no)
             ):
                 by_item.setdefault(attempt.item_id, []).append(attempt)
             for item in items:
-                answers = _ledger_answers(by_item.get(item.id, []), item.expected or "")
+                top = config.task_type(task_name).tier_names[-1]
+                answers = _ledger_answers(by_item.get(item.id, []), item.expected, top)
                 if answers:
                     source = InputItem(
                         item.external_id,
@@ -153,8 +152,23 @@ def from_ledger(batch_ids: Sequence[str]) -> tuple[str, RoutingConfig, list[Hist
     return task_name, config, history
 
 
-def _ledger_answers(attempts: Sequence, expected: str) -> dict[str, Answer]:
-    """Per tier, the judged answer of that tier (the first one), with what the tier cost."""
+def _ledger_answers(attempts: Sequence, expected: str | None, top: str) -> dict[str, Answer]:
+    """Per tier, the judged answer of that tier (the first one), with what the tier cost.
+
+    Right means equal to `expected`. An item without it is judged against the top rung's
+    answer, taken as right: its audit answer (bought for a sample of the items accepted lower:
+    routing/audit.py), or the answer it got when it climbed there. Neither: the item teaches
+    nothing (empty)."""
+    audit = next((a for a in attempts if a.outcome == "audit" and a.output is not None), None)
+    climbed = next(
+        (a for a in attempts if a.tier == top and a.outcome in ("passed", "check_failed")), None
+    )
+    reference = expected
+    for found in (audit, climbed):
+        if reference is None and found is not None:
+            reference = found.output
+    if reference is None:
+        return {}
     answers: dict[str, Answer] = {}
     spent: dict[str, float] = {}
     for attempt in attempts:
@@ -170,6 +184,11 @@ def _ledger_answers(attempts: Sequence, expected: str) -> dict[str, Answer]:
         }
         passed = all(v.get("passed") for v in verdicts if v.get("check") not in SIGNAL_CHECKS)
         answers[attempt.tier] = Answer(
-            passed, is_correct(attempt.output, expected), spent[attempt.tier], signals
+            passed, is_correct(attempt.output, reference), spent[attempt.tier], signals
+        )
+    if audit is not None and audit.tier not in answers:
+        # What the audit rung would have answered (and cost) had the item climbed to it.
+        answers[audit.tier] = Answer(
+            True, is_correct(audit.output, reference), float(audit.cost_usd), {}
         )
     return answers

@@ -34,7 +34,7 @@ def from_table(config: Path, task_type: str, table: Path, items: Path) -> Source
 
 
 def from_batches(batch_refs: Sequence[str], folder: Path | None = None) -> Source:
-    """The batches' history, and their answers exported as one replay table."""
+    """The batches' history, and their answers (audit answers included) as one replay table."""
     from ledger.db import session_scope
     from ledger.replay_export import iter_replay_rows
     from routing.replay_table import write_replay_rows
@@ -43,6 +43,7 @@ def from_batches(batch_refs: Sequence[str], folder: Path | None = None) -> Sourc
     out = Path(folder or tempfile.mkdtemp(prefix="batchrouter-advise-")) / "ledger-answers.jsonl"
     with session_scope(readonly=True) as session:
         rows = [row for ref in batch_refs for row in iter_replay_rows(session, ref)]
+        rows += [row for ref in batch_refs for row in iter_replay_rows(session, ref, ("audit",))]
     write_replay_rows(out, rows)
     from ledger.batches import find_batch
 

@@ -32,8 +32,11 @@ task_types:
 """
 
 
-def write_history(folder: Path, count: int = 2000, seed: int = 1) -> tuple[Path, Path, Path]:
-    """(routing file, replay table, items file) in `folder`."""
+def write_history(
+    folder: Path, count: int = 2000, seed: int = 1, audit_rate: float | None = None
+) -> tuple[Path, Path, Path]:
+    """(routing file, replay table, items file) in `folder`; with `audit_rate`, the task type
+    also sends that share of the items accepted cheaply to the premium rung (routing/audit.py)."""
     rng = random.Random(seed)
     rows, items = [], []
     for number in range(count):
@@ -63,5 +66,10 @@ def write_history(folder: Path, count: int = 2000, seed: int = 1) -> tuple[Path,
     table.write_text("".join(json.dumps(r) + "\n" for r in rows))
     gold.write_text("".join(json.dumps(i) + "\n" for i in items))
     routing = folder / "routing.yaml"
-    routing.write_text(ROUTING.format(table=table))
+    text = ROUTING.format(table=table)
+    if audit_rate is not None:
+        text = text.replace(
+            "    cache: false\n", f"    cache: false\n    audit: {{rate: {audit_rate}, seed: 1}}\n"
+        )
+    routing.write_text(text)
     return routing, table, gold

@@ -1,12 +1,12 @@
 """The whole loop on real Redis, PostgreSQL and workers: submit a batch under hand-written
-rules, report it, fit on its ledger, advise, and resubmit under the fitted rules.
+rules with audit sampling, report it, fit on its ledger, advise, and resubmit under the
+fitted rules.
 
 The history (tests/helpers/learning_data.py): a cheap model right on easy topics and often
 wrong, with a well-formed label, on hard ones. The hand-written rules accept every cheap label;
-the fitted ones start hard items on the premium rung and accept a cheap answer only when the
-router's score proves it right often enough. The audit step (premium answers bought for items
-accepted cheaply) is where a later change adds labels: `fit --batch` reads any attempt of a
-tier, so audited answers join the history as they are.
+a 30% audit sample also buys the premium answer for those items (routing/audit.py), which is
+what lets the fit price starting an item on the premium rung. The fitted rules start hard items
+there and accept a cheap answer only when the router's score proves it right often enough.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
-from batchrouter.api import submit_batch, wait_for_batch
+from batchrouter.api import batch_report, submit_batch, wait_for_batch
 from batchrouter.cli import app
 from batchrouter.evaluate import is_correct
 from ledger.db import session_scope
@@ -37,13 +37,25 @@ def cli(*args: str) -> str:
     return result.output
 
 
+def audit_calls(batch_id: str) -> int:
+    with session_scope() as session:
+        return len(
+            session.scalars(
+                select(Attempt.id).where(Attempt.batch_id == batch_id, Attempt.outcome == "audit")
+            ).all()
+        )
+
+
 def figures(batch_id: str) -> tuple[int, int, float, set[str]]:
-    """(items, right, cost, tiers items started on) of a finished batch."""
+    """(items, right, cost, tiers items started on) of a finished batch (audits included in
+    the cost, not in where items started)."""
     with session_scope() as session:
         items = session.scalars(select(Item).where(Item.batch_id == batch_id)).all()
         attempts = session.scalars(select(Attempt).where(Attempt.batch_id == batch_id)).all()
         first: dict[int, tuple[int, str]] = {}
         for attempt in attempts:
+            if attempt.outcome == "audit":
+                continue
             if attempt.item_id not in first or attempt.attempt_no < first[attempt.item_id][0]:
                 first[attempt.item_id] = (attempt.attempt_no, attempt.tier)
         right = sum(
@@ -67,7 +79,7 @@ def test_submit_report_fit_advise_and_resubmit_under_the_fitted_rules(
     monkeypatch.setenv("BATCHROUTER_BROKER_URL", redis_url)
     replay.clear_cache()
     artefact.clear_cache()
-    routing, table, items = write_history(tmp_path, count=1000)
+    routing, table, items = write_history(tmp_path, count=1000, audit_rate=0.3)
     out_dir = tmp_path / "fitted"
     with running_workers(
         ["t_cheap", "t_premium"],
@@ -79,10 +91,15 @@ def test_submit_report_fit_advise_and_resubmit_under_the_fitted_rules(
         first = submit_batch(items, "mcq", config=routing)
         assert wait_for_batch(first.batch_id, timeout=240).finished
         report = cli("report", first.batch_id)
-        assert first.batch_id[:8] in report or "mcq" in report
+        assert "audit calls" in report and "Accuracy against the expected answers" in report
+        quality = batch_report(first.batch_id).quality  # the per-rung quality (the lead's part)
+        assert quality is not None and quality.rungs
         count, right, cost, starts = figures(first.batch_id)
         assert count == 1000 and starts == {"t_cheap"}
-        assert cost == pytest.approx(1000 * CHEAP_COST)  # every cheap label accepted
+        audits = audit_calls(first.batch_id)
+        assert 200 < audits < 400  # a 30% sample of the items, all accepted cheaply
+        # Every cheap label accepted; the audits are the premium answers the fit can price.
+        assert cost == pytest.approx(1000 * CHEAP_COST + audits * PREMIUM_COST)
         assert right / count < 0.8
 
         fitted = tmp_path / "fitted.yaml"
@@ -95,17 +112,17 @@ def test_submit_report_fit_advise_and_resubmit_under_the_fitted_rules(
             "advise", "mcq", "--batch", first.batch_id, "--alpha", "0.1", "--delta", "0.1",
             "--out-dir", str(out_dir),
         )  # fmt: skip
-        assert "1. use the fitted rules: cost $" in advice
+        assert "use the fitted rules: cost $" in advice
+        assert "instead of" not in advice  # premium's answers are missing for most items
 
         ref = parse_config(fitted.read_text()).task_type("mcq").router
-        assert ref is not None
+        assert ref is not None and ref.skip_below is not None  # priced by the audit answers
         second = submit_batch(items, "mcq", config=fitted)
         assert wait_for_batch(second.batch_id, timeout=240).finished
         count, right_after, cost_after, starts = figures(second.batch_id)
-        # Cheap answers the router does not trust climb; far more answers are right, for less
-        # than the premium model alone would cost. (The first batch bought no premium answers,
-        # so the fit cannot price starting above the cheap rung: skip_below stays unset.)
-        assert "t_cheap" in starts
+        # Items the router scores low start on the premium rung; cheap answers it does not
+        # trust climb; far more answers are right, for less than the premium model alone.
+        assert starts == {"t_cheap", "t_premium"}
         assert right_after / count > 0.9 > right / count
         assert cost_after < 0.8 * count * PREMIUM_COST
         with session_scope() as session:  # the batch names the artefact it was routed with
