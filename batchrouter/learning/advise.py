@@ -122,15 +122,12 @@ def _helps(advice: Advice) -> bool:
 
 def _fit_note(fitted: Fit) -> str:
     rules = [
-        f"{tier}: {found.rule.describe() if found.rule else 'skip'}"
+        f"{tier}: {found.rule.describe() if found.rule else 'skip the rung'}"
         for tier, found in fitted.plan.calibrated.items()
     ]
-    start = (
-        f"; start above the first rung below router score {fitted.plan.skip_below:g}"
-        if fitted.plan.skip_below
-        else ""
-    )
-    return "; ".join(rules) + start
+    if fitted.plan.skip_below and any(f.rule for f in fitted.plan.calibrated.values()):
+        rules.append(f"items scored below {fitted.plan.skip_below:g} start on the second rung")
+    return "; ".join(rules)
 
 
 def _edited(config_text: str, task: str, change: Any) -> str:
