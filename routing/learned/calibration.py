@@ -6,20 +6,25 @@ the error rate among accepted answers at most `alpha`, and which of those accept
 cheapest: what a rung does not accept climbs to a dearer one)?
 
 The method is Learn-then-Test (Angelopoulos, Bates, Candes, Jordan, Lei: "Learn then Test:
-Calibrating Predictive Algorithms to Achieve Risk Control", arXiv 2110.01052), with the
-candidates ordered on a separate split as in Pareto Testing (Laufer-Goldshtein, Fisch, Barzilay,
-Jaakkola, ICLR 2023, arXiv 2210.07913):
+Calibrating Predictive Algorithms to Achieve Risk Control", arXiv 2110.01052), with where each
+sequence starts chosen on a separate split, as Pareto Testing orders its hypotheses
+(Laufer-Goldshtein, Fisch, Barzilay, Jaakkola, ICLR 2023, arXiv 2210.07913):
 
-1. Every candidate rule (a signal and a threshold on a fixed grid, or the checks alone) is a
-   null hypothesis "its error rate among accepted answers exceeds alpha".
-2. The calibration items are split at random: on the first part (`order_share`) each rule gets
-   an estimated p-value, and the rules are put in that order (most promising first).
-3. On the second part, each rule's p-value is the binomial tail P(Bin(n, alpha) <= k), with n
-   answers accepted and k of them wrong (exact, Clopper-Pearson style; given n, the k errors
-   of i.i.d. items are binomial). Fixed-sequence testing rejects rules in order while p <= delta
-   and stops at the first that fails: the family-wise error is at most delta, so every rule it
-   rejects, and whichever of them we pick, has error <= alpha with probability >= 1 - delta.
-4. Of the rules proven, the one that accepts the most calibration items is chosen (the lowest
+1. Every candidate rule (a signal and a threshold on a grid fixed in advance, or the checks
+   alone) is a null hypothesis "its error rate among accepted answers exceeds alpha".
+2. A rule's p-value is the binomial tail P(Bin(n, alpha) <= k), with n answers accepted and k
+   of them wrong (exact at any n, as Clopper-Pearson's bound; given n, the errors of
+   exchangeable items are binomial).
+3. The rules form families: the checks alone, and one per signal. The families share delta
+   equally (Bonferroni). Within a signal the error rate falls as the threshold rises, so its
+   rules are tested in a fixed sequence, strictest first, stopping at the first not rejected
+   (no multiplicity cost inside the family).
+4. The calibration items are split at random: the first part (`order_share`) only chooses
+   where each sequence starts (the strictest threshold it expects the test to prove), so too
+   few items at the strictest thresholds cannot end a sequence before it begins; the second
+   part is the test. The family-wise error is at most delta: every rule rejected, and so
+   whichever of them is picked, has error <= alpha with probability >= 1 - delta.
+5. Of the rules proven, the one that accepts the most calibration items is chosen (the lowest
    expected cost). None proven: the rung should accept nothing (skip it).
 
 The guarantee holds for items drawn like the calibration items (exchangeable), per rung, for
