@@ -23,7 +23,8 @@ ItemsOption = Annotated[
     Path | None, typer.Option("--items", help="items with id, text and expected (with --replay)")
 ]
 BatchOption = Annotated[
-    list[str] | None, typer.Option("--batch", help="ledger batch to learn from (repeatable)")
+    list[str] | None,
+    typer.Option("--batch", metavar="BATCH", help="ledger batch to learn from (repeatable)"),
 ]
 AlphaOption = Annotated[
     float, typer.Option(help="at most this share of accepted answers wrong (below the top rung)")
@@ -74,15 +75,18 @@ def _fit(
     ladder = fitting.ladder_of(
         parse_config(source.config_text, resolve_code=False), source.task_type
     )
-    result = fitting.fit(
-        source.task_type,
-        ladder,
-        source.history,
-        alpha=alpha,
-        delta=delta,
-        holdout=holdout,
-        seed=seed,
-    )
+    try:
+        result = fitting.fit(
+            source.task_type,
+            ladder,
+            source.history,
+            alpha=alpha,
+            delta=delta,
+            holdout=holdout,
+            seed=seed,
+        )
+    except RuntimeError as exc:  # scikit-learn missing: the `learning` extra
+        raise fail(str(exc)) from None
     fitting.save(
         result,
         source.config_text,
