@@ -155,6 +155,7 @@ async def walk_item(
     item: InputItem, index: int, config: RoutingConfig, task_name: str
 ) -> ItemResult:
     """One item up the ladder, claim after claim, as the workers would move it."""
+    task = config.task_type(task_name)
     claimed = ClaimedItem(
         id=index,
         batch_id="evaluate",
