@@ -163,7 +163,7 @@ async def walk_item(
         text=item.text,
         expected=item.expected,
         fields=dict(item.fields),
-        tier=task.ladder[0].tier,
+        tier=entry_tier(config, task_name, item.text),
         attempts=0,
         cost_usd=0.0,
         last_output=None,
@@ -219,6 +219,17 @@ async def walk_item(
     elif item.expected is not None:
         correct = float(state == ItemState.SUCCEEDED.value and is_correct(output, item.expected))
     return ItemResult(item.external_id, state, output, correct, cost, calls, path, missing)
+
+
+def entry_tier(config: RoutingConfig, task_name: str, text: str) -> str:
+    """The rung an item starts on: the first, or the one the task type's fitted router picks
+    (routing/learned/entry.py), as producers/submit.py does."""
+    task = config.task_type(task_name)
+    if task.router is None or task.router.skip_below is None:
+        return task.ladder[0].tier
+    from routing.learned.entry import entry_tiers
+
+    return entry_tiers(task.router, task.tier_names, [text])[0]
 
 
 def recorded_score(

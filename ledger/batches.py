@@ -51,13 +51,15 @@ def register_batch(
     callback_task: str | None = None,
     budget_usd: float | None = None,
     dedupe: bool = False,
+    entry_tiers: Sequence[str] | None = None,
 ) -> tuple[str, list[int]]:
     """Insert the batch and all its items as queued on the entry tier; return the ids to
     publish (in input order).
 
     With `dedupe` (the task caches), an item whose text and fields equal an earlier item's is
     a follower: `waiting`, `duplicate_of` its leader, not returned (never published), and
-    settled when its leader is (ledger/dedup.py).
+    settled when its leader is (ledger/dedup.py). `entry_tiers` (one per item, from a fitted
+    router) starts items on other rungs than `entry_tier`.
     """
     if dedupe:
         from ledger.dedup import find_leaders
@@ -95,7 +97,7 @@ def register_batch(
                 "state": ItemState.QUEUED.value
                 if leader_of[index] is None
                 else ItemState.WAITING.value,
-                "tier": entry_tier,
+                "tier": entry_tiers[index] if entry_tiers else entry_tier,
                 "attempts": 0,
                 "cost_usd": 0,
                 "duplicates": followers[index],

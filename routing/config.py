@@ -15,6 +15,7 @@ from routing.audit import Audit
 from routing.checks import CheckSpec, LabelCheck
 from routing.checks.imports import RESOLVE_CODE
 from routing.deployments import Deployment
+from routing.learned.entry import RouterRef
 from routing.prices import Prices
 from routing.rungs import Rung
 from routing.schema import Loc, StrictModel, unknown_key_message, walk_loc
@@ -60,6 +61,9 @@ class TaskType(StrictModel):
     # after the wait, even with a rung above. Waiting spends no attempt.
     on_outage: Literal["wait", "escalate", "fail"] = "wait"
     outage_wait_s: float = Field(default=600.0, ge=0, le=86_400)
+    # The artefact `batchrouter fit` wrote (routing/learned/entry.py, docs/learning.md): items
+    # its router scores below `skip_below` start on the second rung.
+    router: RouterRef | None = None
 
     @field_validator("prompt")
     @classmethod

@@ -16,6 +16,12 @@ class SimModel(StrictModel):
     latency_spread: float = Field(default=0.5, ge=0)  # sigma of the log-normal around the median
     seed: int = 0
     words_per_answer: int = Field(default=40, ge=1)  # typical length of free-text answers
+    # Item-dependent skill (providers/sim.py), so a router has something to learn: each label
+    # (or text, without one) gets a fixed difficulty in [-1, 1] from its hash, and the skill's
+    # log-odds move by `difficulty` x that. 0 keeps one skill for every item.
+    difficulty: float = Field(default=0, ge=0, le=10)
+    # Return token logprobs whose confidence tracks whether the answer is right (noisily).
+    logprobs: bool = False
 
 
 class Timeouts(StrictModel):

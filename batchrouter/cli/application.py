@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import typer
 
-from batchrouter.cli import batches, budget, cache, deferred, lifecycle, prices, reports, services
+from batchrouter.cli import (
+    batches,
+    budget,
+    cache,
+    deferred,
+    learning,
+    lifecycle,
+    prices,
+    reports,
+    services,
+)
 from batchrouter.cli.common import EXIT_CODES_HELP
 
 app = typer.Typer(
@@ -13,5 +23,5 @@ app = typer.Typer(
     help="Send each LLM task to the cheapest tier its rules allow; escalate what fails its checks.",
     epilog=EXIT_CODES_HELP,
 )
-for group in (batches, services, lifecycle, budget, cache, deferred, reports, prices):
+for group in (batches, services, lifecycle, budget, cache, deferred, reports, prices, learning):
     group.register(app)
