@@ -20,6 +20,7 @@ from sqlalchemy import select
 from batchrouter.api import batch_report, submit_batch, wait_for_batch
 from ledger.db import session_scope
 from ledger.models import Attempt, Batch, Item
+from ledger.money import dumps
 from providers.fake_server import (
     AnswerConfig,
     ErrorsConfig,
@@ -157,7 +158,7 @@ def test_a_provider_storm_ends_every_item_priced_right_and_leaks_no_key(
     assert all(item.state in ("succeeded", "failed") for item in items)
 
     # The key is nowhere: ledger rows, stored routing file, report, worker logs.
-    report = json.dumps(batch_report(submitted.batch_id).as_dict())
+    report = dumps(batch_report(submitted.batch_id).as_dict())  # exact money
     texts = [stored, report] + [p.read_text(errors="replace") for p in tmp_path.glob("*.log")]
     for row in attempts:
         texts += [row.error_message or "", row.output or "", json.dumps(row.prices)]
