@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -29,3 +30,17 @@ def poll(check: Callable[[], T | None], timeout: float, what: str, every: float 
             last_error = exc
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} ({last_error!r})")
+
+
+def run_closing_client(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(coro), then close that loop's pooled provider client (providers/http.py), so
+    no socket outlives its loop."""
+    from providers import http
+
+    async def main() -> T:
+        try:
+            return await coro
+        finally:
+            await http.aclose_client()
+
+    return asyncio.run(main())
