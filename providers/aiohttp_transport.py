@@ -37,7 +37,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 # Request headers aiohttp manages itself: framing and the connection's life.
-_SKIP_HEADERS = frozenset({"connection", "transfer-encoding", "keep-alive"})
+_SKIP_HEADERS = frozenset({b"connection", b"transfer-encoding", b"keep-alive"})
 _HTTP11 = b"HTTP/1.1"
 
 
@@ -155,8 +155,12 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         session, slots = self._get_session()
         t = request.extensions.get("timeout") or {}
+        # The raw bytes, as httpx will send them (latin-1 is HTTP's own; httpx's decoded views
+        # guess an encoding per call, which costs more than the rest of this method).
         headers = CIMultiDict(
-            (k, v) for k, v in request.headers.multi_items() if k.lower() not in _SKIP_HEADERS
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in request.headers.raw
+            if k.lower() not in _SKIP_HEADERS
         )
         body = await request.aread()  # already built in memory for json=, content=, files=
         trace = request.extensions.get("trace")
