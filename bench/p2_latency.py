@@ -22,6 +22,7 @@ import httpx
 from bench.common import Result, start_fake_server, stop, write_items
 from bench.fake_run import fake_batch, server_config
 from bench.peers import PeerRun, measure
+from routing.settings import Settings
 
 BAR, GOAL = 0.70, 0.90  # of the bare-aiohttp baseline
 LATENCY_MS = 1000
@@ -33,10 +34,10 @@ WORKER_ENV = {  # the defaults, spelled out so the doc shows them
 }
 
 
-def _line(run: PeerRun) -> str:
+def _line(run: PeerRun, client: str = "") -> str:
     errors = f", {run.errors} errors ({run.error_sample})" if run.errors else ""
     return (
-        f"{run.kind}: {run.rate:,.0f} calls/s ({run.calls:,} calls in {run.seconds:.1f} s{errors}); "
+        f"{run.kind}{client}: {run.rate:,.0f} calls/s ({run.calls:,} calls in {run.seconds:.1f} s{errors}); "
         f"fake server CPU {run.server_cpu:.0%} of a core, clients {run.clients_cpu:.0%}"
     )
 
@@ -46,6 +47,8 @@ def run(quick: bool = False, **env: str) -> list[Result]:
     cap = int(settings["BATCHROUTER_MAX_IN_FLIGHT"])
     items = 1_500 if quick else 12_000
     has_litellm = importlib.util.find_spec("litellm") is not None
+    # The HTTP client the workers and the adapter line use (BATCHROUTER_HTTP_CLIENT).
+    client = env.get("BATCHROUTER_HTTP_CLIENT") or Settings().http_client
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         server = start_fake_server(server_config(LATENCY_MS), folder / "fake-server.log")
@@ -54,6 +57,9 @@ def run(quick: bool = False, **env: str) -> list[Result]:
             source = write_items(folder / "peers.jsonl", items)  # the items P2 submits
             shape = {"processes": WORKERS, "concurrency": cap}
             ceiling = measure("aiohttp", url, process.pid, source, **shape)
+            # The HTTP layer alone (adapter + providers/http.py, no queue or ledger): what of
+            # the gap to the baseline is the client's and what is the pipeline's.
+            adapter = measure("adapter", url, process.pid, source, env=env, **shape)
             httpx.post(f"{url}/_reset", timeout=10)
             fake = fake_batch(
                 folder,
@@ -87,6 +93,8 @@ def run(quick: bool = False, **env: str) -> list[Result]:
                 f"peak worker RSS {fake.peak_rss_mb:.0f} MB; "
                 f"fake server CPU {fake.server_cpu:.0%} of a core",
                 f"baseline {_line(ceiling)}",
+                f"the adapter alone, no pipeline ({adapter.rate / ceiling.rate:.0%} of baseline): "
+                f"{_line(adapter, f' over {client}')}",
             ],
         )
     ]
