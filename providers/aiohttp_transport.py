@@ -102,9 +102,18 @@ class _Body(httpx.AsyncByteStream):
             async for chunk in self._response.content.iter_any():
                 yield chunk
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self._close()
             raise to_httpx_error(exc, self._request) from exc
+        except BaseException:
+            # Cancelled mid-body (a stopping worker): httpx will not close the response, so the
+            # slot would be lost for the life of the process.
+            self._close()
+            raise
 
     async def aclose(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
         slot, self._slot = self._slot, None
         if slot is None:
             return  # closed already

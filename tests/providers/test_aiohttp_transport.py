@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -203,8 +203,10 @@ def test_latency_is_the_providers_not_the_wait_for_a_connection() -> None:
 # --- What the fake server cannot show: a hand-written HTTP/1.1 server -------------------------
 
 
-async def _raw_server(answer: bytes, seen: list[bytes], connections: list[int]) -> asyncio.Server:
-    """Answers every request on a connection with `answer`; records requests and connections."""
+async def _raw_server(
+    answer: Callable[[bytes], bytes], seen: list[bytes], connections: list[int]
+) -> asyncio.Server:
+    """Answers each request with `answer(request)`; records requests and connections."""
 
     async def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         connections.append(1)
@@ -216,7 +218,7 @@ async def _raw_server(answer: bytes, seen: list[bytes], connections: list[int]) 
                     if line.lower().startswith(b"content-length:"):
                         length = int(line.split(b":", 1)[1])
                 seen.append(head + await reader.readexactly(length))
-                writer.write(answer)
+                writer.write(answer(seen[-1]))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
@@ -234,7 +236,7 @@ def test_gzip_decoded_once_headers_both_ways_and_keep_alive() -> None:
     connections: list[int] = []
 
     async def main() -> list[httpx.Response]:
-        server = await _raw_server(answer, seen, connections)
+        server = await _raw_server(lambda _request: answer, seen, connections)
         port = server.sockets[0].getsockname()[1]
         transport = AiohttpTransport(limit=10, keepalive_expiry=5, tls=http._tls_context())
         try:
@@ -259,6 +261,35 @@ def test_gzip_decoded_once_headers_both_ways_and_keep_alive() -> None:
     assert first.startswith(b"post /v1/x?q=a%2fb http/1.1")  # the URL as httpx encoded it
     assert b"x-api-key: k" in first and b"content-type: application/json" in first
     assert seen[0].endswith(b'{"n":0}')
+
+
+def test_a_call_cancelled_mid_body_gives_its_connection_back() -> None:
+    """A worker that stops cancels calls mid-body; httpx then never closes those responses, so
+    the transport must: with one connection slot, the next call gets it, not a PoolTimeout."""
+    stalled = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial"  # 93 bytes never come
+    whole = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+    def answer(request: bytes) -> bytes:
+        return stalled if request.startswith(b"GET /stall") else whole
+
+    async def main() -> str:
+        server = await _raw_server(answer, [], [])
+        base = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+        transport = AiohttpTransport(limit=1, keepalive_expiry=5, tls=http._tls_context())
+        try:
+            async with httpx.AsyncClient(
+                transport=transport, timeout=httpx.Timeout(5, pool=1)
+            ) as c:
+                response = await c.send(c.build_request("GET", f"{base}/stall"), stream=True)
+                reading = asyncio.ensure_future(response.aread())
+                await asyncio.sleep(0.3)
+                reading.cancel()
+                await asyncio.gather(reading, return_exceptions=True)
+                return (await c.get(f"{base}/ok")).text
+        finally:
+            server.close()
+
+    assert asyncio.run(main()) == "ok"
 
 
 # --- The mappings themselves ------------------------------------------------------------------
