@@ -227,10 +227,11 @@ def measure(
             process.stdin.write("go\n")
             process.stdin.flush()
         reports = []
-        for process in children:
-            assert process.stdout is not None
-            reports.append(json.loads(process.stdout.readline()))
-            process.wait(timeout)
+        for process in children:  # each prints one JSON line and exits
+            out, _ = process.communicate(timeout=timeout)
+            if process.returncode != 0 or not out.strip():
+                raise RuntimeError(f"bench.peers {kind} failed (exit {process.returncode})")
+            reports.append(json.loads(out.strip().splitlines()[-1]))
         wall = time.perf_counter() - began
         server_cpu = (cpu_seconds(server_pid) - cpu_before) / wall
     finally:
