@@ -130,6 +130,9 @@ def _new_client() -> httpx.AsyncClient:
 def get_client() -> httpx.AsyncClient:
     """The client bound to the running event loop, created on first use inside that loop."""
     loop = asyncio.get_running_loop()
+    client = _clients.get(loop)  # every call passes here: no lock or sweep when it is there
+    if client is not None and not client.is_closed:
+        return client
     with _lock:
         for other in [lp for lp in _clients if lp.is_closed()]:
             # Its loop is gone, so it cannot be closed properly; let the GC reclaim the sockets.
