@@ -53,9 +53,20 @@ def run_demo(items: int, console: Console) -> int:
             f"\nnext: [bold].venv/bin/batchrouter results {submitted.batch_id[:8]} --out results.jsonl[/]"
             f" (with BATCHROUTER_HOME={DEMO_HOME})"
         )
+        console.print(_advice(submitted.batch_id), markup=False)
         return 0 if status.finished else 1
     finally:
         stop_processes(workers)
+
+
+def _advice(batch_id: str) -> str:
+    """The demo's last line: one piece of advice read from the batch's ledger."""
+    try:
+        from batchrouter.learning.quick import one_line_advice
+
+        return one_line_advice(batch_id)
+    except Exception as exc:  # advice must never fail the demo
+        return f"advice: none ({type(exc).__name__}: {exc})"
 
 
 def _subset(path: Path, items: int) -> Path:

@@ -28,6 +28,7 @@ from producers.readers import read_items
 from routing.audit import matches_expected
 from routing.checks import normalize_label
 from routing.config import RoutingConfig
+from routing.policy import Step, next_tier, when_rung_down
 from routing.rungs import Acceptance, Rung
 from routing.tiers import Tier
 from routing.types import InputItem
@@ -162,7 +163,7 @@ async def walk_item(
         text=item.text,
         expected=item.expected,
         fields=dict(item.fields),
-        tier=task.ladder[0].tier,
+        tier=entry_tier(config, task_name, item.text),
         attempts=0,
         cost_usd=0.0,
         last_output=None,
@@ -183,6 +184,12 @@ async def walk_item(
         answered += [r for r in outcome.attempts if answer_of(r) is not None]
         if outcome.output is not None:
             output = outcome.output
+        if outcome.parked and outcome.resume_in_s is not None:
+            # The rung is down (a recorded transient failure): in a replay the outage never
+            # ends, so do what the pipeline does once outage_wait_s has passed.
+            after = when_rung_down(task, claimed.tier, float("inf"))
+            if after is Step.ESCALATE:
+                outcome.next_tier = next_tier(task, claimed.tier) or claimed.tier
         climbs = outcome.next_state == ItemState.QUEUED and outcome.next_tier != claimed.tier
         if climbs:
             path.append((claimed.tier, "escalated"))
@@ -212,6 +219,17 @@ async def walk_item(
     elif item.expected is not None:
         correct = float(state == ItemState.SUCCEEDED.value and is_correct(output, item.expected))
     return ItemResult(item.external_id, state, output, correct, cost, calls, path, missing)
+
+
+def entry_tier(config: RoutingConfig, task_name: str, text: str) -> str:
+    """The rung an item starts on: the first, or the one the task type's fitted router picks
+    (routing/learned/entry.py), as producers/submit.py does."""
+    task = config.task_type(task_name)
+    if task.router is None or task.router.skip_below is None:
+        return task.ladder[0].tier
+    from routing.learned.entry import entry_tiers
+
+    return entry_tiers(task.router, task.tier_names, [text])[0]
 
 
 def recorded_score(

@@ -18,7 +18,9 @@ import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
@@ -139,8 +141,8 @@ def fill(url: str, rows: int, seed: int = 5) -> int:
 
 def naive_report(session: Session) -> dict:
     """The baseline: every attempt row into Python, aggregated there."""
-    cost_by_tier: dict[str, float] = defaultdict(float)
-    by_model: dict[tuple, list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
+    cost_by_tier: dict[str, Decimal] = defaultdict(Decimal)  # money is Decimal (ledger/money.py)
+    by_model: dict[tuple, list[Any]] = defaultdict(lambda: [0, 0, 0, Decimal(0)])
     latencies: dict[str, list[float]] = defaultdict(list)
     first: dict[int, tuple[int, int]] = {}
     last: dict[int, tuple[int, int]] = {}

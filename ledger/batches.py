@@ -4,14 +4,28 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import TYPE_CHECKING, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ledger.errors import SHOWN_CANDIDATES, DuplicateBatchName, ambiguous
+from ledger.errors import AmbiguousBatch as AmbiguousBatch  # defined light, re-exported
 from ledger.errors import UnknownBatch as UnknownBatch  # defined light (the CLI), re-exported
-from ledger.models import TERMINAL_STATES, Batch, BudgetReservation, Item, ItemState, utcnow
+from ledger.models import (
+    TERMINAL_STATES,
+    Attempt,
+    Batch,
+    BudgetReservation,
+    Item,
+    ItemState,
+    utcnow,
+)
+from ledger.money import money
+from ledger.money_sql import money_sum
 from ledger.status import BatchStatus as BatchStatus  # defined light (status), re-exported
+from ledger.status import shown_state
 
 if TYPE_CHECKING:  # routing.types costs ~70 ms to import; `status` does not need it
     from routing.types import InputItem
@@ -37,13 +51,15 @@ def register_batch(
     callback_task: str | None = None,
     budget_usd: float | None = None,
     dedupe: bool = False,
+    entry_tiers: Sequence[str] | None = None,
 ) -> tuple[str, list[int]]:
     """Insert the batch and all its items as queued on the entry tier; return the ids to
     publish (in input order).
 
     With `dedupe` (the task caches), an item whose text and fields equal an earlier item's is
     a follower: `waiting`, `duplicate_of` its leader, not returned (never published), and
-    settled when its leader is (ledger/dedup.py).
+    settled when its leader is (ledger/dedup.py). `entry_tiers` (one per item, from a fitted
+    router) starts items on other rungs than `entry_tier`.
     """
     if dedupe:
         from ledger.dedup import find_leaders
@@ -51,6 +67,7 @@ def register_batch(
         leader_of, followers = find_leaders(items)
     else:
         leader_of, followers = [None] * len(items), [0] * len(items)
+    refuse_duplicate_name(session, name)
     batch_id = new_batch_id()
     session.add(
         Batch(
@@ -80,9 +97,9 @@ def register_batch(
                 "state": ItemState.QUEUED.value
                 if leader_of[index] is None
                 else ItemState.WAITING.value,
-                "tier": entry_tier,
+                "tier": entry_tiers[index] if entry_tiers else entry_tier,
                 "attempts": 0,
-                "cost_usd": 0.0,
+                "cost_usd": 0,
                 "duplicates": followers[index],
             }
             for index, item in enumerate(items[start : start + INSERT_CHUNK], start)
@@ -111,19 +128,51 @@ def register_batch(
 
 
 def find_batch(session: Session, batch_ref: str) -> Batch:
-    """A batch by id, unique id prefix, or name (the newest batch of that name)."""
+    """A batch by id, unique id prefix, or name. A prefix or name that matches several
+    batches is refused with the list of them (AmbiguousBatch), never resolved silently."""
     batch = session.get(Batch, batch_ref)
     if batch is not None:
         return batch
-    matches = list(session.scalars(select(Batch).where(Batch.id.like(f"{batch_ref}%")).limit(2)))
-    if len(matches) == 1:
-        return matches[0]
-    by_name = session.scalars(
-        select(Batch).where(Batch.name == batch_ref).order_by(Batch.created_at.desc()).limit(1)
-    ).first()
-    if by_name is not None:
-        return by_name
+    newest_first = (Batch.created_at.desc(), Batch.id)
+    limit = SHOWN_CANDIDATES + 1
+    escaped = batch_ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    by_prefix = list(
+        session.scalars(
+            select(Batch)
+            .where(Batch.id.like(f"{escaped}%", escape="\\"))
+            .order_by(*newest_first)
+            .limit(limit)
+        )
+    )
+    if len(by_prefix) == 1:
+        return by_prefix[0]
+    by_name = list(
+        session.scalars(
+            select(Batch).where(Batch.name == batch_ref).order_by(*newest_first).limit(limit)
+        )
+    )
+    if len(by_name) == 1:
+        return by_name[0]
+    for kind, found in (("name", by_name), ("id prefix", by_prefix)):
+        if found:
+            rows = [(b.id, b.name, b.created_at, b.total) for b in found]
+            raise ambiguous(batch_ref, kind, rows)
     raise UnknownBatch(f"no batch {batch_ref!r} in the ledger")
+
+
+def refuse_duplicate_name(session: Session, name: str | None) -> None:
+    """A new batch may not take a name another batch has (DuplicateBatchName)."""
+    if name is None:
+        return
+    taken = session.execute(
+        select(Batch.id, Batch.created_at).where(Batch.name == name).limit(1)
+    ).first()
+    if taken is not None:
+        raise DuplicateBatchName(
+            f"a batch named {name!r} already exists ({taken[0]}, created "
+            f"{str(taken[1])[:16]}): `results {name}` and `status {name}` must find one batch; "
+            "choose another --name (a date or a run number), or leave it out"
+        )
 
 
 def batch_status(session: Session, batch_ref: str) -> BatchStatus:
@@ -140,6 +189,13 @@ def batch_status(session: Session, batch_ref: str) -> BatchStatus:
     for (_, state), count in by_tier_state.items():
         by_state[state] = by_state.get(state, 0) + count
     done = sum(by_state.get(state, 0) for state in TERMINAL_STATES)
+    # Workers track spend call by call only for batches a budget of their own limits; for the
+    # others the attempts are the figure (as ledger.budgets.recorded_spend).
+    spent: Decimal | None = batch.spent_usd
+    if batch.budget_usd is None:
+        spent = session.scalar(
+            select(money_sum(Attempt.cost_usd)).where(Attempt.batch_id == batch.id)
+        )
     return BatchStatus(
         batch_id=batch.id,
         name=batch.name,
@@ -147,12 +203,12 @@ def batch_status(session: Session, batch_ref: str) -> BatchStatus:
         total=batch.total,
         done=done,
         finished=done >= batch.total,
-        state=batch.state,
+        state=shown_state(batch.state, done >= batch.total),
         paused_reason=batch.paused_reason,
         by_state=by_state,
         by_tier_state=by_tier_state,
         budget_usd=batch.budget_usd,
-        spent_usd=batch.spent_usd or 0.0,
+        spent_usd=money(spent),
         reserved_usd=live_reserved(session, batch_id=batch.id),
     )
 
@@ -164,7 +220,7 @@ def chunked(ids: Iterable[int], size: int) -> list[list[int]]:
 
 def live_reserved(
     session: Session, *, batch_id: str | None = None, project: str | None = None
-) -> float:
+) -> Decimal:
     """What calls in flight hold now: the reservations whose lease has not ended."""
     scope = (
         BudgetReservation.batch_id == batch_id
@@ -172,8 +228,8 @@ def live_reserved(
         else BudgetReservation.project == project
     )
     total = session.scalar(
-        select(func.coalesce(func.sum(BudgetReservation.amount_usd), 0.0)).where(
+        select(money_sum(BudgetReservation.amount_usd)).where(
             scope, BudgetReservation.expires_at >= utcnow()
         )
     )
-    return float(total or 0.0)
+    return money(total)

@@ -28,23 +28,26 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.orm import Session
 
 from ledger.batches import find_batch
 from ledger.models import Attempt, Batch, BatchState, BudgetReservation, ProjectBudget, utcnow
+from ledger.money import ZERO, money
+from ledger.money_sql import money_sum
 
 # A batch paused by a budget says so in its paused_reason, which starts with this.
 BUDGET_PAUSE_PREFIX = "budget of $"
 
 
-def usd(value: float) -> str:
-    return f"${value:,.4f}" if abs(value) < 100 else f"${value:,.2f}"
+def usd(value: Decimal | float) -> str:
+    return f"${value:,.4f}" if abs(Decimal(value)) < 100 else f"${value:,.2f}"
 
 
 def exhausted_reason(
-    scope: str, name: str, budget: float, spent: float, reserved: float = 0.0
+    scope: str, name: str, budget: Decimal, spent: Decimal, reserved: Decimal = ZERO
 ) -> str:
     """`budget of $X for batch B exhausted (spent $Y)`: the batch's paused_reason; what the
     calls in flight hold is added when they hold anything."""
@@ -62,9 +65,12 @@ class Reservation:
     id: str | None = None  # the reservation row, to settle
 
 
-def reserve(session: Session, batch_id: str, amount: float, lease_s: float = 600.0) -> Reservation:
+def reserve(
+    session: Session, batch_id: str, amount: Decimal | float, lease_s: float = 600.0
+) -> Reservation:
     """Reserve `amount` USD on the batch and on its project, or on neither, for `lease_s`
     seconds at most. A refusal first releases holds whose lease is over, then tries again."""
+    amount = money(amount)  # the worker's estimate is a float
     taken = _reserve(session, batch_id, amount)
     if not taken.ok and release_expired(session):
         taken = _reserve(session, batch_id, amount)
@@ -83,7 +89,7 @@ def reserve(session: Session, batch_id: str, amount: float, lease_s: float = 600
     return Reservation(ok=True, id=reservation.id)
 
 
-def _reserve(session: Session, batch_id: str, amount: float) -> Reservation:
+def _reserve(session: Session, batch_id: str, amount: Decimal) -> Reservation:
     """The counters' part of `reserve`. When ok, `reason` carries the project charged."""
     row = session.execute(
         update(Batch)
@@ -144,19 +150,20 @@ def _reserve(session: Session, batch_id: str, amount: float) -> Reservation:
 def settle(
     session: Session,
     batch_id: str,
-    reserved: float,
-    actual: float,
+    reserved: Decimal | float,
+    actual: Decimal | float,
     reservation_id: str | None = None,
 ) -> None:
     """Turn a reservation into spend: release `reserved`, add `actual` (0 when the call was
     never made), on the batch and on its project. A reservation already released for its
     lease counted `reserved` as spent: only the difference to `actual` is added."""
+    reserved, actual = money(reserved), money(actual)
     if reservation_id is not None:
         gone = session.execute(
             delete(BudgetReservation).where(BudgetReservation.id == reservation_id)
         )
         if gone.rowcount == 0:  # type: ignore[attr-defined]
-            reserved, actual = 0.0, actual - reserved
+            reserved, actual = ZERO, actual - reserved
     row = session.execute(
         update(Batch)
         .where(Batch.id == batch_id)
@@ -210,9 +217,9 @@ def release_expired(session: Session, now: datetime | None = None) -> int:
     return len(released)
 
 
-def _minus(column, amount: float):  # type: ignore[no-untyped-def]
-    """column - amount, never below 0 (float rounding, or a row created mid-call)."""
-    return case((column - amount < 0, 0.0), else_=column - amount)
+def _minus(column, amount: Decimal):  # type: ignore[no-untyped-def]
+    """column - amount, never below 0 (a row created mid-call)."""
+    return case((column - amount < 0, ZERO), else_=column - amount)
 
 
 def budget_applies(session: Session, batch_id: str) -> bool:
@@ -228,26 +235,26 @@ def budget_applies(session: Session, batch_id: str) -> bool:
 
 def recorded_spend(
     session: Session, *, batch_id: str | None = None, project: str | None = None
-) -> float:
+) -> Decimal:
     """What a batch (or a project's batches) spent so far: the tracked figure of batches a
     budget limited, the attempt rows of the others (calls of chunks still running excluded)."""
     batches = select(Batch.id).where(
         Batch.id == batch_id if batch_id is not None else Batch.project == project
     )
     untracked = session.scalar(
-        select(func.coalesce(func.sum(Attempt.cost_usd), 0.0)).where(
+        select(money_sum(Attempt.cost_usd)).where(
             Attempt.batch_id.in_(batches.where(Batch.budget_usd.is_(None)))
         )
     )
     tracked = session.scalar(
-        select(func.coalesce(func.sum(Batch.spent_usd), 0.0)).where(
+        select(money_sum(Batch.spent_usd)).where(
             Batch.id.in_(batches.where(Batch.budget_usd.is_not(None)))
         )
     )
-    return float(untracked or 0.0) + float(tracked or 0.0)
+    return money(untracked) + money(tracked)
 
 
-def set_batch_budget(session: Session, batch_ref: str, budget_usd: float | None) -> Batch:
+def set_batch_budget(session: Session, batch_ref: str, budget_usd: Decimal | float | None) -> Batch:
     """Set (None: remove) a batch's budget; return the batch as it is now. A batch that had no
     budget was not tracked call by call: its spend starts from its recorded attempts."""
     batch = find_batch(session, batch_ref)
@@ -259,19 +266,21 @@ def set_batch_budget(session: Session, batch_ref: str, budget_usd: float | None)
     return batch
 
 
-def set_project_budget(session: Session, project: str, budget_usd: float | None) -> ProjectBudget:
+def set_project_budget(
+    session: Session, project: str, budget_usd: Decimal | float | None
+) -> ProjectBudget:
     """Set (None: unlimited but tracked) a project's budget. A new row starts from what the
     project's batches have spent and hold reserved."""
     row = session.get(ProjectBudget, project)
     if row is None:
         reserved = session.scalar(
-            select(func.coalesce(func.sum(Batch.reserved_usd), 0.0)).where(Batch.project == project)
+            select(money_sum(Batch.reserved_usd)).where(Batch.project == project)
         )
         row = ProjectBudget(
             project=project,
-            budget_usd=budget_usd,
+            budget_usd=None if budget_usd is None else money(budget_usd),
             spent_usd=recorded_spend(session, project=project),
-            reserved_usd=float(reserved or 0.0),
+            reserved_usd=money(reserved),
         )
         session.add(row)
         session.flush()

@@ -18,16 +18,25 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, case, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from ledger.models import CachedResponse, utcnow
+from ledger.money import money
+from ledger.money_sql import money_sum
+from ledger.outcomes import USAGE_KEYS
 from routing.types import CompletionRequest
 
 if TYPE_CHECKING:
-    from ledger.outcomes import ItemOutcome
+    from ledger.outcomes import AttemptRecord, ItemOutcome
+
+
+def usage_of(record: AttemptRecord) -> dict[str, Any]:
+    """What an entry keeps of the call that earned it, so a hit records that call's usage."""
+    return {key: getattr(record, key) for key in USAGE_KEYS}
 
 
 ANSWERED = ("passed", "check_failed", "sample")  # attempt outcomes that carry an answer
@@ -40,7 +49,8 @@ class CachedAnswer:
     model: str
     output: str
     token_logprobs: list[float] | None
-    cost_usd: float  # what the call that produced it cost: a hit saves that much
+    cost_usd: Decimal  # what the call that produced it cost: a hit saves that much
+    usage: dict[str, Any] | None = None  # that call's usage (USAGE_KEYS); None: cached before 0009
 
 
 @dataclass(frozen=True)
@@ -51,9 +61,10 @@ class CacheEntry:
     model: str
     output: str
     token_logprobs: list[float] | None
-    cost_usd: float
+    cost_usd: Decimal | float
     source_attempt: str  # "<batch id>/<item id>/<attempt no>"
     ttl_s: float
+    usage: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +73,7 @@ class CacheStats:
     live: int  # not yet expired
     expired: int
     hits: int  # times an entry was served
-    saved_usd: float  # what those hits would have cost (entries' cost x hits)
+    saved_usd: Decimal  # what those hits would have cost (entries' cost x hits)
     by_namespace: dict[str, int]
 
 
@@ -103,6 +114,7 @@ def lookup(session: Session, keys: Iterable[str]) -> dict[str, CachedAnswer]:
             CachedResponse.output,
             CachedResponse.token_logprobs,
             CachedResponse.cost_usd,
+            CachedResponse.usage,
         ).where(CachedResponse.key.in_(wanted), CachedResponse.expires_at > utcnow())
     ).all()
     return {
@@ -112,7 +124,8 @@ def lookup(session: Session, keys: Iterable[str]) -> dict[str, CachedAnswer]:
             model=row.model,
             output=row.output,
             token_logprobs=list(row.token_logprobs) if row.token_logprobs else None,
-            cost_usd=row.cost_usd or 0.0,
+            cost_usd=money(row.cost_usd),
+            usage=dict(row.usage) if row.usage else None,
         )
         for row in rows
     }
@@ -137,7 +150,8 @@ def store(session: Session, entries: Sequence[CacheEntry]) -> int:
             "model": e.model,
             "output": e.output,
             "token_logprobs": e.token_logprobs,
-            "cost_usd": e.cost_usd,
+            "cost_usd": money(e.cost_usd),
+            "usage": e.usage,
             "source_attempt": e.source_attempt[:80],
             "hits": 0,
             "created_at": now,
@@ -169,8 +183,8 @@ def _upsert_statement(dialect: str) -> Any:
         else:  # pragma: no cover - the ledger runs on SQLite or PostgreSQL
             raise NotImplementedError(f"no upsert for {dialect}")
         refreshed = (
-            "deployment", "model", "output", "token_logprobs", "cost_usd", "source_attempt",
-            "created_at", "expires_at",
+            "deployment", "model", "output", "token_logprobs", "cost_usd", "usage",
+            "source_attempt", "created_at", "expires_at",
         )  # fmt: skip
         _UPSERTS[dialect] = statement.on_conflict_do_update(
             index_elements=[CachedResponse.key],
@@ -207,7 +221,7 @@ def stats(session: Session) -> CacheStats:
             func.count(),
             func.coalesce(func.sum(case((CachedResponse.expires_at > now, 1), else_=0)), 0),
             func.coalesce(func.sum(CachedResponse.hits), 0),
-            func.coalesce(func.sum(CachedResponse.hits * CachedResponse.cost_usd), 0.0),
+            money_sum(CachedResponse.hits * CachedResponse.cost_usd),
         )
     ).one()
     by_namespace = {
@@ -223,7 +237,7 @@ def stats(session: Session) -> CacheStats:
         live=int(live),
         expired=int(entries) - int(live),
         hits=int(hits),
-        saved_usd=float(saved),
+        saved_usd=money(saved),
         by_namespace=by_namespace,
     )
 
@@ -259,6 +273,7 @@ def entries_for(outcomes: Sequence[ItemOutcome]) -> list[CacheEntry]:
                     cost_usd=record.cost_usd,
                     source_attempt=f"{outcome.batch_id}/{outcome.item_id}/{record.attempt_no}",
                     ttl_s=policy.ttl_s,
+                    usage=usage_of(record),
                 )
             )
     return entries

@@ -30,14 +30,73 @@ _engines: dict[tuple[str, int], Engine] = {}
 READONLY = "batchrouter_readonly"
 
 
-def make_engine(url: str, *, busy_timeout_s: float = 60.0) -> Engine:
+def make_engine(
+    url: str,
+    *,
+    busy_timeout_s: float = 60.0,
+    pool_size: int = 10,
+    max_overflow: int = 20,
+    statement_timeout: bool = True,
+) -> Engine:
+    """An engine for `url`. PostgreSQL connections get the timeouts that make a dead network
+    show within seconds (postgres_connect_args); `statement_timeout=False` for migrations,
+    whose statements may legitimately run long."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": busy_timeout_s})
         _sqlite_transactions(engine, busy_timeout_s)
     else:
-        engine = create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        engine = create_engine(
+            url,
+            pool_pre_ping=True,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            connect_args=postgres_connect_args(url, statement_timeout=statement_timeout),
+        )
     event.listen(engine, "before_cursor_execute", _refuse_writes)
     return engine
+
+
+def postgres_connect_args(url: str, *, statement_timeout: bool = True) -> dict[str, object]:
+    """libpq parameters for a connection that notices a dead network (issue 18).
+
+    Client side: connecting waits at most BATCHROUTER_DB_CONNECT_TIMEOUT_S; TCP keepalives
+    probe an idle connection and tcp_user_timeout bounds data left unacknowledged, so a silent
+    peer is dropped within about BATCHROUTER_DB_NETWORK_TIMEOUT_S instead of TCP's 15 minutes.
+    Server side (`options`): the server drops a session whose client went silent the same way,
+    ends a lock wait, a session idle inside a transaction (a cut-off worker's row locks would
+    otherwise block the others) and an over-long statement. A parameter the URL sets itself
+    (?connect_timeout=..., ?options=...) is left as the URL says."""
+    from sqlalchemy.engine import make_url
+
+    settings = get_settings()
+    network_s = settings.db_network_timeout_s
+    idle_s = max(1, int(network_s / 3))
+    interval_s = max(1, int(network_s / 6))
+    ours: dict[str, object] = {
+        "connect_timeout": settings.db_connect_timeout_s,
+        "keepalives": 1,
+        "keepalives_idle": idle_s,
+        "keepalives_interval": interval_s,
+        "keepalives_count": 3,
+        "tcp_user_timeout": int(network_s * 1000),
+    }
+    if settings.db_session_settings:
+        server = {
+            "tcp_keepalives_idle": idle_s,
+            "tcp_keepalives_interval": interval_s,
+            "tcp_keepalives_count": 3,
+            "tcp_user_timeout": int(network_s * 1000),
+            "lock_timeout": int(settings.db_lock_timeout_s * 1000),
+            "idle_in_transaction_session_timeout": int(
+                settings.db_idle_in_transaction_timeout_s * 1000
+            ),
+            "statement_timeout": int(settings.db_statement_timeout_s * 1000)
+            if statement_timeout
+            else 0,
+        }
+        ours["options"] = " ".join(f"-c {name}={value}" for name, value in server.items())
+    given = make_url(url).query
+    return {name: value for name, value in ours.items() if name not in given}
 
 
 def _sqlite_transactions(engine: Engine, busy_timeout_s: float) -> None:
@@ -122,15 +181,18 @@ def check_schema(engine: Engine) -> None:
 
 
 @contextmanager
-def session_scope(url: str | None = None, *, readonly: bool = False) -> Iterator[Session]:
+def session_scope(
+    url: str | None = None, *, readonly: bool = False, engine: Engine | None = None
+) -> Iterator[Session]:
     """A session that commits on success and rolls back on error.
 
     On SQLite its transaction holds the database's write lock from the first statement to the
     commit (see _sqlite_transactions). Code that only reads (reports, status, lookups before
     a write of its own session) passes `readonly=True`: a plain BEGIN, a consistent snapshot,
-    no write lock, and any write in it raises ReadOnlySessionError.
+    no write lock, and any write in it raises ReadOnlySessionError. `engine`: one of the
+    caller's own (the lease heartbeat's) instead of the process's shared one for `url`.
     """
-    engine = get_engine(url)
+    engine = engine or get_engine(url)
     if readonly:
         engine = engine.execution_options(**{READONLY: True})
     session = sessionmaker(engine, expire_on_commit=False)()

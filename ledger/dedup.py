@@ -14,12 +14,14 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session, aliased
 
 from ledger.models import Attempt, Item, ItemState
+from ledger.money import ZERO, money
 
 if TYPE_CHECKING:
     from ledger.outcomes import AttemptRecord
@@ -101,7 +103,7 @@ def settle_followers(session: Session, leaders: Sequence[LeaderEnd], now: Any) -
             }
         )
         if last is not None:
-            saved = (row.cost_usd or 0.0) + (last.saved_usd if last.cache_hit else 0.0)
+            saved = money(row.cost_usd) + (money(last.saved_usd) if last.cache_hit else ZERO)
             attempt_rows.append(_follower_attempt(row, leader, last, saved, now))
     session.execute(
         update(items)
@@ -124,7 +126,7 @@ def settle_followers(session: Session, leaders: Sequence[LeaderEnd], now: Any) -
 
 
 def _follower_attempt(
-    row: Any, leader: LeaderEnd, last: AttemptRecord, saved: float, now: Any
+    row: Any, leader: LeaderEnd, last: AttemptRecord, saved: Decimal, now: Any
 ) -> dict[str, Any]:
     if leader.state == ItemState.SUCCEEDED.value:
         outcome = "passed"

@@ -19,6 +19,44 @@ class UnknownBatch(KeyError):
     pass
 
 
+class AmbiguousBatch(UnknownBatch):
+    """A reference (an id prefix, a name) that matches several batches; the message lists
+    them. A subclass of UnknownBatch: every command that says "no batch" says this instead."""
+
+
+class DuplicateBatchName(ValueError):
+    """`submit --name` with a name another batch already has: a later `results NAME` would
+    pick one of them silently (issue 16)."""
+
+
+SHOWN_CANDIDATES = 10  # batches listed by an ambiguous reference
+
+
+def ambiguous(batch_ref: str, kind: str, candidates: list[tuple]) -> AmbiguousBatch:
+    """The error for `batch_ref` matching several batches: `kind` says how ("id prefix",
+    "name"); `candidates` are (id, name, created_at, total) rows, newest first, one more than
+    shown when there are more."""
+    shown = [
+        f"{batch_id} ({f'{name}, ' if name else ''}{total} items, created {str(created)[:16]})"
+        for batch_id, name, created, total in candidates[:SHOWN_CANDIDATES]
+    ]
+    more = ", and more" if len(candidates) > SHOWN_CANDIDATES else ""
+    return AmbiguousBatch(
+        f"{batch_ref!r} is ambiguous: it is the {kind} of several batches: "
+        + "; ".join(shown)
+        + f"{more}. Give the full id (or more of it)"
+    )
+
+
+def hide_password(url: str) -> str:
+    """`url` with its password, if any, shown as *** (error messages never print secrets)."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if at and ":" in credentials:
+        credentials = credentials.split(":", 1)[0] + ":***"
+    return f"{scheme}{sep}{credentials}{at}{host}"
+
+
 def schema_error(where: str, current: str | None, head: str) -> LedgerSchemaError:
     state = "has no batchrouter tables" if current is None else f"is at revision {current}"
     return LedgerSchemaError(

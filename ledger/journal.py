@@ -27,7 +27,7 @@ from sqlalchemy import Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from ledger.models import Attempt, Item, ItemState, utcnow
-from ledger.outcomes import AttemptRecord, ClaimedItem
+from ledger.outcomes import USAGE_KEYS, AttemptRecord, ClaimedItem
 
 IN_FLIGHT = "in_flight"
 LOST_CLASS = "lost_in_flight"
@@ -39,12 +39,7 @@ RECORD_COLUMNS = (
     "deployment",
     "provider",
     "model",
-    "input_tokens",
-    "cached_input_tokens",
-    "cache_write_tokens",
-    "output_tokens",
-    "reasoning_tokens",
-    "usage_estimated",
+    *USAGE_KEYS,
     "cost_usd",
     "prices",
     "latency_ms",
@@ -61,9 +56,19 @@ RECORD_COLUMNS = (
 )
 
 
-def attempt_row(item_id: int, batch_id: str, record: AttemptRecord, now: Any) -> dict[str, Any]:
+def attempt_row(
+    item_id: int, batch_id: str, record: AttemptRecord, now: Any, claim_no: int | None = None
+) -> dict[str, Any]:
+    """An attempts row. `claim_no`: the claim that makes the call; kept from the row's first
+    write (the intent), since upserts change RECORD_COLUMNS only (ledger/superseded.py)."""
     row = {name: getattr(record, name) for name in RECORD_COLUMNS}
-    row.update(item_id=item_id, batch_id=batch_id, attempt_no=record.attempt_no, created_at=now)
+    row.update(
+        item_id=item_id,
+        batch_id=batch_id,
+        attempt_no=record.attempt_no,
+        created_at=now,
+        claim_no=claim_no,
+    )
     return row
 
 
@@ -127,7 +132,10 @@ def write_intents(session: Session, intents: Sequence[Intent]) -> set[tuple[int,
     }
     now = utcnow()
     accepted = [i for i in intents if (i.item_id, i.tier, i.claim_no) in held]
-    upsert_attempts(session, [attempt_row(i.item_id, i.batch_id, i.record, now) for i in accepted])
+    upsert_attempts(
+        session,
+        [attempt_row(i.item_id, i.batch_id, i.record, now, i.claim_no) for i in accepted],
+    )
     return {(i.item_id, i.record.attempt_no) for i in accepted}
 
 
@@ -202,4 +210,6 @@ def record_of(row: Attempt) -> AttemptRecord:
     fields = {name: getattr(row, name) for name in RECORD_COLUMNS}
     fields["prices"] = dict(row.prices or {})
     fields["verdicts"] = list(row.verdicts or [])
+    # An AttemptRecord is the worker's: money in floats (exact again when written back).
+    fields["cost_usd"], fields["saved_usd"] = float(row.cost_usd), float(row.saved_usd)
     return AttemptRecord(attempt_no=row.attempt_no, **fields)

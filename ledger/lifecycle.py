@@ -128,19 +128,6 @@ def _entry_tier(batch: Batch) -> str:
     return config.task_type(batch.task_type).ladder[0].tier
 
 
-def requeue_stale_running(session: Session, older_than_s: float) -> ByTier:
-    """Items claimed longer ago than `older_than_s` whose worker never reported: queue them
-    again. One statement, so reconcilers on several hosts requeue each item once."""
-    cutoff = utcnow() - timedelta(seconds=older_than_s)
-    rows = session.execute(
-        update(Item)
-        .where(Item.state == ItemState.RUNNING.value, Item.claimed_at < cutoff)
-        .values(state=ItemState.QUEUED.value, claimed_by=None, updated_at=utcnow())
-        .returning(Item.id, Item.tier)
-    ).all()
-    return _by_tier([(i, t) for i, t in rows])
-
-
 def queued_items_older_than(session: Session, older_than_s: float) -> ByTier:
     """Queued items of running batches that have waited longer than `older_than_s`."""
     cutoff = utcnow() - timedelta(seconds=older_than_s)

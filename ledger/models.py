@@ -8,6 +8,7 @@ a second row for the same call.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
@@ -26,6 +27,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.expression import false as sa_false
+
+from ledger.money_sql import Money
 
 # SQLite only autoincrements INTEGER PRIMARY KEY; PostgreSQL gets 64-bit ids.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -85,9 +88,9 @@ class Batch(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Spend control (ledger/budgets.py): a call reserves its estimate before it runs and is
     # settled to its real cost after, so spent + reserved never passes the budget.
-    budget_usd: Mapped[float | None] = mapped_column(Float)  # None: unlimited
-    reserved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
-    spent_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    budget_usd: Mapped[Decimal | None] = mapped_column(Money)  # None: unlimited
+    reserved_usd: Mapped[Decimal] = mapped_column(Money, default=0.0, server_default="0")
+    spent_usd: Mapped[Decimal] = mapped_column(Money, default=0.0, server_default="0")
 
 
 class ProjectBudget(Base):
@@ -96,9 +99,9 @@ class ProjectBudget(Base):
     __tablename__ = "project_budgets"
 
     project: Mapped[str] = mapped_column(String(100), primary_key=True)
-    budget_usd: Mapped[float | None] = mapped_column(Float)  # None: unlimited, spend tracked
-    reserved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
-    spent_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    budget_usd: Mapped[Decimal | None] = mapped_column(Money)  # None: unlimited, spend tracked
+    reserved_usd: Mapped[Decimal] = mapped_column(Money, default=0.0, server_default="0")
+    spent_usd: Mapped[Decimal] = mapped_column(Money, default=0.0, server_default="0")
 
 
 class BudgetReservation(Base):
@@ -116,7 +119,7 @@ class BudgetReservation(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     batch_id: Mapped[str] = mapped_column(String(32))
     project: Mapped[str | None] = mapped_column(String(100))  # set when the project was charged
-    amount_usd: Mapped[float] = mapped_column(Float)
+    amount_usd: Mapped[Decimal] = mapped_column(Money)
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -142,7 +145,7 @@ class Item(Base):
     state: Mapped[str] = mapped_column(String(16), default=ItemState.QUEUED.value)
     tier: Mapped[str] = mapped_column(String(100))  # the tier it is queued on or was settled by
     attempts: Mapped[int] = mapped_column(Integer, default=0)  # provider calls made so far
-    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)  # sum over its attempts
+    cost_usd: Mapped[Decimal] = mapped_column(Money, default=0.0)  # sum over its attempts
     output: Mapped[str | None] = mapped_column(Text)  # accepted output, or best failed one
     deployment: Mapped[str | None] = mapped_column(String(200))  # that produced `output`
     model: Mapped[str | None] = mapped_column(String(200))
@@ -163,6 +166,20 @@ class Item(Base):
     # item is staged and waits for the poller to put it into one.
     provider_batch_id: Mapped[str | None] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The worker process whose lease (worker_leases) holds the claim of a running item: when
+    # that lease lapses the reconciler re-queues the item (ledger/leases.py).
+    lease_holder: Mapped[str | None] = mapped_column(String(200))
+
+
+class WorkerLease(Base):
+    """One worker process's lease on the items it claims (ledger/leases.py): its heartbeat
+    renews it; once `expires_at` has passed, the process counts as dead or cut off."""
+
+    __tablename__ = "worker_leases"
+
+    holder: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid:nonce
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    renewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Attempt(Base):
@@ -189,7 +206,7 @@ class Attempt(Base):
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
     reasoning_tokens: Mapped[int] = mapped_column(Integer, default=0)
     usage_estimated: Mapped[bool] = mapped_column(Boolean, default=False)
-    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)
+    cost_usd: Mapped[Decimal] = mapped_column(Money, default=0.0)
     prices: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # the prices used
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)  # sent -> response
     # Time the call spent in the worker besides: rate limits, pool waits, a busy event loop.
@@ -206,8 +223,11 @@ class Attempt(Base):
     # call (provider batch API) names its provider batch and records in `saved_usd` what the
     # same tokens cost at the deployment's immediate prices minus what they cost in the batch.
     cache_hit: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())
+    # The claim of its item under which the call was made (its intent's), NULL before
+    # migration 0010: a late writer whose claim was taken over changes only its own rows.
+    claim_no: Mapped[int | None] = mapped_column(Integer)
     provider_batch_id: Mapped[str | None] = mapped_column(String(32))
-    saved_usd: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    saved_usd: Mapped[Decimal] = mapped_column(Money, default=0.0, server_default="0")
 
 
 class ProviderBatchState(StrEnum):
@@ -262,7 +282,10 @@ class CachedResponse(Base):
     model: Mapped[str] = mapped_column(String(200))
     output: Mapped[str] = mapped_column(Text)
     token_logprobs: Mapped[list[float] | None] = mapped_column(JSON)
-    cost_usd: Mapped[float] = mapped_column(Float, default=0.0)  # what the original call cost
+    cost_usd: Mapped[Decimal] = mapped_column(Money, default=0.0)  # what the original call cost
+    # The original call's usage (ledger.cache.USAGE_KEYS), so a hit reports the tokens that call
+    # used, not an estimate (migration 0009; None for entries cached before it).
+    usage: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     source_attempt: Mapped[str | None] = mapped_column(String(80))  # "<batch id>/<item>/<no>"
     hits: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -9,6 +9,17 @@ from typing import Any
 
 from routing.votes import Vote
 
+# The usage columns of an attempt, in the order of its table: what a cache entry keeps of the
+# call that earned it (ledger/cache.py) and a journal row writes (ledger/journal.py).
+USAGE_KEYS = (
+    "input_tokens",
+    "cached_input_tokens",
+    "cache_write_tokens",
+    "output_tokens",
+    "reasoning_tokens",
+    "usage_estimated",
+)
+
 
 @dataclass(frozen=True)
 class CachePolicy:
@@ -93,4 +104,8 @@ class ItemOutcome:
     claim_no: int = 1
     parked: bool = False  # queued again on the same tier without a message (awaits a resume)
     pause_reason: str | None = None  # pause the whole batch with this reason
+    # Parked because its whole tier is down (worker/outage.py): published again on the same
+    # tier after this many seconds, with no attempt spent on the wait.
+    resume_in_s: float | None = None
+    attempts_given_back: int = 0  # of its calls, how many do not count towards max_attempts
     cache: CachePolicy | None = None  # the task caches: store what passed (ledger/cache.py)

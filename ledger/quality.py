@@ -10,11 +10,13 @@ report says so. The batch's estimate weighs each rung's share by the items it ac
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ledger.models import Attempt, Batch, Item
+from ledger.money import ZERO, money
 from routing.audit import matches_expected, wilson_interval
 from routing.config import parse_config
 
@@ -40,7 +42,7 @@ class Quality:
     audit_rate: float | None = None
     audit_tier: str | None = None
     audit_calls: int = 0
-    audit_cost_usd: float = 0.0
+    audit_cost_usd: Decimal = ZERO
     flagged: list[str] = field(default_factory=list)  # rungs below the target
 
 
@@ -74,7 +76,7 @@ def batch_quality(session: Session, batch_id: str) -> Quality | None:
         audit_rate=task.audit.rate if task.audit else None,
         audit_tier=task.audit_tier,
         audit_calls=len(audits),
-        audit_cost_usd=sum(float(cost or 0) for _id, cost, *_ in audits),
+        audit_cost_usd=sum((money(cost) for _id, cost, *_ in audits), ZERO),
     )
     weighted = weight = 0.0
     for tier in task.tier_names:

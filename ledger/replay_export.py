@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,18 @@ from routing.replay_table import write_replay_rows
 ANSWERED = ("passed", "check_failed")
 
 
-def iter_replay_rows(session: Session, batch_ref: str) -> Iterator[dict[str, Any]]:
+def iter_replay_rows(
+    session: Session, batch_ref: str, outcomes: Sequence[str] = ANSWERED
+) -> Iterator[dict[str, Any]]:
+    """The batch's answers as replay rows; `outcomes` picks which attempts (`("audit",)`: the
+    audit answers, which `batchrouter advise` replays too)."""
     batch = find_batch(session, batch_ref)
     query = (
         select(Item.external_id, Attempt)
         .join(Item, Item.id == Attempt.item_id)
         .where(
             Attempt.batch_id == batch.id,
-            Attempt.outcome.in_(ANSWERED),
+            Attempt.outcome.in_(outcomes),
             Attempt.output.is_not(None),
         )
         .order_by(Item.line_no, Attempt.attempt_no)
@@ -53,7 +57,7 @@ def iter_replay_rows(session: Session, batch_ref: str) -> Iterator[dict[str, Any
             "cached_input_tokens": attempt.cached_input_tokens,
             "cache_write_tokens": attempt.cache_write_tokens,
             "reasoning_tokens": attempt.reasoning_tokens,
-            "cost_usd": round(attempt.cost_usd, 12),
+            "cost_usd": float(attempt.cost_usd),  # a replay row holds a number; repr is exact
             "latency_ms": round(attempt.latency_ms, 3),
         }
 

@@ -3,8 +3,8 @@ premium-only.
 
 `run_report` answers any filter (batches, project, task type, date range) and grouping;
 `build_report` is the one-batch view used by the Python API. Premium-only pricing is per batch,
-from the routing file the batch was submitted with: each item's first-attempt input tokens and
-last-attempt output tokens at the first deployment of its task type's last (premium) tier.
+from the routing file the batch was submitted with: each item's prompt and final answer tokens
+(report_walk.py) at the first deployment of its task type's last (premium) tier.
 The saving against it splits into routing, deferral and cache (report_levers.py).
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -21,9 +21,11 @@ from sqlalchemy.orm import Session
 from ledger import report_queries as q
 from ledger import report_walk as walks
 from ledger.batches import find_batch
+from ledger.money import QUANTUM, ZERO, money
 from ledger.quality import batch_quality
 from ledger.report_groupings import BATCH_LEVEL_GROUPINGS, GROUPINGS
-from ledger.report_levers import Levers, routing_saving, saving_notes
+from ledger.report_levers import Details, Levers, routing_saving, saving_notes
+from ledger.report_premium import Premium, premium_of, recorded_premiums
 from ledger.report_queries import ReportFilter
 from ledger.report_types import (
     BatchReport,
@@ -34,7 +36,6 @@ from ledger.report_types import (
     Report,
     TierLine,
 )
-from routing.config import RoutingConfig, parse_config
 
 __all__ = [
     "BatchReport",
@@ -50,36 +51,7 @@ __all__ = [
 ]
 
 
-@dataclass
-class _Premium:
-    """How one batch prices a premium-only call: its task type's last tier, first deployment."""
-
-    ladder: list[str]
-    tier: str
-    deployment: str
-    input_per_mtok: float
-    output_per_mtok: float
-
-
-def _premium_of(rows: list[tuple[str, str, str | None, str, str]]) -> dict[str, _Premium | None]:
-    parsed: dict[tuple[str, str], _Premium | None] = {}  # many batches share one routing file
-    out: dict[str, _Premium | None] = {}
-    for batch_id, task_type, _project, config_yaml, source in rows:
-        key = (config_yaml, task_type)
-        if key not in parsed:
-            try:
-                config: RoutingConfig = parse_config(config_yaml, source, resolve_code=False)
-                ladder = config.task_type(task_type).tier_names
-                deployment = config.tier(ladder[-1]).deployments[0]
-                prices = config.prices_for(deployment)
-                parsed[key] = _Premium(ladder, ladder[-1], deployment, prices.input, prices.output)
-            except Exception:  # an unreadable stored config must not hide the other figures
-                parsed[key] = None
-        out[batch_id] = parsed[key]
-    return out
-
-
-def _tier_order(premiums: dict[str, _Premium | None], tiers: set[str]) -> list[str]:
+def _tier_order(premiums: dict[str, Premium | None], tiers: set[str]) -> list[str]:
     order: list[str] = []
     for premium in premiums.values():
         for tier in premium.ladder if premium else []:
@@ -88,8 +60,12 @@ def _tier_order(premiums: dict[str, _Premium | None], tiers: set[str]) -> list[s
     return [t for t in order if t in tiers] + sorted(tiers - set(order))
 
 
-def _saving_pct(premium: float, cost: float) -> float:
-    return 100.0 * (premium - cost) / premium if premium > 0 else 0.0
+def _saving_pct(premium: Decimal, cost: Decimal) -> float:
+    return float(100 * (premium - cost) / premium) if premium > 0 else 0.0
+
+
+def _per(cost: Decimal, count: int) -> Decimal | None:
+    return (cost / count).quantize(QUANTUM) if count else None
 
 
 def _gather(session: Session, queries: dict[str, Callable[[Session], Any]]) -> dict[str, Any]:
@@ -139,16 +115,20 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
     counts = found["counts"]
     tokens = walks.premium_tokens(walk)
     batch_rows = q.batches_of(session, [t.batch_id for t in tokens])
-    premiums = _premium_of(batch_rows)
+    premiums = premium_of(batch_rows)
     premium_by_batch = {
         t.batch_id: (
-            (t.first_input_tokens * p.input_per_mtok + t.last_output_tokens * p.output_per_mtok)
-            / 1_000_000
+            p.price(t.first_input_tokens, t.last_output_tokens)
             if (p := premiums.get(t.batch_id))
-            else 0.0
+            else ZERO
         )
         for t in tokens
     }
+    recorded = 0
+    if any(p is not None and p.replay_file for p in premiums.values()):
+        sources = {row[0]: row[4] for row in batch_rows}
+        replayed, recorded = recorded_premiums(session, f, dict(premiums), sources)
+        premium_by_batch.update(replayed)
 
     by_tier = []
     for tier in _tier_order(premiums, set(funnel)):
@@ -160,7 +140,7 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
                 tier=tier,
                 items_received=received,
                 attempts=int(line["attempts"]),
-                cost_usd=float(line["cost_usd"]),
+                cost_usd=money(line["cost_usd"]),
                 resolved=resolved,
                 escalated=escalated,
                 failed=failed,
@@ -174,9 +154,10 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
         groups = _tier_groups(by_tier, models)
     attempts = sum(m.attempts for m in models)
     not_passed = attempts - sum(m.passed for m in models)
-    cost = sum(m.cost_usd for m in models)
-    premium_cost = sum(premium_by_batch.values())
+    cost = sum((m.cost_usd for m in models), ZERO)
+    premium_cost = sum(premium_by_batch.values(), ZERO)
     levers = Levers.total(models)
+    details = Details.total(models)
     audit_calls, audit_cost = found["audit"]
     # What the audit spent measures quality; the route's saving is counted without it.
     routing = routing_saving(premium_cost, cost - audit_cost, levers)
@@ -186,11 +167,19 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
         "premium-only cost: each item's prompt and final answer tokens priced at "
         f"{', '.join(premium_tiers) or 'the premium tier'}, one call per item",
     ]
+    if recorded:
+        notes.append(f"{recorded} items priced premium-only at the replay table's recorded cost")
     if any(p is None for p in premiums.values()):
         notes.append("some batches' stored routing files could not be read: priced at 0")
     if simulated:
         notes.append("these figures come from the offline sim provider, not from a real model")
     notes += saving_notes(routing)
+    if details.unconfirmed_calls:
+        notes.append(
+            f"{details.unconfirmed_calls} failed calls (timeouts, calls in flight when a worker "
+            "stopped) are in the cost at their estimate, unconfirmed: the provider may not have "
+            "processed them; reconcile them against the invoice"
+        )
     return Report(
         title=_title(session, f),
         filters=f.describe(),
@@ -205,7 +194,7 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
         cached_input_tokens=sum(m.cached_input_tokens for m in models),
         output_tokens=sum(m.output_tokens for m in models),
         cost_usd=cost,
-        cost_per_succeeded_usd=cost / counts.succeeded if counts.succeeded else None,
+        cost_per_succeeded_usd=_per(cost, counts.succeeded),
         premium_tier=", ".join(sorted({p.tier for p in premiums.values() if p})),
         premium_only_cost_usd=premium_cost,
         saving_usd=premium_cost - cost,
@@ -217,6 +206,10 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
         cache_saving_usd=levers.cache_saving_usd,
         cache_hits=levers.cache_hits,
         deferred_calls=levers.deferred_calls,
+        cache_write_tokens=details.cache_write_tokens,
+        reasoning_tokens=details.reasoning_tokens,
+        unconfirmed_calls=details.unconfirmed_calls,
+        unconfirmed_cost_usd=details.unconfirmed_cost_usd,
         by_tier=by_tier,
         by_model=models,
         groups=groups,
@@ -244,8 +237,9 @@ def _tier_groups(by_tier: list[TierLine], models: list[ModelLine]) -> list[Group
     for tier in by_tier:
         of_tier = [m for m in models if m.tier == tier.tier]
         passed = sum(m.passed for m in of_tier)
-        cost = sum(m.cost_usd for m in of_tier)
+        cost = sum((m.cost_usd for m in of_tier), ZERO)
         levers = Levers.total(of_tier)
+        details = Details.total(of_tier)
         lines.append(
             GroupLine(
                 key={"tier": tier.tier},
@@ -257,11 +251,12 @@ def _tier_groups(by_tier: list[TierLine], models: list[ModelLine]) -> list[Group
                 cached_input_tokens=sum(m.cached_input_tokens for m in of_tier),
                 output_tokens=sum(m.output_tokens for m in of_tier),
                 cost_usd=cost,
-                cost_per_succeeded_usd=cost / passed if passed else None,
+                cost_per_succeeded_usd=_per(cost, passed),
                 cache_hits=levers.cache_hits,
                 deferred_calls=levers.deferred_calls,
                 cache_saving_usd=levers.cache_saving_usd,
                 deferral_saving_usd=levers.deferral_saving_usd,
+                **details.__dict__,
             )
         )
     return lines
@@ -271,21 +266,21 @@ def _groups(
     rows: list[q.GroupRow],
     by: list[str],
     batch_rows: list[tuple[str, str, str | None, str, str]],
-    premium_by_batch: dict[str, float],
+    premium_by_batch: dict[str, Decimal],
 ) -> list[GroupLine]:
     # Premium-only per group exists only when every item sits in one group (batch-level keys).
-    group_premium: dict[tuple[str | None, ...], float] | None = None
+    group_premium: dict[tuple[str | None, ...], Decimal] | None = None
     if set(by) <= BATCH_LEVEL_GROUPINGS:
         group_premium = {}
         for batch_id, task_type, project, _, _ in batch_rows:
             values = {"batch": batch_id, "task_type": task_type, "project": project}
             key = tuple(values[name] for name in by)
-            group_premium[key] = group_premium.get(key, 0.0) + premium_by_batch.get(batch_id, 0.0)
+            group_premium[key] = group_premium.get(key, ZERO) + premium_by_batch.get(batch_id, ZERO)
     lines = []
     for row in rows:
         premium = None
         if group_premium is not None:
-            premium = group_premium.get(tuple(row.key[name] for name in by), 0.0)
+            premium = group_premium.get(tuple(row.key[name] for name in by), ZERO)
         lines.append(
             GroupLine(
                 key=row.key,
@@ -297,7 +292,7 @@ def _groups(
                 cached_input_tokens=row.cached_input_tokens,
                 output_tokens=row.output_tokens,
                 cost_usd=row.cost_usd,
-                cost_per_succeeded_usd=row.cost_usd / row.passed if row.passed else None,
+                cost_per_succeeded_usd=_per(row.cost_usd, row.passed),
                 premium_only_cost_usd=premium,
                 saving_usd=None if premium is None else premium - row.cost_usd,
                 cache_hits=row.levers.cache_hits,
@@ -307,6 +302,7 @@ def _groups(
                 routing_saving_usd=(
                     None if premium is None else routing_saving(premium, row.cost_usd, row.levers)
                 ),
+                **row.details.__dict__,
             )
         )
     return lines
@@ -336,11 +332,11 @@ def build_report(session: Session, batch_ref: str) -> BatchReport:
     full = run_report(session, ReportFilter(batch_ids=(batch.id,)))
     # A batch lists every tier of its ladder, even those no item reached yet.
     tiers = {line.tier: line for line in full.by_tier}
-    ladder = _premium_of(
+    ladder = premium_of(
         [(batch.id, batch.task_type, batch.project, batch.config_yaml, batch.config_source)]
     )[batch.id]
     order = list(ladder.ladder) if ladder else []
-    by_tier = [tiers.get(t) or TierLine(t, 0, 0, 0.0, 0, 0, 0) for t in order]
+    by_tier = [tiers.get(t) or TierLine(t, 0, 0, ZERO, 0, 0, 0) for t in order]
     by_tier += [line for t, line in tiers.items() if t not in order]
     return BatchReport(
         batch_id=batch.id,
@@ -363,6 +359,10 @@ def build_report(session: Session, batch_ref: str) -> BatchReport:
         cache_saving_usd=full.cache_saving_usd,
         cache_hits=full.cache_hits,
         deferred_calls=full.deferred_calls,
+        cache_write_tokens=full.cache_write_tokens,
+        reasoning_tokens=full.reasoning_tokens,
+        unconfirmed_calls=full.unconfirmed_calls,
+        unconfirmed_cost_usd=full.unconfirmed_cost_usd,
         by_tier=by_tier,
         by_model=full.by_model,
         with_expected=full.with_expected,

@@ -19,16 +19,25 @@ keeps every row, so an item answered from the cache still has its prompt and ans
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func
 
 from ledger.models import Attempt
+from ledger.money import ZERO, money
+from ledger.money_sql import money_sum
 
 # One definition of each lever, shared by every query that reports it.
 CACHED: ColumnElement[bool] = Attempt.cache_hit.is_(True)
 DEFERRED: ColumnElement[bool] = and_(Attempt.provider_batch_id.is_not(None), ~CACHED)
+# A failed call billed at its estimate because nobody knows whether the provider processed it
+# (a timeout, or a call in flight when its worker died): the conservative bound is in the cost,
+# and reported apart as "estimated, unconfirmed" so the ledger can be reconciled with an invoice.
+UNCONFIRMED: ColumnElement[bool] = and_(
+    Attempt.outcome == "error", Attempt.usage_estimated.is_(True), ~CACHED
+)
 
 
 def billed(column: Any) -> ColumnElement[Any]:
@@ -41,9 +50,40 @@ def lever_columns() -> list[ColumnElement[Any]]:
     return [
         func.coalesce(func.sum(case((CACHED, 1), else_=0)), 0),
         func.coalesce(func.sum(case((DEFERRED, 1), else_=0)), 0),
-        func.coalesce(func.sum(case((CACHED, Attempt.saved_usd), else_=0.0)), 0.0),
-        func.coalesce(func.sum(case((DEFERRED, Attempt.saved_usd), else_=0.0)), 0.0),
+        money_sum(case((CACHED, Attempt.saved_usd), else_=ZERO)),
+        money_sum(case((DEFERRED, Attempt.saved_usd), else_=ZERO)),
     ]
+
+
+def detail_columns() -> list[ColumnElement[Any]]:
+    """cache-write tokens, reasoning tokens (billed calls), unconfirmed calls and their cost:
+    four aggregates, in order (`Details.of`)."""
+    return [
+        billed(Attempt.cache_write_tokens),
+        billed(Attempt.reasoning_tokens),
+        func.coalesce(func.sum(case((UNCONFIRMED, 1), else_=0)), 0),
+        money_sum(case((UNCONFIRMED, Attempt.cost_usd), else_=ZERO)),
+    ]
+
+
+@dataclass
+class Details:
+    """The figures of `detail_columns` for one row of a report query."""
+
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0  # part of the output tokens (billed as output)
+    unconfirmed_calls: int = 0
+    unconfirmed_cost_usd: Decimal = ZERO  # part of the cost
+
+    @classmethod
+    def of(cls, values: Any) -> Details:
+        writes, reasoning, calls, cost = values
+        return cls(int(writes), int(reasoning), int(calls), money(cost))
+
+    @classmethod
+    def total(cls, parts: Any) -> Details:
+        """The sum of objects carrying the four detail fields (model lines)."""
+        return _total(cls(), parts)
 
 
 @dataclass
@@ -52,28 +92,30 @@ class Levers:
 
     cache_hits: int = 0
     deferred_calls: int = 0
-    cache_saving_usd: float = 0.0
-    deferral_saving_usd: float = 0.0
+    cache_saving_usd: Decimal = ZERO
+    deferral_saving_usd: Decimal = ZERO
 
     @classmethod
     def of(cls, values: Any) -> Levers:
         """From the four `lever_columns` values of a result row."""
         hits, deferred, cache, deferral = values
-        return cls(int(hits), int(deferred), float(cache), float(deferral))
+        return cls(int(hits), int(deferred), money(cache), money(deferral))
 
     @classmethod
     def total(cls, parts: Any) -> Levers:
         """The sum of objects carrying the four lever fields (model lines, group lines)."""
-        out = cls()
-        for part in parts:
-            out.cache_hits += part.cache_hits
-            out.deferred_calls += part.deferred_calls
-            out.cache_saving_usd += part.cache_saving_usd
-            out.deferral_saving_usd += part.deferral_saving_usd
-        return out
+        return _total(cls(), parts)
 
 
-def routing_saving(premium_usd: float, cost_usd: float, levers: Levers) -> float:
+def _total(out: Any, parts: Any) -> Any:
+    """`out` (a zero Levers or Details) plus each part's fields of the same names."""
+    for part in parts:
+        for name in (f.name for f in fields(out)):
+            setattr(out, name, getattr(out, name) + getattr(part, name))
+    return out
+
+
+def routing_saving(premium_usd: Decimal, cost_usd: Decimal, levers: Levers) -> Decimal:
     """premium-only - (actual + cache saving + deferral saving): the cascade's own saving.
 
     actual + both savings is what the same calls would have cost at immediate prices with no
@@ -82,7 +124,7 @@ def routing_saving(premium_usd: float, cost_usd: float, levers: Levers) -> float
     return premium_usd - (cost_usd + levers.cache_saving_usd + levers.deferral_saving_usd)
 
 
-def saving_notes(routing_usd: float) -> list[str]:
+def saving_notes(routing_usd: Decimal) -> list[str]:
     """A note for the report when routing saved less than nothing."""
     if routing_usd >= 0:
         return []

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -28,8 +29,10 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from ledger.models import Attempt, Batch, Item, ItemState
+from ledger.money import ZERO, money
+from ledger.money_sql import money_sum
 from ledger.report_groupings import BATCH_LEVEL_GROUPINGS  # what `--by` accepts
-from ledger.report_levers import Levers, billed, lever_columns
+from ledger.report_levers import CACHED, Details, Levers, billed, detail_columns, lever_columns
 
 SUCCEEDED = ItemState.SUCCEEDED.value
 FAILED = ItemState.FAILED.value
@@ -110,8 +113,9 @@ def _metrics() -> list[ColumnElement[Any]]:
         billed(Attempt.input_tokens),
         billed(Attempt.cached_input_tokens),
         billed(Attempt.output_tokens),
-        func.coalesce(func.sum(Attempt.cost_usd), 0.0),
+        money_sum(Attempt.cost_usd),
         *lever_columns(),
+        *detail_columns(),
     ]
 
 
@@ -125,8 +129,9 @@ class GroupRow:
     input_tokens: int
     cached_input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: Decimal = ZERO
     levers: Levers = field(default_factory=Levers)
+    details: Details = field(default_factory=Details)
 
 
 def grouped(session: Session, f: ReportFilter, by: list[str]) -> list[GroupRow]:
@@ -150,8 +155,9 @@ def grouped(session: Session, f: ReportFilter, by: list[str]) -> list[GroupRow]:
                 int(i),
                 int(c),
                 int(o),
-                float(cost),
-                Levers.of(values[len(by) + 8 :]),
+                money(cost),
+                Levers.of(values[len(by) + 8 : len(by) + 12]),
+                Details.of(values[len(by) + 12 :]),
             )
         )
     return rows
@@ -159,7 +165,8 @@ def grouped(session: Session, f: ReportFilter, by: list[str]) -> list[GroupRow]:
 
 def by_model(session: Session, f: ReportFilter) -> list[tuple[Any, ...]]:
     """(tier, deployment, model, attempts, passed, input, cached, output, cost, errors,
-    cache hits, deferred calls, cache saving, deferral saving): `ModelLine`'s fields in order.
+    cache hits, deferred calls, cache saving, deferral saving, cache-write tokens, reasoning
+    tokens, unconfirmed calls, unconfirmed cost): `ModelLine`'s fields in order.
 
     Token sums count billed calls only (report_levers.billed).
     """
@@ -175,9 +182,10 @@ def by_model(session: Session, f: ReportFilter) -> list[tuple[Any, ...]]:
                 billed(Attempt.input_tokens),
                 billed(Attempt.cached_input_tokens),
                 billed(Attempt.output_tokens),
-                func.coalesce(func.sum(Attempt.cost_usd), 0.0),
+                money_sum(Attempt.cost_usd),
                 func.coalesce(func.sum(case((Attempt.outcome == "error", 1), else_=0)), 0),
                 *lever_columns(),
+                *detail_columns(),
             )
             .where(*attempt_conditions(f))
             .group_by(Attempt.tier, Attempt.deployment, Attempt.model)
@@ -249,12 +257,13 @@ def latency(
 ) -> list[tuple[str, str, int, float, float, float, float, float | None]]:
     """(deployment, model, calls, p50, p95, p99, mean, mean queued) in ms, nearest-rank
     percentiles of the provider's latency, and the mean time calls spent queued in the worker
-    (None when no call recorded it: attempts from before migration 0008).
+    (None when no call recorded it: attempts from before migration 0008). Cache hits made no
+    call: they are left out (their latency 0 would pull every percentile down).
 
     PostgreSQL's percentile_disc is nearest-rank; SQLite has no percentile aggregate, so the
     same ranks are read off a window function (rank r = ceil(p * n), in integer arithmetic).
     """
-    conditions = attempt_conditions(f)
+    conditions = [*attempt_conditions(f), ~CACHED]
     if session.get_bind().dialect.name == "postgresql":
         stmt = (
             select(
@@ -358,15 +367,15 @@ def failure_reasons(session: Session, f: ReportFilter, limit: int = 10) -> list[
     return rows[:limit]
 
 
-def audit_spend(session: Session, f: ReportFilter) -> tuple[int, float]:
+def audit_spend(session: Session, f: ReportFilter) -> tuple[int, Decimal]:
     """(calls, cost) of the audit calls (routing/audit.py): spent to measure quality, not to
     answer, so the report shows them apart from the route's saving."""
     calls, cost = session.execute(
-        select(func.count(), func.coalesce(func.sum(Attempt.cost_usd), 0.0)).where(
+        select(func.count(), money_sum(Attempt.cost_usd)).where(
             *attempt_conditions(f), Attempt.outcome == "audit"
         )
     ).one()
-    return int(calls), float(cost)
+    return int(calls), money(cost)
 
 
 def uses_sim(session: Session, f: ReportFilter) -> bool:

@@ -1,11 +1,13 @@
-"""The shapes of a cost report: plain dataclasses, filled by report.py, drawn by render.py and
-report_html.py."""
+"""The shapes of a cost report: plain dataclasses, filled by report.py, drawn by
+batchrouter/reports/ (terminal.py, html.py). Money is Decimal (ledger/money.py)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from typing import Any
 
+from ledger.money import ZERO
 from ledger.quality import Quality
 
 
@@ -16,7 +18,7 @@ class TierLine:
     tier: str
     items_received: int
     attempts: int
-    cost_usd: float
+    cost_usd: Decimal
     resolved: int  # items that succeeded on this tier
     escalated: int  # items passed on to the next tier
     failed: int  # items that ended failed on this tier
@@ -33,12 +35,18 @@ class ModelLine:
     input_tokens: int
     cached_input_tokens: int
     output_tokens: int
-    cost_usd: float
+    cost_usd: Decimal
     errors: int = 0  # calls the provider failed
     cache_hits: int = 0  # answers reused from the cache or an identical item: cost 0
     deferred_calls: int = 0  # calls billed at a provider batch API's prices
-    cache_saving_usd: float = 0.0  # what the reused calls cost
-    deferral_saving_usd: float = 0.0  # immediate minus batch prices of the deferred calls
+    cache_saving_usd: Decimal = ZERO  # what the reused calls cost
+    deferral_saving_usd: Decimal = ZERO  # immediate minus batch prices of the deferred calls
+    # ledger.report_levers.Details: cache-write and reasoning tokens (billed calls; reasoning is
+    # part of the output), failed calls billed at an estimate (part of the cost)
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    unconfirmed_calls: int = 0
+    unconfirmed_cost_usd: Decimal = ZERO
 
 
 @dataclass
@@ -51,15 +59,21 @@ class GroupLine:
     input_tokens: int
     cached_input_tokens: int
     output_tokens: int
-    cost_usd: float
-    cost_per_succeeded_usd: float | None
-    premium_only_cost_usd: float | None = None  # only for batch-level groupings
-    saving_usd: float | None = None
+    cost_usd: Decimal
+    cost_per_succeeded_usd: Decimal | None
+    premium_only_cost_usd: Decimal | None = None  # only for batch-level groupings
+    saving_usd: Decimal | None = None
     cache_hits: int = 0
     deferred_calls: int = 0
-    cache_saving_usd: float = 0.0
-    deferral_saving_usd: float = 0.0
-    routing_saving_usd: float | None = None  # like premium-only: batch-level groupings only
+    cache_saving_usd: Decimal = ZERO
+    deferral_saving_usd: Decimal = ZERO
+    routing_saving_usd: Decimal | None = None  # like premium-only: batch-level groupings only
+    # ledger.report_levers.Details: cache-write and reasoning tokens (billed calls; reasoning is
+    # part of the output), failed calls billed at an estimate (part of the cost)
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    unconfirmed_calls: int = 0
+    unconfirmed_cost_usd: Decimal = ZERO
 
 
 @dataclass
@@ -97,20 +111,26 @@ class Report:
     input_tokens: int
     cached_input_tokens: int
     output_tokens: int
-    cost_usd: float
-    cost_per_succeeded_usd: float | None
+    cost_usd: Decimal
+    cost_per_succeeded_usd: Decimal | None
     premium_tier: str
-    premium_only_cost_usd: float
-    saving_usd: float  # premium-only - cost = routing + deferral + cache saving
+    premium_only_cost_usd: Decimal
+    saving_usd: Decimal  # premium-only - cost = routing + deferral + cache saving
     saving_pct: float
     # Where the saving came from (report_levers.py); routing may be negative.
-    routing_saving_usd: float = 0.0
-    deferral_saving_usd: float = 0.0
-    cache_saving_usd: float = 0.0
+    routing_saving_usd: Decimal = ZERO
+    deferral_saving_usd: Decimal = ZERO
+    cache_saving_usd: Decimal = ZERO
     cache_hits: int = 0
     deferred_calls: int = 0
+    # ledger.report_levers.Details: cache-write and reasoning tokens (billed calls; reasoning is
+    # part of the output), failed calls billed at an estimate (part of the cost)
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    unconfirmed_calls: int = 0
+    unconfirmed_cost_usd: Decimal = ZERO
     audit_calls: int = 0  # calls made to measure quality (routing/audit.py)
-    audit_cost_usd: float = 0.0  # in cost_usd; saving = routing + deferral + cache - audit
+    audit_cost_usd: Decimal = ZERO  # in cost_usd; saving = routing + deferral + cache - audit
     by_tier: list[TierLine] = field(default_factory=list)
     by_model: list[ModelLine] = field(default_factory=list)
     groups: list[GroupLine] = field(default_factory=list)
@@ -123,6 +143,7 @@ class Report:
     generated_at: str = ""
 
     def as_dict(self) -> dict:
+        """Money as Decimal: write it with ledger.money.dumps, which keeps it exact."""
         return asdict(self)
 
 
@@ -136,10 +157,10 @@ class BatchReport:
     failed: int
     pending: int
     attempts: int
-    cost_usd: float
+    cost_usd: Decimal
     premium_tier: str
-    premium_only_cost_usd: float
-    saving_usd: float
+    premium_only_cost_usd: Decimal
+    saving_usd: Decimal
     saving_pct: float
     by_tier: list[TierLine] = field(default_factory=list)
     by_model: list[ModelLine] = field(default_factory=list)
@@ -147,15 +168,22 @@ class BatchReport:
     correct: int = 0  # of those, items whose final output equals it
     simulated: bool = False  # the offline sim provider produced these numbers
     notes: list[str] = field(default_factory=list)
-    routing_saving_usd: float = 0.0
-    deferral_saving_usd: float = 0.0
-    cache_saving_usd: float = 0.0
+    routing_saving_usd: Decimal = ZERO
+    deferral_saving_usd: Decimal = ZERO
+    cache_saving_usd: Decimal = ZERO
     cache_hits: int = 0
     deferred_calls: int = 0
+    # ledger.report_levers.Details: cache-write and reasoning tokens (billed calls; reasoning is
+    # part of the output), failed calls billed at an estimate (part of the cost)
+    cache_write_tokens: int = 0
+    reasoning_tokens: int = 0
+    unconfirmed_calls: int = 0
+    unconfirmed_cost_usd: Decimal = ZERO
     audit_calls: int = 0  # calls made to measure quality (routing/audit.py)
-    audit_cost_usd: float = 0.0  # in cost_usd; saving = routing + deferral + cache - audit
+    audit_cost_usd: Decimal = ZERO  # in cost_usd; saving = routing + deferral + cache - audit
     # Measured quality of the accepted answers (ledger/quality.py), when anything can judge it.
     quality: Quality | None = None
 
     def as_dict(self) -> dict:
+        """Money as Decimal: write it with ledger.money.dumps, which keeps it exact."""
         return asdict(self)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
@@ -75,9 +76,24 @@ def write_results(
     state: str | None = None,
     fmt: str | None = None,
 ) -> int:
-    """Write the batch's results to `out` as JSONL, CSV or Parquet; return how many items."""
+    """Write the batch's results to `out` as JSONL, CSV or Parquet; return how many items.
+
+    The rows go to a temporary file beside `out`, renamed over it at the end: an unknown
+    batch, a lost connection or Ctrl-C leaves an existing `out` as it was (issue 16). A
+    device or pipe (`--out /dev/stdout`) is written directly."""
     fmt = format_for(out, fmt)
-    records = iter_results(session, batch_ref, state)
+    if out.exists() and not out.is_file():
+        return _write(iter_results(session, batch_ref, state), out, fmt)
+    partial = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    try:
+        count = _write(iter_results(session, batch_ref, state), partial, fmt)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return count
+
+
+def _write(records: Iterator[dict[str, Any]], out: Path, fmt: str) -> int:
     if fmt == "parquet":
         return _write_parquet(records, out)
     count = 0

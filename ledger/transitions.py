@@ -26,10 +26,16 @@ from ledger.models import (
     utcnow,
 )
 from ledger.outcomes import ClaimedItem, ItemOutcome
+from ledger.superseded import refresh_adopted, write_superseded
 
 
 def claim_items(
-    session: Session, item_ids: Sequence[int], tier: str, token: str, max_claims: int = 5
+    session: Session,
+    item_ids: Sequence[int],
+    tier: str,
+    token: str,
+    max_claims: int = 5,
+    lease_holder: str | None = None,
 ) -> list[ClaimedItem]:
     """Move the given items from queued to running on `tier`; return those this call moved.
 
@@ -37,6 +43,7 @@ def claim_items(
     or shut down) takes back the items it had claimed; any other message finds them taken.
     Items of paused or cancelled batches are left alone. An item claimed `max_claims` times
     without an outcome (its worker died each time) is failed rather than tried forever.
+    `lease_holder`: the worker process whose lease (ledger/leases.py) holds the claims.
     """
     if not item_ids:
         return []
@@ -53,6 +60,7 @@ def claim_items(
             state=ItemState.RUNNING.value,
             claimed_at=now,
             claimed_by=token,
+            lease_holder=lease_holder,
             claims=Item.claims + 1,
             updated_at=now,
         )
@@ -93,7 +101,7 @@ def claimed_item(row: Any) -> ClaimedItem:
         tier=row.tier,
         attempts=row.attempts - row.retry_base,
         attempt_no_base=row.retry_base,
-        cost_usd=row.cost_usd,
+        cost_usd=float(row.cost_usd or 0),  # the worker decides in floats (spend caps)
         last_output=row.output,
         last_error=row.error,
         claim_no=row.claims,
@@ -189,8 +197,15 @@ def record_outcomes(
         current.add((item_id, tier, claims))
         duplicates[item_id] = followers or 0
     written = [o for o in outcomes if (o.item_id, o.tier, o.claim_no) in current]
+    if provider_batch_id is None and len(written) < len(outcomes):
+        # A claim taken over (its lease lapsed): its outcome is refused, but the calls it
+        # made were paid; they land on the rows the takeover left for them (superseded.py).
+        refused = [o for o in outcomes if (o.item_id, o.tier, o.claim_no) not in current]
+        calls = [(o.item_id, o.claim_no, r) for o in refused for r in o.attempts]
+        write_superseded(session, calls)
     if not written:
         return [], []
+    refresh_adopted(session, written)  # lost calls of a dead round, since written by it
     session.execute(
         _OUTCOME_UPDATE,
         [
@@ -199,6 +214,8 @@ def record_outcomes(
                 "b_state": o.next_state,
                 "b_tier": o.next_tier,
                 "b_calls": len(o.attempts),
+                "b_given_back": 1 if o.parked and o.next_state == ItemState.QUEUED.value else 0,
+                "b_forgiven": o.attempts_given_back,
                 "b_spent": sum(a.cost_usd for a in o.attempts),
                 "b_error": o.error,
                 "b_output": o.output,
@@ -212,7 +229,12 @@ def record_outcomes(
     # Upserts: the journal (ledger/journal.py) already wrote most of these rows as the calls
     # happened; this write is the authoritative one, and records each call once.
     upsert_attempts(
-        session, [attempt_row(o.item_id, o.batch_id, r, now) for o in written for r in o.attempts]
+        session,
+        [
+            attempt_row(o.item_id, o.batch_id, r, now, o.claim_no)
+            for o in written
+            for r in o.attempts
+        ],
     )
     record_cache_writes(session, written)
     for outcome in written:
@@ -240,6 +262,13 @@ _OUTCOME_UPDATE = (
         state=bindparam("b_state"),
         tier=bindparam("b_tier"),
         attempts=_ITEMS.c.attempts + bindparam("b_calls"),
+        # A parked round gives its claim back: waiting (an outage, a budget) is not a claim
+        # that died, and must not count towards max_claims. The count still only grows while
+        # an item runs, so a stale claim number never matches a later claim.
+        claims=_ITEMS.c.claims - bindparam("b_given_back"),
+        # Unbilled calls an outage cut (worker/outage.py) leave the attempt cap, as a `retry`
+        # does: attempt numbers continue, the cap counts from the new base.
+        retry_base=_ITEMS.c.retry_base + bindparam("b_forgiven"),
         cost_usd=_ITEMS.c.cost_usd + bindparam("b_spent"),
         error=bindparam("b_error"),
         # a round with no output (parked, or a tier skipped) keeps the best one so far

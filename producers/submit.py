@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from ledger.batches import register_batch
 from ledger.db import session_scope, upgrade_schema
-from ledger.models import Batch
+from ledger.models import Batch, Item
 from producers.readers import InputError, read_items
-from routing.config import ConfigError, RoutingConfig, load_config
+from routing.config import ConfigError, RoutingConfig, TaskType, load_config
 from routing.prompts import missing_fields
 from routing.settings import get_settings
 from routing.types import InputItem
@@ -74,6 +75,7 @@ def submit_batch(
     total = len(items)
     report("read", total, total)
     entry_tier = task.ladder[0].tier
+    entry_tiers = _routed_entry_tiers(task, items, config_path)
 
     upgrade_schema()
     with session_scope() as session:
@@ -90,7 +92,11 @@ def submit_batch(
             callback_task=callback_task,
             budget_usd=budget_usd,
             dedupe=task.cache,  # followers of a duplicate are not returned: never published
+            entry_tiers=entry_tiers,
         )
+        by_tier = {entry_tier: item_ids}
+        if entry_tiers is not None:
+            by_tier = _ids_by_tier(session, batch_id, item_ids)
     report("ledger", total, total)
     published = 0
 
@@ -100,12 +106,22 @@ def submit_batch(
         report("publish", published, total)
 
     try:
-        messages = publish_items(item_ids, entry_tier, settings.chunk_size, progress=on_publish)
-    except Exception:
+        messages = sum(
+            publish_items(ids, tier, settings.chunk_size, progress=on_publish)
+            for tier, ids in by_tier.items()
+        )
+    except Exception as exc:
         # Workers that got a message for a removed item find nothing to claim.
         with session_scope() as session:
             session.execute(delete(Batch).where(Batch.id == batch_id))
-        log.exception("publishing batch %s failed; the batch was removed from the ledger", batch_id)
+        # No traceback here: the error is raised to the caller, which shows it (the CLI as one
+        # line naming the broker when it cannot be reached).
+        log.warning(
+            "publishing batch %s failed (%s: %s); the batch was removed from the ledger",
+            batch_id,
+            type(exc).__name__,
+            str(exc).splitlines()[0] if str(exc) else "",
+        )
         raise
     return Submitted(
         batch_id=batch_id,
@@ -114,6 +130,45 @@ def submit_batch(
         entry_tier=entry_tier,
         duplicates=total - len(item_ids),
     )
+
+
+def _routed_entry_tiers(
+    task: TaskType, items: list[InputItem], config_path: Path
+) -> list[str] | None:
+    """Each item's first rung, when the task type names a fitted router with `skip_below`
+    (routing/learned/entry.py); None when every item starts on the ladder's first rung.
+    Every fitted artefact the task type names must load with its hash here, before anything
+    is written: a missing or changed file would otherwise fail items in the workers."""
+    from routing.checks import RouterScoreCheck
+    from routing.learned.artefact import ArtefactError, load_artefact
+    from routing.learned.entry import entry_tiers
+
+    named = {
+        (check.file, check.sha256)
+        for tier in task.tier_names
+        for check in task.checks_for(tier)
+        if isinstance(check, RouterScoreCheck)
+    }
+    if task.router is not None:
+        named.add((task.router.file, task.router.sha256))
+    try:
+        for file, sha256 in sorted(named):
+            load_artefact(file, sha256)
+        if task.router is None or task.router.skip_below is None:
+            return None
+        return entry_tiers(task.router, task.tier_names, [item.text for item in items])
+    except ArtefactError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
+
+
+def _ids_by_tier(session: Session, batch_id: str, item_ids: list[int]) -> dict[str, list[int]]:
+    wanted = set(item_ids)
+    rows = session.execute(select(Item.id, Item.tier).where(Item.batch_id == batch_id))
+    grouped: dict[str, list[int]] = {}
+    for item_id, tier in sorted(rows):
+        if item_id in wanted:
+            grouped.setdefault(tier, []).append(item_id)
+    return grouped
 
 
 def _check_template_fields(

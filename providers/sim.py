@@ -5,6 +5,11 @@ distribution and prices. For an item that carries an expected answer, the sim an
 probability `skill`; otherwise it gives a wrong label or a malformed answer, as cheap models do.
 For free text (summaries) a right answer is a short extract and a wrong one is empty, a refusal or
 far too long. The same item, model and attempt number always get the same answer.
+
+Two settings make the sim something to learn from (docs/learning.md): `difficulty` makes the
+skill depend on the item (each label is easier or harder, for every model), and `logprobs`
+returns token logprobs whose confidence tracks, noisily, whether the answer is right. Both are
+off by default, so existing routing files get exactly the answers they always got.
 """
 
 from __future__ import annotations
@@ -52,8 +57,10 @@ class SimProvider:
         rng = _rng(sim, request)
         latency_ms = sim.latency_ms * math.exp(rng.gauss(0.0, sim.latency_spread))
         await asyncio.sleep(latency_ms / 1000 * self.time_scale)
-        text = _answer(sim, request, rng)
+        skill = item_skill(sim, request)
+        text, right = _answer(sim, request, rng, skill)
         output_tokens = min(approx_tokens(text) + 1, request.max_output_tokens)
+        logprobs = _logprobs(rng, skill, right, output_tokens) if sim.logprobs else None
         usage = Usage(
             # The OpenAI cookbook count in o200k: the sim behaves like an OpenAI-style model.
             input_tokens=count_message_tokens(request.messages, "gpt-4o"),
@@ -66,7 +73,30 @@ class SimProvider:
             latency_ms=latency_ms,
             request_id=f"sim-{rng.getrandbits(48):012x}",
             raw_usage=usage.model_dump(),
+            token_logprobs=logprobs,
         )
+
+
+def item_skill(sim: SimModel, request: CompletionRequest) -> float:
+    """The chance of a right answer on this item: `skill`, moved on the log-odds scale by the
+    item's difficulty (a fixed value in [-1, 1] hashed from its label, else its text) times
+    `difficulty`. Hard labels are hard for every model; a weaker `difficulty` setting makes a
+    model less sensitive to them."""
+    if not sim.difficulty or sim.skill in (0.0, 1.0):
+        return sim.skill
+    basis = request.meta.expected or request.messages[-1].content
+    digest = hashlib.sha256(f"difficulty|{basis}".encode()).digest()
+    hardness = int.from_bytes(digest[:4], "big") / 2**32 * 2 - 1
+    logit = math.log(sim.skill / (1 - sim.skill)) - sim.difficulty * hardness
+    return 1 / (1 + math.exp(-logit))
+
+
+def _logprobs(rng: random.Random, skill: float, right: bool, tokens: int) -> list[float]:
+    """Token logprobs whose mean probability is the item's skill, nudged up for a right answer
+    and down for a wrong one, with noise: a confidence signal that is informative, not exact."""
+    confidence = skill + (0.12 if right else -0.12) + rng.gauss(0.0, 0.08)
+    confidence = min(max(confidence, 0.01), 0.999)
+    return [math.log(confidence)] * max(tokens, 1)
 
 
 def _rng(sim: SimModel, request: CompletionRequest) -> random.Random:
@@ -74,9 +104,15 @@ def _rng(sim: SimModel, request: CompletionRequest) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big"))
 
 
-def _answer(sim: SimModel, request: CompletionRequest, rng: random.Random) -> str:
+def _answer(
+    sim: SimModel, request: CompletionRequest, rng: random.Random, skill: float
+) -> tuple[str, bool]:
+    right = rng.random() < skill
+    return _text(sim, request, rng, right), right
+
+
+def _text(sim: SimModel, request: CompletionRequest, rng: random.Random, right: bool) -> str:
     meta = request.meta
-    right = rng.random() < sim.skill
     if meta.expected is not None:
         if right:
             return rng.choice([meta.expected, meta.expected, meta.expected.replace("_", " ")])

@@ -7,6 +7,7 @@ A broken file fails at load with every error naming its field path and line, for
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
@@ -14,6 +15,7 @@ from routing.audit import Audit
 from routing.checks import CheckSpec, LabelCheck
 from routing.checks.imports import RESOLVE_CODE
 from routing.deployments import Deployment
+from routing.learned.entry import RouterRef
 from routing.prices import Prices
 from routing.rungs import Rung
 from routing.schema import Loc, StrictModel, unknown_key_message, walk_loc
@@ -54,6 +56,14 @@ class TaskType(StrictModel):
     # answers below which the report flags a rung.
     audit: Audit | None = None
     quality_target: float | None = Field(default=None, gt=0, le=1)
+    # When every deployment of a rung is down (routing/policy.when_rung_down): `wait` for it
+    # up to outage_wait_s then escalate (fail on the last rung); `escalate` at once; `fail`
+    # after the wait, even with a rung above. Waiting spends no attempt.
+    on_outage: Literal["wait", "escalate", "fail"] = "wait"
+    outage_wait_s: float = Field(default=600.0, ge=0, le=86_400)
+    # The artefact `batchrouter fit` wrote (routing/learned/entry.py, docs/learning.md): items
+    # its router scores below `skip_below` start on the second rung.
+    router: RouterRef | None = None
 
     @field_validator("prompt")
     @classmethod
@@ -164,7 +174,7 @@ class RoutingConfig(StrictModel):
             return deployment.prices
         from routing.price_table import lookup_prices
 
-        return lookup_prices(deployment.model)
+        return lookup_prices(deployment.model, provider=deployment.provider)
 
 
 def reference_problems(config: RoutingConfig) -> list[tuple[Loc, str]]:

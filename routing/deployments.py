@@ -16,6 +16,12 @@ class SimModel(StrictModel):
     latency_spread: float = Field(default=0.5, ge=0)  # sigma of the log-normal around the median
     seed: int = 0
     words_per_answer: int = Field(default=40, ge=1)  # typical length of free-text answers
+    # Item-dependent skill (providers/sim.py), so a router has something to learn: each label
+    # (or text, without one) gets a fixed difficulty in [-1, 1] from its hash, and the skill's
+    # log-odds move by `difficulty` x that. 0 keeps one skill for every item.
+    difficulty: float = Field(default=0, ge=0, le=10)
+    # Return token logprobs whose confidence tracks whether the answer is right (noisily).
+    logprobs: bool = False
 
 
 class Timeouts(StrictModel):
@@ -48,6 +54,23 @@ class Deployment(StrictModel):
     # OpenAI-compatible servers: which quirk profile to use (openai, azure_openai, together, groq,
     # fireworks, deepseek, openrouter, vllm, llamacpp, ollama). None: the provider name decides.
     profile: str | None = None
+
+    @model_validator(mode="after")
+    def _window_from_the_price_table(self) -> Deployment:
+        """A deployment that does not say its window gets its model's from the price table
+        (`prices import` maps LiteLLM's max_input_tokens), so a 1M-token Gemini is not cut
+        to 128k and an older 16k model is not sent prompts it must refuse; 128000 otherwise."""
+        if "context_window" in self.model_fields_set or self.provider in ("sim", "replay"):
+            return self
+        from routing.price_table import PriceTableError, price_table
+
+        try:
+            window = price_table().context_window(self.model, self.provider)
+        except PriceTableError:  # a broken override file is reported where prices are read
+            return self
+        if window is not None:
+            self.context_window = max(window, 256)
+        return self
 
     @model_validator(mode="after")
     def _sim_needs_its_settings(self) -> Deployment:

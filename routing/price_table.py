@@ -16,7 +16,7 @@ import json
 import os
 import re
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,14 @@ _RATE_FIELDS = (
     "output_above",
     "cached_input_above",
 )
-_INFO_FIELDS = ("provider", "aliases", "note")
+# Provider batch-API rates (`prices import` maps LiteLLM's `*_batches`); a model without them
+# is billed batch_multiplier x its immediate rates.
+BATCH_FIELDS = {
+    "input_batch": "input",
+    "output_batch": "output",
+    "cached_input_batch": "cached_input",
+}
+_INFO_FIELDS = ("provider", "aliases", "note", "context_window", "max_output_tokens")
 # Snapshot suffixes that do not change the price: -2024-07-18, -20250219, -latest, -001.
 _SNAPSHOT = re.compile(r"(-\d{4}-\d{2}-\d{2}|-\d{8}|-latest|-\d{3})$")
 
@@ -48,9 +55,14 @@ class PriceTable:
     batch_multiplier: float
     prices: dict[str, Prices]  # lower-cased model name or alias -> prices
     canonical: dict[str, str]  # lower-cased model name or alias -> the file's model name
+    # lower-cased name -> the provider's own batch rates, where the file has them
+    batch_prices: dict[str, Prices] = field(default_factory=dict)
+    windows: dict[str, int] = field(default_factory=dict)  # lower-cased name -> context window
 
-    def lookup(self, model: str, *, batch: bool = False) -> Prices:
-        key = _resolve(model, self.prices)
+    def lookup(self, model: str, *, batch: bool = False, provider: str | None = None) -> Prices:
+        """Prices of `model`; with `provider`, that provider's entry (`groq/...`) comes first,
+        because one model id can be sold by several providers at different prices."""
+        key = _resolve(f"{provider}/{model}" if provider else model, self.prices)
         if key is None:
             close = difflib.get_close_matches(model.lower(), list(self.prices), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
@@ -59,7 +71,16 @@ class PriceTable:
                 "Add `prices:` to its deployment in the routing file."
             )
         prices = self.prices[key]
-        return scaled_prices(prices, self.batch_multiplier, "batch") if batch else prices
+        if not batch:
+            return prices
+        if key in self.batch_prices:
+            return self.batch_prices[key]
+        return scaled_prices(prices, self.batch_multiplier, "batch")
+
+    def context_window(self, model: str, provider: str | None = None) -> int | None:
+        """The model's input window from the file, or None when the file does not say."""
+        key = _resolve(f"{provider}/{model}" if provider else model, self.prices)
+        return None if key is None else self.windows.get(key)
 
     def models(self) -> list[str]:
         return sorted(set(self.canonical.values()))
@@ -81,30 +102,45 @@ def _resolve(model: str, table: dict[str, Prices]) -> str | None:
 def _check_entry(source: str, model: str, entry: Any, version: str) -> Prices:
     if not isinstance(entry, dict):
         raise PriceTableError(f"{source}: model {model!r}: expected an object with prices")
-    unknown = set(entry) - set(_RATE_FIELDS) - set(_INFO_FIELDS) - {"above_tokens"}
+    unknown = set(entry) - set(_RATE_FIELDS) - set(_INFO_FIELDS) - set(BATCH_FIELDS)
+    unknown -= {"above_tokens"}
     if unknown:
         raise PriceTableError(f"{source}: model {model!r}: unknown fields {sorted(unknown)}")
-    for field in ("input", "output"):
-        if field not in entry:
-            raise PriceTableError(f"{source}: model {model!r}: missing {field!r} price")
-    for field in _RATE_FIELDS:
-        value = entry.get(field)
+    for name in ("input", "output"):
+        if name not in entry:
+            raise PriceTableError(f"{source}: model {model!r}: missing {name!r} price")
+    for name in (*_RATE_FIELDS, *BATCH_FIELDS):
+        value = entry.get(name)
         if value is None:
             continue
         if not isinstance(value, int | float) or isinstance(value, bool):
-            raise PriceTableError(f"{source}: model {model!r}: {field} must be a number")
+            raise PriceTableError(f"{source}: model {model!r}: {name} must be a number")
         if value < 0 or value > MAX_PLAUSIBLE_PER_MTOK:
             raise PriceTableError(
-                f"{source}: model {model!r}: {field} = {value} USD per 1M tokens is implausible "
+                f"{source}: model {model!r}: {name} = {value} USD per 1M tokens is implausible "
                 f"(allowed 0..{MAX_PLAUSIBLE_PER_MTOK:g}); is it a per-token figure or a typo?"
             )
-    if entry.get("cached_input") is not None and entry["cached_input"] > entry["input"]:
-        raise PriceTableError(
-            f"{source}: model {model!r}: cached_input {entry['cached_input']} exceeds input "
-            f"{entry['input']}"
-        )
-    fields = {k: v for k, v in entry.items() if k not in _INFO_FIELDS}
+    for cached, base in (("cached_input", "input"), ("cached_input_batch", "input_batch")):
+        limit = entry.get(base, entry["input"])
+        if entry.get(cached) is not None and entry[cached] > limit:
+            raise PriceTableError(
+                f"{source}: model {model!r}: {cached} {entry[cached]} exceeds {base} {limit}"
+            )
+    for name in ("context_window", "max_output_tokens"):
+        value = entry.get(name)
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise PriceTableError(f"{source}: model {model!r}: {name} must be a positive integer")
+    fields = {k: v for k, v in entry.items() if k not in _INFO_FIELDS and k not in BATCH_FIELDS}
     return Prices(version=version, **fields)
+
+
+def _batch_entry(checked: Prices, entry: dict[str, Any], multiplier: float) -> Prices | None:
+    """The provider's own batch rates over the multiplied ones, or None when it lists none."""
+    own = {BATCH_FIELDS[k]: v for k, v in entry.items() if k in BATCH_FIELDS}
+    if not own:
+        return None
+    scaled = scaled_prices(checked, multiplier, "batch").model_dump()
+    return Prices.model_validate({**scaled, **own})
 
 
 def parse_price_table(data: Any, source: str = "prices.json") -> PriceTable:
@@ -118,19 +154,23 @@ def parse_price_table(data: Any, source: str = "prices.json") -> PriceTable:
     if not isinstance(multiplier, int | float) or not 0 < multiplier <= 1:
         raise PriceTableError(f"{source}: batch_multiplier must be in (0, 1], got {multiplier!r}")
     stamp = f"prices.json@{version}" if source.endswith("prices.json") else f"{source}@{version}"
-    prices: dict[str, Prices] = {}
-    canonical: dict[str, str] = {}
+    table = PriceTable(version, float(multiplier), {}, {})
     for model, entry in data["models"].items():
         checked = _check_entry(source, model, entry, stamp)
+        batch = _batch_entry(checked, entry, float(multiplier))
         for name in [model, *entry.get("aliases", [])]:
             key = name.lower()
-            if key in canonical and canonical[key] != model:
+            if key in table.canonical and table.canonical[key] != model:
                 raise PriceTableError(
-                    f"{source}: {name!r} names both {canonical[key]!r} and {model!r}"
+                    f"{source}: {name!r} names both {table.canonical[key]!r} and {model!r}"
                 )
-            prices[key] = checked
-            canonical[key] = model
-    return PriceTable(version, float(multiplier), prices, canonical)
+            table.prices[key] = checked
+            table.canonical[key] = model
+            if batch is not None:
+                table.batch_prices[key] = batch
+            if entry.get("context_window"):
+                table.windows[key] = entry["context_window"]
+    return table
 
 
 def _read(path: Path | None) -> tuple[Any, str]:
@@ -155,8 +195,16 @@ def load_price_table(path: str | Path | None = None) -> PriceTable:
             batch_multiplier=override.batch_multiplier,
             prices={**table.prices, **override.prices},
             canonical={**table.canonical, **override.canonical},
+            batch_prices=_merge_by_name(table.batch_prices, override.prices, override.batch_prices),
+            windows=_merge_by_name(table.windows, override.prices, override.windows),
         )
     return table
+
+
+def _merge_by_name(base: dict[str, Any], names: dict[str, Prices], own: dict[str, Any]) -> dict:
+    """`base` for the models the override file does not name, `own` for those it does: an
+    override entry without batch rates or a window must not inherit the built-in ones."""
+    return {**{k: v for k, v in base.items() if k not in names}, **own}
 
 
 _lock = threading.Lock()
@@ -180,6 +228,6 @@ def reset_price_table() -> None:
         _table = None
 
 
-def lookup_prices(model: str, *, batch: bool = False) -> Prices:
+def lookup_prices(model: str, *, batch: bool = False, provider: str | None = None) -> Prices:
     """Prices of `model` from the table; KeyError naming the model when it is not there."""
-    return price_table().lookup(model, batch=batch)
+    return price_table().lookup(model, batch=batch, provider=provider)

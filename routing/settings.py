@@ -36,6 +36,28 @@ class Settings(BaseSettings):
     # its steps. A poller that dies on another host delays the next poll by at most this.
     deferred_poll_lease_s: float = Field(default=300.0, gt=0)
     max_claims: int = Field(default=5, ge=1)  # claims without an outcome before an item fails
+    # Claims are leases (ledger/leases.py): each worker process renews its lease every third of
+    # this; once it has lapsed (the process died or is cut off from the ledger), the lease
+    # check, every `lease_check_interval` s on beat, re-queues its running items. A cut-off
+    # host's items are taken over within lease + one check (docs/operations.md, several hosts).
+    claim_lease_s: float = Field(default=30.0, ge=1.0)
+    lease_check_interval: int = Field(default=10, ge=1)
+    # Connections that notice a dead network (docs/operations.md, "Timeouts"). Redis (broker,
+    # rate limiter, statistics): a command waits at most this long; TCP keepalive on.
+    redis_timeout_s: float = Field(default=10.0, gt=0)
+    # PostgreSQL: connecting waits at most db_connect_timeout_s; a connection whose peer went
+    # silent is dropped within about db_network_timeout_s (TCP keepalive + tcp_user_timeout);
+    # the server ends a session that waits on a lock longer than db_lock_timeout_s, sits idle
+    # in an open transaction longer than db_idle_in_transaction_timeout_s (a cut-off worker's
+    # row locks are freed) or runs a statement longer than db_statement_timeout_s (0: never).
+    # db_session_settings=false sends none of the server-side ones (for PgBouncer, which
+    # refuses startup options).
+    db_connect_timeout_s: int = Field(default=5, ge=1)
+    db_network_timeout_s: float = Field(default=15.0, ge=1.0)
+    db_lock_timeout_s: float = Field(default=30.0, ge=0)
+    db_idle_in_transaction_timeout_s: float = Field(default=60.0, ge=0)
+    db_statement_timeout_s: float = Field(default=300.0, ge=0)
+    db_session_settings: bool = True
     # A budget reservation is held at most a call's longest life plus this margin; past it the
     # reconciler releases it as spent (its worker died mid-call; worker/budget.py).
     reservation_margin_s: float = Field(default=60.0, ge=0)

@@ -35,10 +35,26 @@ class Tier(StrictModel):
     # is tried last for cooldown_s seconds, by every worker (the cooldown lives in Redis).
     cooldown_after_failures: int = Field(default=3, ge=1, le=1000)
     cooldown_s: float = Field(default=30.0, ge=0, le=86_400)
+    # Outages (worker/stats_store.py, docs/routing.md): a deployment failing this many calls in
+    # a row with transient errors (connection refused, 5xx, timeouts) has its circuit opened for
+    # circuit_open_s, doubled after each failed probe up to circuit_open_max_s; every worker
+    # then refuses calls to it (no attempt spent) until one probe call finds it answering.
+    circuit_after_failures: int = Field(default=5, ge=1, le=1000)
+    circuit_open_s: float = Field(default=5.0, gt=0, le=600)
+    circuit_open_max_s: float = Field(default=60.0, gt=0, le=600)
     # Deferred: the tier's calls go through its first deployment's batch API at batch prices
     # (about half), answered within the completion window instead of seconds.
     deferred: bool = False
     batch: BatchOptions = Field(default_factory=BatchOptions)
+
+    @model_validator(mode="after")
+    def _circuit_waits_grow(self) -> Tier:
+        if self.circuit_open_max_s < self.circuit_open_s:
+            raise ValueError(
+                f"circuit_open_max_s ({self.circuit_open_max_s:g}) must be >= circuit_open_s "
+                f"({self.circuit_open_s:g})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _weights_name_deployments(self) -> Tier:

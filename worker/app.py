@@ -13,6 +13,7 @@ from celery.app import trace
 from celery.signals import after_setup_logger
 
 from routing.settings import Settings, get_settings
+from worker.connections import redis_socket_options
 from worker.queues import CONTROL_QUEUE
 
 # Celery logs every task's return value at INFO; ours are counts the pipeline logs itself
@@ -52,6 +53,10 @@ def make_celery(settings: Settings) -> Celery:
     # Redis redelivers a message unacked for longer than this; every app and worker must agree.
     transport_options: dict = {"visibility_timeout": settings.visibility_timeout}
     broker_url = settings.resolved_broker_url()
+    if broker_url.startswith(("redis://", "rediss://", "unix://")):
+        # A publish or an ack on a dead connection fails within the timeout instead of
+        # hanging; kombu also drops a consumer connection whose BRPOP reply is overdue.
+        transport_options.update(redis_socket_options(settings))
     if broker_url.startswith("filesystem"):
         from worker.embedded_broker import install
 
@@ -96,6 +101,12 @@ def make_celery(settings: Settings) -> Celery:
                 "task": "batchrouter.reconcile",
                 "schedule": float(settings.reconcile_interval),
                 "options": {"queue": CONTROL_QUEUE},
+            },
+            # Claims are leases: re-queue the items of workers whose lease lapsed (worker/lease.py)
+            "take-over": {
+                "task": "batchrouter.take_over",
+                "schedule": float(settings.lease_check_interval),
+                "options": {"queue": CONTROL_QUEUE, "expires": settings.lease_check_interval},
             },
             "deferred-poll": {
                 "task": "batchrouter.deferred_poll",

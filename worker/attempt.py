@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from ledger.cache import CachedAnswer, request_key
 from ledger.models import ItemState
 from ledger.outcomes import AttemptRecord, ClaimedItem, ItemOutcome
+from ledger.superseded import not_sent
 from providers.base import get_provider
 from providers.errors import backoff_delay, redact
 from routing.config import RoutingConfig, TaskType
@@ -51,6 +52,7 @@ from worker.cache_hits import hit_record
 from worker.journal import CallJournal, LedgerUnavailable
 from worker.judging import best_record, judge_and_decide
 from worker.middleware import CallContext, Denied, Middleware, installed
+from worker.outage import RungHealth, outage_outcome
 from worker.requests import build_request, cache_policy, fill_usage, item_messages
 
 log = logging.getLogger("batchrouter.worker")
@@ -149,6 +151,9 @@ class _Run:
                     await layer.release(ctx)
                 if held is None:
                     raise LedgerUnavailable("the call's intent could not be written")
+                # Never sent: if a first try of the intent did commit unheard (a cut-off
+                # ledger), its row is set to cost 0 when this round's outcome is refused.
+                self.records.append(not_sent(record))
                 return Denied("the item's claim was taken over by another worker")
         self.calls += 1
         self.records.append(record)
@@ -314,6 +319,7 @@ async def _round(
     layers = run.middleware
     last_error: ErrorClass | None = None
     last_message = "no deployment could take the item"
+    health = RungHealth()  # which deployments are down: an outage (worker/outage.py)
 
     names = list(config.tier(tier).deployments)
     counted: dict[str, int] = {}  # prompt tokens by model: counted once per round
@@ -336,6 +342,7 @@ async def _round(
                 f"{name}: prompt of ~{prompt_tokens} tokens + {deployment.max_output_tokens} output "
                 f"tokens exceeds its {deployment.context_window}-token window"
             )
+            health.too_long.add(name)
             continue
         retries = 0
         while True:
@@ -343,6 +350,9 @@ async def _round(
                 reason = f"attempt cap reached ({task.max_attempts} calls); last: {last_message}"
                 return run.outcome(ItemState.FAILED, tier, reason, best_record(run.records))
             called = await run.call(name)
+            if isinstance(called, Denied) and called.circuit is not None:
+                health.circuit_open(name, called.circuit)  # no call, no attempt: the next one
+                break
             if isinstance(called, Denied):
                 return run.parked(called)
             record, result = called
@@ -357,10 +367,15 @@ async def _round(
                         continue
                     step = Step.NEXT_DEPLOYMENT
                 if step is Step.NEXT_DEPLOYMENT:
+                    if result.error_class is ErrorClass.TRANSIENT:
+                        health.down.add(name)
                     break
                 return run.outcome(ItemState.FAILED, tier, last_message, best_record(run.records))
             return await judge_and_decide(run, record, result)
 
+    outage = outage_outcome(run, health, last_message, rng)
+    if outage is not None:
+        return outage
     if when_tier_exhausted(last_error, task, tier) is Step.ESCALATE:
         return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, last_message, None)
     return run.outcome(

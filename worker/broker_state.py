@@ -53,7 +53,12 @@ def live_item_ids(
 def _redis_live(url: str, tiers: Iterable[str], unacked_max_age_s: float) -> set[int]:
     import redis
 
-    client = redis.Redis.from_url(url)
+    from routing.settings import get_settings
+    from worker.connections import redis_socket_options
+
+    # Timeouts: a reconciler on a host cut off from Redis fails (and is retried by beat)
+    # instead of hanging.
+    client = redis.Redis.from_url(url, **redis_socket_options(get_settings()))
     try:
         raw: list[bytes] = []
         for tier in tiers:

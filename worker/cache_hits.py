@@ -14,10 +14,12 @@ in one SELECT when the chunk is claimed.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.orm import Session
 
 from ledger.cache import CachedAnswer, lookup, request_key
-from ledger.outcomes import AttemptRecord, ClaimedItem
+from ledger.outcomes import USAGE_KEYS, AttemptRecord, ClaimedItem
 from routing.checks import ConsensusCheck
 from routing.config import RoutingConfig
 from routing.templates import TemplateError
@@ -90,20 +92,29 @@ def hit_record(
         provider=deployment.provider,
         model=hit.model,
         outcome="error",
-        # the tokens of the reused call, counted here: the cache keeps no usage
-        input_tokens=count_message_tokens(messages, hit.model),
-        output_tokens=count_text_tokens(hit.output, hit.model),
-        usage_estimated=True,
+        **_usage_of_hit(messages, hit),  # the usage of the call that earned the answer
         cost_usd=0.0,
         prices=prices,
-        latency_ms=0.0,
+        latency_ms=0.0,  # no call: reports and metrics leave cache hits out of latency
         output=hit.output,
         answer=hit.output,
         cache_hit=True,
-        saved_usd=hit.cost_usd,
+        saved_usd=float(hit.cost_usd),  # exact again at the ledger (ledger.money.money)
         cache_key=hit.key,
         token_logprobs=hit.token_logprobs,
     )
+
+
+def _usage_of_hit(messages: list[Message], hit: CachedAnswer) -> dict[str, Any]:
+    """The token usage the cache kept of the call that earned `hit`; entries cached before
+    migration 0009 kept none, and are estimated from the prompt and the answer (marked so)."""
+    if hit.usage:
+        return {key: hit.usage[key] for key in USAGE_KEYS if key in hit.usage}
+    return {
+        "input_tokens": count_message_tokens(messages, hit.model),
+        "output_tokens": count_text_tokens(hit.output, hit.model),
+        "usage_estimated": True,
+    }
 
 
 def item_cache_key(

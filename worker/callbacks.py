@@ -14,6 +14,7 @@ import httpx
 from ledger.batches import batch_status
 from ledger.db import session_scope
 from ledger.models import Batch
+from ledger.money import dumps
 from worker.queues import CONTROL_QUEUE
 
 log = logging.getLogger("batchrouter.callbacks")
@@ -33,7 +34,9 @@ def notify_batch_finished(batch_id: str) -> None:
     if url:
         for attempt in range(3):
             try:
-                httpx.post(url, json=payload, timeout=10.0).raise_for_status()
+                body = dumps(payload, indent=None)  # money as exact decimal numbers
+                headers = {"content-type": "application/json"}
+                httpx.post(url, content=body, headers=headers, timeout=10.0).raise_for_status()
                 return
             except httpx.HTTPError as exc:
                 # the URL may carry a token: log the error kind, not the message

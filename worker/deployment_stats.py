@@ -10,6 +10,11 @@ The middleware feeds the tier's selection strategy (routing/selection.py):
   failures (transient, rate limited, bad response); the Nth in a row (the tier's
   `cooldown_after_failures`) cools the deployment down for `cooldown_s`: every worker then
   tries it last until then. A success resets the count. One Lua script, Redis's clock.
+- the same two scripts keep each deployment's circuit (worker/stats_store.py): transient
+  failures in a row (the tier's `circuit_after_failures`) open it, and `before_call` then
+  refuses calls to it (a `Denied` naming the circuit: no call, no attempt) until a single
+  probe call finds it answering. worker/outage.py decides what a rung whose every deployment
+  is down does with its items.
 
 The state lives in the broker's Redis (BATCHROUTER_REDIS_URL overrides it). When the broker is
 not Redis (the embedded demo on a filesystem broker) the statistics live in this process's
@@ -26,229 +31,23 @@ needed. Every update that is skipped anyway (Redis down or slow) is counted in
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
 import time
 import uuid
-from typing import Protocol
 
 from ledger.outcomes import AttemptRecord
 from routing.config import RoutingConfig
 from routing.policy import RETRYABLE
-from routing.selection import LiveStats, order_deployments
-from routing.types import CompletionResult, ProviderError
-from worker.middleware import CallContext, Middleware
+from routing.selection import order_deployments
+from routing.types import CompletionResult, ErrorClass, ProviderError
+from worker.middleware import CallContext, CircuitOpen, Denied, Middleware
+from worker.stats_store import CircuitRule, Ended, MemoryStats, RedisStats, StatsStore
 
 log = logging.getLogger("batchrouter.deployment_stats")
-KEY_PREFIX = "batchrouter:deployment:"
-STATS_TTL_S = 24 * 3600  # statistics of a deployment nobody called for a day are dropped
-EWMA_ALPHA = 0.3  # weight of the newest latency sample
 REDIS_RETRY_S = 5.0  # after a Redis error, leave it alone this long
-POOL_SPARE = 8  # connections beyond one per call in flight (order reads of a chunk's items)
-
-# KEYS: stats hash, in-flight set of each deployment, in turn. -> {now, n1, ewma1, cool1, ...}
-READ_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local out = {tostring(now)}
-for i = 1, #KEYS, 2 do
-  local h = redis.call('HMGET', KEYS[i], 'ewma', 'cooling_until')
-  out[#out + 1] = redis.call('ZCOUNT', KEYS[i + 1], '(' .. tostring(now), '+inf')
-  out[#out + 1] = h[1] or ''
-  out[#out + 1] = h[2] or ''
-end
-return out
-"""
-# KEYS: in-flight set. ARGV: token, ttl_s.
-BEGIN_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2])) + 1)
-return 1
-"""
-# KEYS: stats hash, in-flight set. ARGV: token, latency_ms (< 0: none), outcome (ok | fail |
-# other), alpha, failures before a cooldown, cooldown_s, stats ttl. -> 1 when it starts a cooldown
-END_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-redis.call('ZREM', KEYS[2], ARGV[1])
-local latency = tonumber(ARGV[2])
-if latency >= 0 then
-  local old = tonumber(redis.call('HGET', KEYS[1], 'ewma'))
-  local new = latency
-  if old then new = old + tonumber(ARGV[4]) * (latency - old) end
-  redis.call('HSET', KEYS[1], 'ewma', tostring(new))
-end
-local cooled = 0
-if ARGV[3] == 'ok' then
-  redis.call('HSET', KEYS[1], 'fails', 0)
-elseif ARGV[3] == 'fail' then
-  local fails = redis.call('HINCRBY', KEYS[1], 'fails', 1)
-  if fails >= tonumber(ARGV[5]) then
-    redis.call('HSET', KEYS[1], 'fails', 0, 'cooling_until', tostring(now + tonumber(ARGV[6])))
-    cooled = 1
-  end
-end
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
-return cooled
-"""
-
-
-class StatsStore(Protocol):
-    async def read(self, names: list[str]) -> tuple[float, dict[str, LiveStats]]: ...
-
-    async def begin(self, name: str, token: str, ttl_s: float) -> None: ...
-
-    async def end(
-        self,
-        name: str,
-        token: str,
-        latency_ms: float | None,
-        outcome: str,
-        threshold: int,
-        cooldown_s: float,
-    ) -> bool: ...
-
-
-class RedisStats:
-    """The shared store: one async client per event loop (the worker has one long-lived loop;
-    a client must not outlive or cross the loop it was opened on)."""
-
-    def __init__(
-        self,
-        url: str,
-        prefix: str = KEY_PREFIX,
-        alpha: float = EWMA_ALPHA,
-        max_connections: int | None = None,
-    ) -> None:
-        self.url, self.prefix, self.alpha = url, prefix, alpha
-        if max_connections is None:
-            from routing.settings import get_settings
-
-            max_connections = get_settings().max_in_flight + POOL_SPARE
-        self.max_connections = max_connections
-        self._scripts: dict[asyncio.AbstractEventLoop, tuple] = {}
-
-    def _for_loop(self) -> tuple:  # (client, read, begin, end)
-        loop = asyncio.get_running_loop()
-        found = self._scripts.get(loop)
-        if found is None:
-            import redis.asyncio as aioredis
-
-            for old in [lp for lp in self._scripts if lp.is_closed()]:
-                del self._scripts[old]
-            # One connection per call in flight at most, opened when first needed: a script
-            # takes well under a millisecond, but its connection stays held until the busy
-            # loop reads the reply, so a smaller pool makes calls wait on each other.
-            pool = aioredis.BlockingConnectionPool.from_url(
-                self.url,
-                max_connections=self.max_connections,
-                timeout=2.0,
-                socket_timeout=2.0,
-                socket_connect_timeout=2.0,
-                health_check_interval=25,
-            )
-            client = aioredis.Redis(connection_pool=pool)
-            found = (client, *(client.register_script(s) for s in (READ_LUA, BEGIN_LUA, END_LUA)))
-            self._scripts[loop] = found
-        return found
-
-    async def aclose(self) -> None:
-        """Close the running loop's client (tests, and callers running their own loops)."""
-        found = self._scripts.pop(asyncio.get_running_loop(), None)
-        if found is not None:
-            await found[0].aclose()
-
-    def _keys(self, name: str) -> list[str]:
-        return [f"{self.prefix}{name}", f"{self.prefix}{name}:inflight"]
-
-    async def read(self, names: list[str]) -> tuple[float, dict[str, LiveStats]]:
-        _, script, _, _ = self._for_loop()
-        keys = [key for name in names for key in self._keys(name)]
-        reply = await script(keys=keys)
-        now, stats = float(reply[0]), {}
-        for index, name in enumerate(names):
-            in_flight, ewma, cooling = reply[1 + 3 * index : 4 + 3 * index]
-            stats[name] = LiveStats(
-                in_flight=int(in_flight),
-                latency_ewma_ms=float(ewma) if ewma else None,
-                cooling_until=float(cooling) if cooling else 0.0,
-            )
-        return now, stats
-
-    async def begin(self, name: str, token: str, ttl_s: float) -> None:
-        _, _, script, _ = self._for_loop()
-        await script(keys=self._keys(name)[1:], args=[token, ttl_s])
-
-    async def end(
-        self,
-        name: str,
-        token: str,
-        latency_ms: float | None,
-        outcome: str,
-        threshold: int,
-        cooldown_s: float,
-    ) -> bool:
-        _, _, _, script = self._for_loop()
-        latency = -1.0 if latency_ms is None else latency_ms
-        args = [token, latency, outcome, self.alpha, threshold, cooldown_s, STATS_TTL_S]
-        return bool(await script(keys=self._keys(name), args=args))
-
-
-class MemoryStats:
-    """The same bookkeeping in this process only (no Redis: the embedded demo)."""
-
-    def __init__(self, alpha: float = EWMA_ALPHA, clock=time.time) -> None:  # type: ignore[no-untyped-def]
-        self.alpha, self.clock = alpha, clock
-        self.in_flight: dict[str, dict[str, float]] = {}  # name -> token -> expiry
-        self.ewma: dict[str, float] = {}
-        self.fails: dict[str, int] = {}
-        self.cooling_until: dict[str, float] = {}
-
-    async def read(self, names: list[str]) -> tuple[float, dict[str, LiveStats]]:
-        now = self.clock()
-        return now, {
-            name: LiveStats(
-                in_flight=sum(1 for e in self.in_flight.get(name, {}).values() if e > now),
-                latency_ewma_ms=self.ewma.get(name),
-                cooling_until=self.cooling_until.get(name, 0.0),
-            )
-            for name in names
-        }
-
-    async def begin(self, name: str, token: str, ttl_s: float) -> None:
-        now = self.clock()
-        calls = self.in_flight.setdefault(name, {})
-        for stale in [t for t, expiry in calls.items() if expiry <= now]:
-            del calls[stale]
-        calls[token] = now + ttl_s
-
-    async def end(
-        self,
-        name: str,
-        token: str,
-        latency_ms: float | None,
-        outcome: str,
-        threshold: int,
-        cooldown_s: float,
-    ) -> bool:
-        self.in_flight.get(name, {}).pop(token, None)
-        if latency_ms is not None:
-            old = self.ewma.get(name)
-            self.ewma[name] = latency_ms if old is None else old + self.alpha * (latency_ms - old)
-        if outcome == "ok":
-            self.fails[name] = 0
-        elif outcome == "fail":
-            self.fails[name] = self.fails.get(name, 0) + 1
-            if self.fails[name] >= threshold:
-                self.fails[name] = 0
-                self.cooling_until[name] = self.clock() + cooldown_s
-                return True
-        return False
+__all__ = ["CircuitRule", "DeploymentStats", "MemoryStats", "RedisStats", "StatsStore"]
 
 
 def stats_redis_url() -> str | None:
@@ -263,10 +62,16 @@ def stats_redis_url() -> str | None:
 
 
 def call_outcome(result: CompletionResult | ProviderError) -> str:
-    """ok: the deployment answered (whatever the checks say); fail: counts towards a
-    cooldown; other: says nothing about the deployment's health (a too-long prompt, a 400)."""
+    """ok: the deployment answered (whatever the checks say); transient: connection refused,
+    5xx, timeouts (a cooldown and the circuit count it); fail: a 429 or a broken body (the
+    cooldown counts it; the server is up); other: an answer that says nothing about its
+    health (a 400, a too-long prompt); none: no answer to judge it by (a bug on our side)."""
     if isinstance(result, CompletionResult):
         return "ok"
+    if result.error_class is ErrorClass.TRANSIENT:
+        return "transient"
+    if result.error_class is ErrorClass.INTERNAL:
+        return "none"
     return "fail" if result.error_class in RETRYABLE else "other"
 
 
@@ -317,13 +122,28 @@ class DeploymentStats(Middleware):
         now, stats = read if read is not None else (time.time(), {})
         return order_deployments(config, tier, names, prompt_tokens, stats, self.rng, now=now)
 
-    async def before_call(self, ctx: CallContext) -> None:
+    async def before_call(self, ctx: CallContext) -> Denied | None:
+        """Counts the call in flight, unless the deployment's circuit refuses it: then the
+        call is not made, and is no attempt (worker/attempt.py tries the rung's next
+        deployment, or the item waits)."""
         token = uuid.uuid4().hex
         t = ctx.deployment.timeouts
         ttl = t.connect + t.write + t.read + t.pool + 30  # the longest one call can take
         self._tokens[id(ctx)] = token
-        await self._guarded("begin", self.store.begin, ctx.deployment_name, token, ttl)
-        return None
+        admitted = await self._guarded("begin", self.store.begin, ctx.deployment_name, token, ttl)
+        if admitted is None or not admitted.refused:
+            return None  # closed, a probe, or Redis unreachable (the circuit is advice too)
+        self._tokens.pop(id(ctx), None)
+        name, probing = ctx.deployment_name, admitted.verdict == "probing"
+        since = admitted.down_since or admitted.now
+        down_for, retry_in = admitted.now - since, max(admitted.until - admitted.now, 0.0)
+        if probing:  # the lease lasts as long as a call may; a refused connection takes ms
+            retry_in = min(retry_in, ctx.config.tier(ctx.item.tier).circuit_open_s)
+        state = "half-open, a probe call is testing it" if probing else "open"
+        return Denied(
+            f"deployment {name}: circuit {state} (down for {down_for:.0f} s)",
+            circuit=CircuitOpen(name, since, down_for, retry_in, probing),
+        )
 
     async def after_call(
         self, ctx: CallContext, record: AttemptRecord, result: CompletionResult | ProviderError
@@ -332,7 +152,10 @@ class DeploymentStats(Middleware):
         outcome = call_outcome(result)
         latency = record.latency_ms if outcome == "ok" and record.latency_ms > 0 else None
         token = self._tokens.pop(id(ctx), "")
-        cooled = await self._guarded(
+        rule = CircuitRule(
+            tier.circuit_after_failures, tier.circuit_open_s, tier.circuit_open_max_s
+        )
+        ended = await self._guarded(
             "record",
             self.store.end,
             ctx.deployment_name,
@@ -341,8 +164,11 @@ class DeploymentStats(Middleware):
             outcome,
             tier.cooldown_after_failures,
             tier.cooldown_s,
+            rule,
         )
-        if cooled:
+        if ended is None:
+            return
+        if ended.cooled:
             log.warning(
                 "deployment %s cools down for %.0f s after %d failures in a row (last: %s)",
                 ctx.deployment_name,
@@ -350,9 +176,37 @@ class DeploymentStats(Middleware):
                 tier.cooldown_after_failures,
                 record.error_message,
             )
+        if ended.circuit:
+            circuit_event(ctx.deployment_name, ended.circuit, ended, rule, record)
 
     async def release(self, ctx: CallContext) -> None:
         token = self._tokens.pop(id(ctx), "")
+        # "none": frees the in-flight slot and a probe lease, says nothing of the deployment
         await self._guarded(
-            "release", self.store.end, ctx.deployment_name, token, None, "other", 1, 0
+            "release", self.store.end, ctx.deployment_name, token, None, "none", 1, 0
         )
+
+
+def circuit_event(
+    name: str, event: str, ended: Ended, rule: CircuitRule, record: AttemptRecord
+) -> None:
+    """One WARNING line and one count per change of a circuit, from the worker that made it:
+    what an operator follows during an outage (docs/operations.md)."""
+    from worker.metrics import CIRCUIT_EVENTS
+    from worker.outage import utc_clock
+
+    CIRCUIT_EVENTS.labels(deployment=name, event=event).inc()
+    down = f"down since {utc_clock(ended.down_since)}" if ended.down_since else "down"
+    if event == "opened":
+        log.warning(
+            "deployment %s: circuit opened after %d transient failures in a row (last: %s); "
+            "calls to it are refused for %.0f s, then one probe call tests it",
+            name, rule.after_failures, record.error_message, ended.open_for_s,
+        )  # fmt: skip
+    elif event == "reopened":
+        log.warning(
+            "deployment %s: probe failed (%s); circuit open %.0f s more, %s",
+            name, record.error_message, ended.open_for_s, down,
+        )  # fmt: skip
+    else:
+        log.warning("deployment %s: probe answered; circuit closed (%s)", name, down)

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from ledger.db import session_scope, with_db_retry
 from ledger.journal import IN_FLIGHT, Intent, write_finals, write_intents
 from ledger.outcomes import AttemptRecord, ClaimedItem
+from ledger.superseded import write_superseded
 
 log = logging.getLogger("batchrouter.journal")
 
@@ -34,7 +35,8 @@ class CallJournal:
         self.flush_s = flush_s
         self._intents: list[tuple[Intent, asyncio.Future[bool]]] = []
         self._intent_writer: asyncio.Task[None] | None = None
-        self._finals: dict[tuple[int, int], AttemptRecord] = {}
+        # (item id, attempt number, claim number) -> the call's outcome
+        self._finals: dict[tuple[int, int, int], AttemptRecord] = {}
         self._final_writer: asyncio.Task[None] | None = None
 
     async def intent(self, item: ClaimedItem, record: AttemptRecord, estimate_usd: float) -> bool:
@@ -83,7 +85,7 @@ class CallJournal:
 
     def settled(self, item: ClaimedItem, record: AttemptRecord) -> None:
         """The call's outcome is known: write it soon (not awaited)."""
-        self._finals[(item.id, record.attempt_no)] = record
+        self._finals[(item.id, record.attempt_no, item.claim_no)] = record
         if self._final_writer is None or self._final_writer.done():
             self._final_writer = asyncio.create_task(self._write_finals())
 
@@ -93,16 +95,20 @@ class CallJournal:
             group, self._finals = self._finals, {}
             if not group:
                 continue
-            finals = [(item_id, record) for (item_id, _), record in group.items()]
+            finals = [(item_id, claim, record) for (item_id, _, claim), record in group.items()]
             try:
                 await asyncio.to_thread(self._write_finals_now, finals)
             except Exception as exc:  # the intents stand, at their estimates: an upper bound
                 log.error("%d call outcomes could not be written early: %s", len(finals), exc)
 
-    def _write_finals_now(self, finals: list[tuple[int, AttemptRecord]]) -> None:
+    def _write_finals_now(self, finals: list[tuple[int, int, AttemptRecord]]) -> None:
         def work() -> None:
             with session_scope(self.database_url) as session:
-                write_finals(session, finals)
+                calls = [(item_id, record) for item_id, _, record in finals]
+                if write_finals(session, calls) < len(finals):
+                    # Some rows are no longer in flight: the chunk's outcome wrote them, or a
+                    # takeover claim declared them lost (then they are kept as superseded).
+                    write_superseded(session, finals)
 
         with_db_retry(work, what="call outcomes")
 
@@ -110,7 +116,7 @@ class CallJournal:
         """Write the pending finals now (a stopping worker, before it hands its work back)."""
         group, self._finals = self._finals, {}
         if group:
-            finals = [(item_id, record) for (item_id, _), record in group.items()]
+            finals = [(item_id, claim, record) for (item_id, _, claim), record in group.items()]
             await asyncio.to_thread(self._write_finals_now, finals)
 
     def forget(self, item_ids: Iterable[int]) -> None:

@@ -50,6 +50,12 @@ COST = Counter("batchrouter_cost_usd", "USD spent on provider calls", ["tier", "
 TOKENS = Counter(
     "batchrouter_tokens", "Tokens billed, by kind (input, output)", ["tier", "model", "kind"]
 )
+CACHE_HITS = Counter(
+    "batchrouter_cache_hits",
+    "Answers served by the response cache instead of a provider call (kept out of the call, "
+    "token, cost and latency metrics, which count provider calls only)",
+    ["tier", "deployment", "model"],
+)
 ESCALATIONS = Counter(
     "batchrouter_escalations", "Items passed on to a higher tier", ["from_tier", "to_tier"]
 )
@@ -71,6 +77,18 @@ DEPLOYMENT_STATS_SKIPPED = Counter(
     "Cooldowns and least-busy/latency selection go blind while this grows",
     ["op", "reason"],
 )
+CIRCUIT_EVENTS = Counter(
+    "batchrouter_circuit_events",
+    "Changes of a deployment's circuit (opened: transient failures in a row; reopened: a "
+    "probe failed; closed: a probe answered), counted by the worker that made the change",
+    ["deployment", "event"],
+)
+OUTAGE_WAITS = Counter(
+    "batchrouter_outage_waits",
+    "Items sent back to wait, no attempt spent, because every deployment of their tier was "
+    "down (docs/operations.md)",
+    ["tier"],
+)
 CHUNKS = Counter(
     "batchrouter_chunks",
     "attempt tasks (chunks of item ids) run, by result (ok, exception)",
@@ -91,6 +109,28 @@ DEFERRED_OPEN = Gauge(
     "Provider batches not yet ingested (as of this process's last poll)",
 )
 
+# The saving rate's denominator (worker/savings.py); the dashboard divides the cost by it.
+PREMIUM_EQUIVALENT = Counter(
+    "batchrouter_premium_equivalent_usd",
+    "USD the items settled here would have cost on their task type's premium tier (the "
+    "settling call's tokens at the last tier's first deployment's prices)",
+    ["tier"],
+)
+AUDITS = Counter(
+    "batchrouter_audits",
+    "Audit calls (docs/quality.md) on answers a tier accepted, by whether the audit rung's "
+    "answer agrees (agrees, differs); audit accuracy = agrees / all",
+    ["tier", "result"],
+)
+# Set by the outage handling (a rung whose deployments are all down opens its circuit: items
+# wait instead of failing); 1 while open, 0 once closed. Defined here so the dashboard's
+# query names a metric every worker exports.
+CIRCUIT_OPEN = Gauge(
+    "batchrouter_circuit_open",
+    '1 while the circuit of a deployment (or, with deployment="", a whole tier) is open',
+    ["tier", "deployment"],
+)
+
 _queues: set[str] = set()  # tier queues to measure: the routing file's and the worker's own
 _lock = threading.Lock()
 
@@ -103,7 +143,13 @@ def record_chunk(summary: dict[str, Any]) -> None:
         ITEMS.labels(tier, state).inc(count)
     for to_tier, count in (summary.get("escalated_to") or {}).items():
         ESCALATIONS.labels(tier, to_tier).inc(count)
+    if summary.get("waiting"):
+        OUTAGE_WAITS.labels(tier).inc(summary["waiting"])
     _count_calls(summary.get("calls") or [])
+    _count_premium(summary)
+    for call in summary.get("calls") or []:
+        if call.get("agrees") is not None:  # an audit of an answer this rung accepted
+            AUDITS.labels(tier, "agrees" if call["agrees"] else "differs").inc()
 
 
 def record_poll(summary: dict[str, Any]) -> None:
@@ -115,15 +161,29 @@ def record_poll(summary: dict[str, Any]) -> None:
         for state, count in states.items():
             ITEMS.labels(tier, state).inc(count)
     _count_calls(summary.get("calls") or [])
+    _count_premium(summary)
     if summary.get("locked_by"):
         return  # another poll held the lock: this one saw nothing, the gauges keep their view
     DEFERRED_STAGED.set(summary.get("staged") or 0)
     DEFERRED_OPEN.set(summary.get("open") or 0)
 
 
+def _count_premium(summary: dict[str, Any]) -> None:
+    for tier, usd in (summary.get("premium_usd") or {}).items():
+        PREMIUM_EQUIVALENT.labels(tier).inc(usd)
+
+
+def set_circuit(tier: str, deployment: str, is_open: bool) -> None:
+    """For the outage handling: report a circuit opening or closing."""
+    CIRCUIT_OPEN.labels(tier, deployment).set(1 if is_open else 0)
+
+
 def _count_calls(calls: list[dict[str, Any]]) -> None:
     for call in calls:
         call_tier, deployment, model = call["tier"], call["deployment"], call["model"]
+        if call.get("cache_hit"):  # no provider call: no tokens billed, no latency measured
+            CACHE_HITS.labels(call_tier, deployment, model).inc()
+            continue
         ATTEMPTS.labels(call_tier, deployment, model, call["outcome"]).inc()
         COST.labels(call_tier, model).inc(call.get("cost_usd") or 0.0)
         TOKENS.labels(call_tier, model, "input").inc(call.get("input_tokens") or 0)

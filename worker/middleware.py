@@ -38,14 +38,28 @@ class CallContext:
 
 
 @dataclass(frozen=True)
+class CircuitOpen:
+    """A call refused because its deployment's circuit is open (worker/stats_store.py)."""
+
+    deployment: str
+    down_since: float  # epoch seconds (Redis's clock): when the outage began
+    down_for_s: float  # how long ago that was, on the same clock
+    retry_in_s: float  # until a probe may test it (or the running probe's lease ends)
+    probing: bool = False  # half-open: another worker's probe call is testing it
+
+
+@dataclass(frozen=True)
 class Denied:
     """A call that must not happen now. The item is parked on its tier (not failed, no attempt
     spent); `pause_batch` also pauses the batch with the reason, until an operator resumes it.
-    `fail_item` fails the item instead, keeping its best output (a per-item spend cap)."""
+    `fail_item` fails the item instead, keeping its best output (a per-item spend cap).
+    With `circuit`, only this deployment is refused: the round tries the tier's next one, and
+    the item waits when all are down (worker/outage.py)."""
 
     reason: str
     pause_batch: bool = False
     fail_item: bool = False
+    circuit: CircuitOpen | None = None
 
 
 class Middleware:

@@ -34,7 +34,9 @@ from worker.attempt import run_item
 from worker.cache_hits import Prefetched, prefetch
 from worker.callbacks import notify_batch_finished
 from worker.journal import CallJournal, LedgerUnavailable, current_journal
+from worker.lease import current_lease
 from worker.publish import publish_items
+from worker.savings import premium_equivalent_usd
 
 log = logging.getLogger("batchrouter.worker")
 
@@ -56,8 +58,10 @@ class ChunkSummary:
     recorded: int = 0
     by_state: dict[str, int] = field(default_factory=dict)
     escalated_to: dict[str, int] = field(default_factory=dict)
+    waiting: int = 0  # items sent back to wait for their tier to come back (an outage)
     # one entry per recorded provider call: what metrics and logs need, never item text
     calls: list[dict] = field(default_factory=list)
+    premium_usd: dict[str, float] = field(default_factory=dict)  # tier -> worker/savings.py
 
     def counts(self) -> dict:
         """What the task returns (Flower shows it): counts by tier and state, no per-call
@@ -69,6 +73,7 @@ class ChunkSummary:
             "recorded": self.recorded,
             "by_state": dict(self.by_state),
             "escalated_to": dict(self.escalated_to),
+            "waiting": self.waiting,
         }
 
 
@@ -77,9 +82,12 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     settings = get_settings()
     summary = ChunkSummary(tier=tier, received=len(item_ids))
 
+    lease = current_lease()
+
     def claim() -> tuple[list[ClaimedItem], Configs, Prefetched]:
         with session_scope() as session:
-            claimed = claim_items(session, item_ids, tier, token, settings.max_claims)
+            holder = lease.for_claim(session)  # claims are leases (worker/lease.py)
+            claimed = claim_items(session, item_ids, tier, token, settings.max_claims, holder)
             dead = take_over_dead_rounds(session, claimed)
             claimed = [
                 replace(item, dead_round=tuple(dead[item.id])) if item.id in dead else item
@@ -99,6 +107,7 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
             return claimed, batches, cached
 
     claimed, batches, cached = with_db_retry(claim, what="claim")
+    lease.claim_committed()
     summary.claimed = len(claimed)
     if not claimed:
         return summary  # a duplicate delivery: its work is done or owned by another worker
@@ -121,14 +130,30 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     summary.recorded = len(written)
 
     escalations: dict[str, list[int]] = defaultdict(list)
+    waiting: list[ItemOutcome] = []
     for outcome in written:
         summary.by_state[outcome.next_state] = summary.by_state.get(outcome.next_state, 0) + 1
         if outcome.next_state == ItemState.QUEUED.value and not outcome.parked:
             escalations[outcome.next_tier].append(outcome.item_id)
+        elif outcome.parked and outcome.resume_in_s is not None:
+            waiting.append(outcome)
         summary.calls.extend(call_facts(a) for a in outcome.attempts)
+        if isinstance(found := batches.get(outcome.batch_id), tuple):
+            premium = premium_equivalent_usd(outcome, found[1], found[0])
+            summary.premium_usd[tier] = summary.premium_usd.get(tier, 0.0) + premium
     for next_tier, ids in escalations.items():
         publish_items(ids, next_tier, settings.chunk_size)
         summary.escalated_to[next_tier] = len(ids)
+    # Items whose tier is down come back later, together, as one delayed message (worker/
+    # outage.py): no worker slot is held while they wait, and a chunk stays a chunk (one
+    # message per item's own jitter made ever smaller messages, and a slow recovery). The
+    # latest delay of the chunk, so none comes back before its circuit lets a probe through.
+    # A publish lost here (a crash between the commit and this line) is repaired by the
+    # reconciler, which republishes queued items that no message names.
+    if waiting:
+        delay = max(o.resume_in_s or 0.0 for o in waiting)
+        publish_items([o.item_id for o in waiting], tier, settings.chunk_size, countdown=delay)
+        summary.waiting = len(waiting)
     for batch_id in finished_batches:
         notify_batch_finished(batch_id)
     # The one INFO line of a chunk (per-call lines are DEBUG: worker/attempt.py).
@@ -209,6 +234,11 @@ def call_facts(record: AttemptRecord) -> dict:
         "latency_ms": record.latency_ms,
         "input_tokens": record.input_tokens,
         "output_tokens": record.output_tokens,
+        "cache_hit": record.cache_hit,
+        # an audit call (worker/judging.py): whether it agreed with the accepted answer
+        "agrees": record.verdicts[0].get("passed")
+        if record.outcome == "audit" and record.error_class is None and record.verdicts
+        else None,
     }
 
 

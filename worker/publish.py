@@ -23,12 +23,15 @@ def publish_items(
     *,
     pipeline: int | None = None,
     progress: Progress | None = None,
+    countdown: float | None = None,
 ) -> int:
     """Publish `item_ids` to `tier`'s queue in chunks; return the number of messages.
 
     `pipeline` messages go to Redis per round trip (default: BATCHROUTER_PUBLISH_PIPELINE);
     `progress` hears how many ids each flushed group carried. On an error nothing buffered
     after the last flush is sent; the caller treats the whole publish as failed.
+    `countdown`: the messages run no sooner than that many seconds from now (a worker holds
+    them unacknowledged meanwhile: keep it far below the visibility timeout).
     """
     from routing.settings import get_settings
     from worker.app import app
@@ -48,6 +51,7 @@ def publish_items(
                         queue=queue,
                         routing_key=tier,
                         producer=producer,
+                        countdown=countdown,
                     )
             if progress is not None:
                 progress(sum(len(chunk) for chunk in group))

@@ -178,13 +178,22 @@ class RateLimiter(Middleware):
         if script is None:
             import redis.asyncio as aioredis
 
+            from routing.settings import get_settings
+            from worker.connections import redis_socket_options
+
             for old in [lp for lp in self._clients if lp.is_closed()]:
                 self._clients.pop(old, None)
                 self._scripts.pop(old, None)
             # A few connections, waited for: hundreds of calls asking at once must not open
             # hundreds of sockets (each script call takes well under a millisecond).
+            # Timeouts and keepalive (worker/connections.py): a cut-off Redis fails the
+            # script within seconds (then buckets are local) instead of hanging every call.
+            settings = get_settings()
             pool = aioredis.BlockingConnectionPool.from_url(
-                self.redis_url or "", max_connections=16, timeout=None, health_check_interval=25
+                self.redis_url or "",
+                max_connections=16,
+                timeout=settings.redis_timeout_s,
+                **redis_socket_options(settings),
             )
             client = aioredis.Redis(connection_pool=pool)
             script = client.register_script(LUA)

@@ -43,6 +43,14 @@ def reconcile_task(running_timeout_s: float | None = None, queued_grace_s: float
     return asdict(reconcile(running_timeout_s, queued_grace_s))
 
 
+@app.task(name="batchrouter.take_over", ignore_result=True)
+def take_over_task() -> dict:
+    """The lease check: re-queue the running items of workers whose lease lapsed."""
+    from worker.reconcile import take_over_lapsed_claims
+
+    return take_over_lapsed_claims()
+
+
 @app.task(name="batchrouter.deferred_poll", ignore_result=True)
 def deferred_poll_task(force: bool = False) -> dict:
     """Walk every provider batch of the deferred tiers one step (see worker/deferred/)."""
@@ -92,5 +100,9 @@ def _hand_back_when_time_is_up(**_: object) -> None:
 
 @worker_shutdown.connect
 def _close_connections(**_: object) -> None:
-    """Close pooled provider connections when the worker stops."""
+    """Close pooled provider connections when the worker stops, and end its lease: what it
+    still holds can be taken over at the next lease check instead of after the lease."""
+    from worker.lease import release_current
+
     loop.close()
+    release_current()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from batchrouter.cli.common import EXIT_FAILED_ITEMS, console, errors, fail
+from batchrouter.cli.common import EXIT_FAILED_ITEMS, EXIT_INTERRUPTED, console, errors, fail
 
 # The commands import the ledger, the producers and the API when they run: `status` is polled
 # by scripts and must not load the submit path (issue 19: status in a blink).
@@ -40,6 +39,7 @@ def submit(
     """Register FILE as a batch and enqueue its items on the entry tier; print the batch id."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+    from ledger.errors import DuplicateBatchName
     from producers.readers import InputError
     from producers.submit import submit_batch
     from routing.config import ConfigError
@@ -72,7 +72,7 @@ def submit(
                 callback_task=on_done_task,
                 progress=progress,
             )
-        except (InputError, ConfigError) as exc:
+        except (InputError, ConfigError, DuplicateBatchName) as exc:
             raise fail(str(exc)) from None
     errors.print(
         f"submitted {submitted.items} items in {submitted.messages} messages "
@@ -80,10 +80,15 @@ def submit(
     )
     print(submitted.batch_id, flush=True)
     if wait:
-        from batchrouter.reports.progress import follow_batch
+        from batchrouter.reports.progress import failed_hint, follow_batch, interrupted_hint
 
-        status = follow_batch(submitted.batch_id, console=errors)
+        try:
+            status = follow_batch(submitted.batch_id, console=errors)
+        except KeyboardInterrupt:
+            errors.print(interrupted_hint(submitted.batch_id), markup=False, highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         if status.failed:
+            errors.print(failed_hint(status), markup=False, highlight=False)
             raise typer.Exit(EXIT_FAILED_ITEMS)
 
 
@@ -112,26 +117,19 @@ def status(
                     dead = failed_items(session, batch)
     except UnknownBatch as exc:
         raise fail(str(exc.args[0])) from None
-    if format == "json":
-        shown = [asdict(item) for item in dead] if failed else current.as_dict()
-        print(json.dumps(shown, indent=2))
-        return
     if failed:
+        if format == "json":
+            from ledger.money import dumps
+
+            print(dumps([asdict(item) for item in dead]))  # money as exact decimal numbers
+            return
         from batchrouter.cli import lifecycle
 
         console.print(lifecycle.failed_table(current.batch_id, dead))
         return
-    from batchrouter.reports.terminal import status_table, usd
+    from batchrouter.cli.quick import show_status
 
-    console.print(status_table(current))
-    if current.state != "running":
-        reason = f": {current.paused_reason}" if current.paused_reason else ""
-        console.print(f"batch is {current.state}{reason}")
-    limit = "unlimited" if current.budget_usd is None else usd(current.budget_usd)
-    console.print(
-        f"budget {limit}, spent {usd(current.spent_usd)}, "
-        f"reserved {usd(max(current.reserved_usd, 0.0))}"
-    )
+    show_status(current, format, console)
 
 
 def _read_status(batch: str):  # type: ignore[no-untyped-def]

@@ -3,6 +3,7 @@ batches it had paused."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -13,15 +14,15 @@ if TYPE_CHECKING:
     from ledger.models import Batch, ProjectBudget
 
 
-def _line(what: str, budget: float | None, spent: float, reserved: float) -> str:
+def _line(what: str, budget: Decimal | None, spent: Decimal, reserved: Decimal) -> str:
     from ledger.budgets import usd
 
     limit = "unlimited" if budget is None else usd(budget)
-    return f"{what}: budget {limit}, spent {usd(spent)}, reserved {usd(max(reserved, 0.0))}"
+    return f"{what}: budget {limit}, spent {usd(spent)}, reserved {usd(max(reserved, Decimal(0)))}"
 
 
-def _has_room(budget: float | None, spent: float, reserved: float) -> bool:
-    return budget is None or spent + max(reserved, 0.0) < budget
+def _has_room(budget: Decimal | None, spent: Decimal, reserved: Decimal) -> bool:
+    return budget is None or spent + max(reserved, Decimal(0)) < budget
 
 
 def budget(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Annotated
 
@@ -26,7 +25,9 @@ def cache_stats(
     with session_scope(readonly=True) as session:
         figures = stats(session)
     if as_json:
-        console.print_json(json.dumps(asdict(figures)))
+        from ledger.money import dumps
+
+        print(dumps(asdict(figures)))  # money as an exact decimal number
         return
     console.print(
         f"response cache: {figures.entries} entries ({figures.live} live, "

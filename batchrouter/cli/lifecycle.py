@@ -83,7 +83,11 @@ def retry(
 
 def reconcile(
     running_timeout: Annotated[
-        float | None, typer.Option(help="seconds before a claim counts as dead (default: VT)")
+        float | None,
+        typer.Option(
+            help="seconds before an unacked message, or a claim made without a lease, counts "
+            "as dead (default: VT); leased claims are taken over when their lease lapses"
+        ),
     ] = None,
     grace: Annotated[float, typer.Option(help="seconds a queued item may wait unseen")] = 30.0,
 ) -> None:

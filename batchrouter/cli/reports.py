@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -76,7 +75,9 @@ def report(
         html.write_text(render_html(built), encoding="utf-8")
         errors.print(f"wrote the HTML report to {html}")
     if format == "json":
-        print(json.dumps(built.as_dict(), indent=2))
+        from ledger.money import dumps
+
+        print(dumps(built.as_dict()))  # money as exact decimal numbers
     elif format == "csv":
         from batchrouter.reports.terminal import report_csv
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from html import escape
+from typing import Any
 
 from batchrouter.reports.terminal import usd
 from ledger.report import Report
@@ -44,17 +45,17 @@ th:first-child,td:first-child,td.l,th.l{text-align:left}th{background:#fafafa}
 """
 
 
-def _bar_chart(rows: Sequence[tuple[str, float]], fmt=usd, width: int = 720) -> str:  # type: ignore[no-untyped-def]
+def _bar_chart(rows: Sequence[tuple[str, Any]], fmt=usd, width: int = 720) -> str:  # type: ignore[no-untyped-def]
     """Horizontal bars, one per (label, value), scaled to the largest value."""
     if not rows:
         return "<p class='explain'>Nothing to show for this selection.</p>"
     label_w, bar_h, gap = 210, 22, 8
-    top = max(value for _, value in rows) or 1.0
+    top = float(max(value for _, value in rows)) or 1.0  # geometry in floats; labels exact
     height = len(rows) * (bar_h + gap) + gap
     parts = [f"<svg role='img' width='{width}' height='{height}' viewBox='0 0 {width} {height}'>"]
     for index, (label, value) in enumerate(rows):
         y = gap + index * (bar_h + gap)
-        length = max((width - label_w - 110) * value / top, 1 if value else 0)
+        length = max((width - label_w - 110) * float(value) / top, 1 if value else 0)
         parts.append(
             f"<text x='{label_w - 8}' y='{y + 15}' text-anchor='end'>{escape(label)}</text>"
             f"<rect x='{label_w}' y='{y}' width='{length:.1f}' height='{bar_h}' "
@@ -138,6 +139,24 @@ def _latency_chart(report: Report, width: int = 720) -> str:
     return _legend(["p50", "p95", "p99"]) + "".join(parts)
 
 
+def _latency_table(report: Report) -> str:
+    """The provider's latency and the time queued in the worker, per deployment (issue 19)."""
+    if not report.latency:
+        return ""
+    rows = [
+        (
+            line.deployment,
+            line.model,
+            f"{line.calls:,}",
+            *(f"{value:,.0f}" for value in (line.p50_ms, line.p95_ms, line.p99_ms, line.mean_ms)),
+            "-" if line.queued_mean_ms is None else f"{line.queued_mean_ms:,.0f}",
+        )
+        for line in report.latency
+    ]
+    headers = ("deployment", "model", "calls", "p50 ms", "p95 ms", "p99 ms", "mean ms")
+    return _table((*headers, "queued in the worker, mean ms"), rows, left=2)
+
+
 def _table(
     headers: Sequence[str], rows: Sequence[Sequence[object]], left: int = 1, text_last: bool = False
 ) -> str:
@@ -185,7 +204,7 @@ def _saving_split(r: Report) -> str:
         ),
         ("Total", r.saving_usd, "", "Premium-only minus spent: the sum of the three above."),
     ]
-    top = max(abs(value) for _, value, _, _ in rows) or 1.0
+    top = float(max(abs(value) for _, value, _, _ in rows)) or 1.0
     body = []
     for name, value, count, how in rows:
         tone = ["neg" if value < 0 else "", "sum" if name == "Total" else ""]
@@ -193,7 +212,7 @@ def _saving_split(r: Report) -> str:
         body.append(
             f"<tr class='{' '.join(t for t in tone if t)}'><td class='l'>{escape(name)}</td>"
             f"<td>{escape(usd(value))}</td><td>{escape(share)}</td>"
-            f"<td class='bar'><div class='fill' style='width:{100 * abs(value) / top:.1f}%'>"
+            f"<td class='bar'><div class='fill' style='width:{100 * float(abs(value)) / top:.1f}%'>"
             f"</div></td><td>{escape(count)}</td><td class='l'>{escape(how)}</td></tr>"
         )
     head = "".join(
@@ -224,7 +243,21 @@ def render_html(report: Report) -> str:
         ),
         _card("cost per succeeded item", usd(r.cost_per_succeeded_usd)),
         _card("model calls (attempts)", f"{r.attempts:,}"),
+        _card(
+            "tokens in (cached, cache writes)",
+            f"{r.input_tokens:,} ({r.cached_input_tokens:,}, {r.cache_write_tokens:,})",
+        ),
+        _card("tokens out (reasoning)", f"{r.output_tokens:,} ({r.reasoning_tokens:,})"),
     ]
+    if r.unconfirmed_calls:  # part of the cost: a conservative bound nobody confirmed
+        cards.append(
+            _card(
+                f"of the cost: estimated, unconfirmed ({r.unconfirmed_calls:,} failed calls "
+                "billed at their estimate: timeouts, calls lost in flight)",
+                usd(r.unconfirmed_cost_usd),
+                "bad",
+            )
+        )
     if accuracy:
         cards.append(_card("matched the expected answer", accuracy))
     tier_cost = [(t.tier, t.cost_usd) for t in r.by_tier]
@@ -240,7 +273,9 @@ def render_html(report: Report) -> str:
             "errors",
             "input tokens",
             "cached",
+            "cache writes",
             "output tokens",
+            "reasoning",
             "cost",
             "per success",
             "premium-only",
@@ -255,7 +290,9 @@ def render_html(report: Report) -> str:
                 g.errors,
                 f"{g.input_tokens:,}",
                 f"{g.cached_input_tokens:,}",
+                f"{g.cache_write_tokens:,}",
                 f"{g.output_tokens:,}",
+                f"{g.reasoning_tokens:,}",
                 usd(g.cost_usd),
                 usd(g.cost_per_succeeded_usd),
                 usd(g.premium_only_cost_usd),
@@ -322,9 +359,12 @@ red ones failed on their last tier; grey ones are still waiting.</p>
 {_funnel_chart(r)}
 
 <h2>Latency per deployment</h2>
-<p class="explain">How long one call took: half of the calls were faster than p50, 95% faster
-than p95, 99% faster than p99.</p>
+<p class="explain">How long one call took at the provider (request sent to answer read): half
+of the calls were faster than p50, 95% faster than p95, 99% faster than p99. Apart from it, the
+time a call waited inside the worker before it was sent (rate limits, the cap on calls in
+flight, a busy worker): a large figure there means more workers, not a slower provider.</p>
 {_latency_chart(r)}
+{_latency_table(r)}
 
 <h2>Details by {escape(", ".join(r.group_by))}</h2>
 {groups}

@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import math
+from decimal import ROUND_HALF_UP, Decimal
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
-
-from ledger.quality import Quality
 
 if TYPE_CHECKING:  # `status` renders a table without loading the report code
     from ledger.batches import BatchStatus
@@ -37,17 +36,22 @@ def status_table(status: BatchStatus) -> Table:
     return table
 
 
-def usd(value: float | None) -> str:
+def usd(value: Decimal | float | None) -> str:
+    """Dollars for people: 4 places (2 from $100), 3 significant figures below a cent. Money
+    is Decimal (ledger/money.py), rounded half up as on paper ($0.02085 shows as $0.0209),
+    never through a float."""
     if value is None:
         return "-"
-    sign, size = ("-" if value < 0 else ""), abs(value)
+    amount = value if isinstance(value, Decimal) else Decimal(repr(value))
+    sign, size = ("-" if amount < 0 else ""), abs(amount)
     if size >= 100:
-        return f"{sign}${size:,.2f}"
-    if size >= 0.01 or size == 0:
-        return f"{sign}${size:,.4f}"
-    # Per-item and per-call costs are fractions of a cent: keep three significant figures.
-    decimals = min(12, 2 - math.floor(math.log10(size)))
-    return f"{sign}${size:.{decimals}f}"
+        places = 2
+    elif size >= Decimal("0.01") or size == 0:
+        places = 4
+    else:  # per-item and per-call costs are fractions of a cent: three significant figures
+        places = min(12, 2 - math.floor(math.log10(size)))
+    shown = size.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return f"{sign}${shown:,.{places}f}"
 
 
 def _table(title: str, columns: list[str], left: int = 1) -> Table:
@@ -86,8 +90,9 @@ def _uses_levers(report: BatchReport | Report) -> bool:
 
 
 def _models_table(report: BatchReport | Report) -> Table:
-    columns = ["tier", "deployment", "model", "attempts", "passed", "in tok", "cached", "out tok"]
-    table = _table("By model (tokens: billed calls only)", [*columns, "cost"], left=3)
+    columns = ["tier", "deployment", "model", "attempts", "passed", "in tok", "cached"]
+    columns += ["cache wr", "out tok", "reasoning", "cost"]
+    table = _table("By model (tokens: billed calls only; reasoning is part of out)", columns, 3)
     for m in report.by_model:
         table.add_row(
             m.tier,
@@ -97,10 +102,23 @@ def _models_table(report: BatchReport | Report) -> Table:
             str(m.passed),
             f"{m.input_tokens:,}",
             f"{m.cached_input_tokens:,}",
+            f"{m.cache_write_tokens:,}",
             f"{m.output_tokens:,}",
+            f"{m.reasoning_tokens:,}",
             usd(m.cost_usd),
         )
     return table
+
+
+def unconfirmed_line(report: BatchReport | Report) -> str | None:
+    """The part of the cost billed at an estimate nobody confirmed (report_levers.UNCONFIRMED)."""
+    if not report.unconfirmed_calls:
+        return None
+    return (
+        f"of which {usd(report.unconfirmed_cost_usd)} estimated, unconfirmed: "
+        f"{report.unconfirmed_calls:,} failed calls (timeouts, calls in flight when a worker "
+        "stopped) counted at their estimate; the provider may not have billed them"
+    )
 
 
 def _groups_table(report: Report) -> Table:
@@ -170,8 +188,9 @@ def print_report(report: BatchReport | Report, console: Console) -> None:
             + f"; {report.attempts} attempts"
         )
         console.print(
-            f"Tokens: {report.input_tokens:,} in ({report.cached_input_tokens:,} cached), "
-            f"{report.output_tokens:,} out; cost per succeeded item "
+            f"Tokens: {report.input_tokens:,} in ({report.cached_input_tokens:,} cached, "
+            f"{report.cache_write_tokens:,} cache writes), {report.output_tokens:,} out "
+            f"({report.reasoning_tokens:,} reasoning); cost per succeeded item "
             f"{usd(report.cost_per_succeeded_usd)}"
         )
     else:
@@ -222,6 +241,8 @@ def print_report(report: BatchReport | Report, console: Console) -> None:
         f"would have cost {usd(report.premium_only_cost_usd)}: saving "
         f"[bold green]{usd(report.saving_usd)} ({report.saving_pct:.1f}%)[/]"
     )
+    if (unconfirmed := unconfirmed_line(report)) is not None:
+        console.print(f"Total cost {unconfirmed}", highlight=False)
     console.print(f"Where the saving came from: {saving_split(report)}", highlight=False)
     if report.with_expected:
         console.print(
@@ -287,6 +308,10 @@ CSV_METRICS = [
     "cache_saving_usd",
     "cache_hits",
     "deferred_calls",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "unconfirmed_calls",
+    "unconfirmed_cost_usd",
 ]
 
 
@@ -302,14 +327,7 @@ def report_csv(report: Report) -> str:
 
     def cells(line: GroupLine | dict[str, Any]) -> list[Any]:
         values = line if isinstance(line, dict) else line.__dict__
-        return [
-            ""
-            if values.get(m) is None
-            else round(values[m], 10)
-            if isinstance(values[m], float)
-            else values[m]
-            for m in CSV_METRICS
-        ]
+        return [_cell(values.get(m)) for m in CSV_METRICS]
 
     for group in report.groups:
         keys = [safe(group.key.get(name) or "") for name in report.group_by]
@@ -331,6 +349,21 @@ def report_csv(report: Report) -> str:
         "cache_saving_usd": report.cache_saving_usd,
         "cache_hits": report.cache_hits,
         "deferred_calls": report.deferred_calls,
+        "cache_write_tokens": report.cache_write_tokens,
+        "reasoning_tokens": report.reasoning_tokens,
+        "unconfirmed_calls": report.unconfirmed_calls,
+        "unconfirmed_cost_usd": report.unconfirmed_cost_usd,
     }
     writer.writerow(["total", *([""] * (len(report.group_by) - 1)), *cells(total)])
     return buffer.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell: money exact (Decimal, no trailing zeros), other floats to 10 places."""
+    from ledger.money import plain
+
+    if value is None:
+        return ""
+    if isinstance(value, Decimal):
+        return plain(value)
+    return round(value, 10) if isinstance(value, float) else value

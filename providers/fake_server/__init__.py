@@ -6,6 +6,10 @@ Anthropic and Gemini formats, with latency, error injection and enforced RPM/TPM
         Anthropic(base_url=base_url, api_key="x")         # Anthropic format
         # Gemini: POST {base_url}/v1beta/models/{model}:generateContent
 
+`"stream": true` is answered with server-sent events in the OpenAI or Anthropic format
+(streaming.py); Anthropic's /v1/messages/count_tokens and prompt-cache usage (caching.py) are
+served too.
+
 Batch APIs: OpenAI /v1/files + /v1/batches, Anthropic /v1/messages/batches (batch_api.py).
 
 Stats: GET {base_url}/_stats; POST {base_url}/_reset clears stats, limit buckets and batches.

@@ -3,14 +3,15 @@
 Requests are answered in OpenAI, Anthropic or Gemini format by path. Per request, in order:
 auth (when `api_key` is set) -> body validation (400) -> context window (real 400) ->
 RPM/TPM buckets (real 429 with headers) -> injected error (config fractions, or the
-`x-fake-error: <kind>` header) -> latency -> answer with tiktoken-counted usage.
+`x-fake-error: <kind>` header) -> latency -> answer with tiktoken-counted usage and prompt-cache
+use (caching.py), as one JSON body or, for `"stream": true`, as server-sent events
+(streaming.py). Anthropic's POST /v1/messages/count_tokens answers the same count, free.
 Batch API paths go to batch_api.py, whose requests are answered by `answer_batched`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import math
 import random
@@ -20,28 +21,29 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from providers.fake_server.answers import compose
 from providers.fake_server.batch_api import handle_batch, is_batch_path
 from providers.fake_server.batch_store import BatchStore
+from providers.fake_server.caching import CacheUse, PromptCache
 from providers.fake_server.config import ERROR_KINDS, FakeServerConfig
+from providers.fake_server.errors import error_body
 from providers.fake_server.formats import (
     BadCall,
     Call,
     Format,
     Outcome,
-    error_body,
     parse_anthropic,
     parse_gemini,
     parse_openai,
     success_body,
-    value_for_schema,
 )
 from providers.fake_server.limits import Bucket, go_duration
+from providers.fake_server.streaming import anthropic_events, broken, openai_events, paced
 from providers.fake_server.wire import Request, Response
-from routing.tokens import count_message_tokens, get_encoding, is_exact
+from routing.tokens import count_message_tokens, is_exact
 
 _GEMINI_PATH = re.compile(r"^/(?:v1|v1beta|v1alpha)/models/([^/:]+):generateContent$")
-_CACHE_MIN_TOKENS = 1024  # OpenAI caches prompts of 1024+ tokens, in 128-token steps
-_CACHE_STEP = 128
+_COUNT_TOKENS = "/v1/messages/count_tokens"
 
 
 class FakeApp:
@@ -51,7 +53,7 @@ class FakeApp:
         self.config = config
         self.rng = random.Random(config.seed)
         self.buckets: dict[tuple[str, str], Bucket] = {}
-        self.seen_prefixes: set[str] = set()
+        self.cache = PromptCache()
         self.batches = BatchStore()
         self.reset_stats()
 
@@ -84,7 +86,7 @@ class FakeApp:
         if request.method == "POST" and request.path == "/_reset":
             self.reset_stats()
             self.buckets.clear()
-            self.seen_prefixes.clear()
+            self.cache.clear()
             self.batches.reset()
             return Response.json(200, {"ok": True})
         if request.method == "GET" and request.path in ("/health", "/_health"):
@@ -112,7 +114,7 @@ class FakeApp:
             return await handle_batch(self, request)
         if request.method == "POST" and path.endswith("/chat/completions"):
             fmt = "openai"
-        elif request.method == "POST" and path == "/v1/messages":
+        elif request.method == "POST" and path in ("/v1/messages", _COUNT_TOKENS):
             fmt = "anthropic"
         elif request.method == "POST" and (m := _GEMINI_PATH.match(path)):
             fmt, model = "gemini", m.group(1)
@@ -127,7 +129,7 @@ class FakeApp:
             if fmt == "openai":
                 call = parse_openai(body)
             elif fmt == "anthropic":
-                call = parse_anthropic(body)
+                call = parse_anthropic(body, count_only=path == _COUNT_TOKENS)
             else:
                 call = parse_gemini(model, body)
         except (BadCall, ValueError) as exc:
@@ -137,6 +139,10 @@ class FakeApp:
             detail = f"x-fake-error must be one of {', '.join(ERROR_KINDS)}"
             return self._error(fmt, "bad_request", rid, {"detail": detail})
         prompt_tokens, info, too_long = self._measure(fmt, call)
+        if path == _COUNT_TOKENS:  # free: no limits, no answer; the count the message would bill
+            return Response.json(
+                200, {"input_tokens": prompt_tokens}, self._headers(fmt, call, rid)
+            )
         if too_long:
             return self._error(fmt, "context_length", rid, info)
         limited = self._rate_limit(fmt, call, prompt_tokens, rid)
@@ -159,7 +165,14 @@ class FakeApp:
         if kind is not None and kind not in ("malformed_json", "empty_content", "truncated_body"):
             return self._error(fmt, kind, rid, info)
         outcome = self._answer(call, prompt_tokens, rid, empty=kind == "empty_content")
-        await self._sleep(request, outcome.output_tokens)
+        first_ms, per_token_ms = self._latency_ms(request)
+        if call.stream and fmt != "gemini":
+            make = openai_events if fmt == "openai" else anthropic_events
+            events, cut = broken(make(call, outcome), kind)
+            headers = {**self._headers(fmt, call, rid), "content-type": "text/event-stream"}
+            stream = paced(events, first_ms / 1000, per_token_ms / 1000)
+            return Response(200, headers=headers, stream=stream, stream_cut=cut)
+        await asyncio.sleep((first_ms + per_token_ms * outcome.output_tokens) / 1000)
         response = Response.json(200, success_body(call, outcome), self._headers(fmt, call, rid))
         if kind == "malformed_json":
             response.body = b'{"id": "chatcmpl-' + rid.encode() + b'", "choices": [{"message": }'
@@ -313,16 +326,12 @@ class FakeApp:
             await asyncio.sleep(0.05)
         return self._error(fmt, "timeout", rid, info)
 
-    async def _sleep(self, request: Request, output_tokens: int) -> None:
+    def _latency_ms(self, request: Request) -> tuple[float, float]:
+        """(before the first token, per output token); `x-fake-latency-ms` forces the whole."""
         forced = request.headers.get("x-fake-latency-ms")
-        lat = self.config.latency
         if forced is not None:
-            ms = float(forced)
-        else:
-            ms = self._sample_latency()
-            ms += lat.per_output_token_ms * output_tokens
-        if ms > 0:
-            await asyncio.sleep(ms / 1000.0)
+            return float(forced), 0.0
+        return self._sample_latency(), self.config.latency.per_output_token_ms
 
     def _sample_latency(self) -> float:
         lat = self.config.latency
@@ -339,73 +348,8 @@ class FakeApp:
         return min(lat.max_ms, max(lat.min_ms, ms))
 
     def _answer(self, call: Call, prompt_tokens: int, rid: str, empty: bool) -> Outcome:
-        outcome = self._compose(call, prompt_tokens, rid, empty)
+        use = self.cache.use(call, prompt_tokens) if self.config.simulate_cache else CacheUse()
+        outcome = compose(self.config, call, prompt_tokens, use, rid, empty)
         self.counts["prompt_tokens"] += outcome.prompt_tokens
         self.counts["output_tokens"] += outcome.output_tokens
         return outcome
-
-    def _compose(self, call: Call, prompt_tokens: int, rid: str, empty: bool) -> Outcome:
-        reasoning = self.config.reasoning_tokens
-        cached = self._cached_tokens(call, prompt_tokens)
-        if empty:
-            # A reasoning model that spent its whole allowance thinking: billed, no text.
-            return Outcome(
-                "",
-                prompt_tokens,
-                cached,
-                call.max_tokens,
-                call.max_tokens,
-                "length",
-                [] if call.logprobs else None,
-                rid,
-            )
-        text = self._answer_text(call)
-        enc = get_encoding("o200k_base")
-        ids = enc.encode_ordinary(text)
-        room = max(0, call.max_tokens - reasoning)
-        finish: Any = "stop"
-        if len(ids) > room:
-            ids, finish = ids[:room], "length"
-            text = enc.decode(ids)
-        logprobs = None
-        if call.logprobs:
-            logprobs = [
-                (enc.decode([i]), -round(((i * 2654435761) % 1000) / 10000, 4)) for i in ids
-            ]
-        return Outcome(
-            text, prompt_tokens, cached, len(ids) + reasoning, reasoning, finish, logprobs, rid
-        )
-
-    def _answer_text(self, call: Call) -> str:
-        rule = self.config.answer_for(call.model)
-        source = next((m["content"] for m in reversed(call.messages) if m["role"] == "user"), "")
-        if rule.mode == "fixed":
-            text = rule.text
-        elif rule.mode == "echo":
-            text = source
-        elif rule.mode == "summary":
-            text = " ".join(source.split()[: rule.words])
-        else:
-            digest = hashlib.sha256(source.encode()).digest()
-            text = rule.labels[int.from_bytes(digest[:4], "big") % len(rule.labels)]
-        if call.json_schema is not None:
-            return json.dumps(value_for_schema(call.json_schema, text))
-        if call.json_mode:
-            return json.dumps({"answer": text})
-        return text
-
-    def _cached_tokens(self, call: Call, prompt_tokens: int) -> int:
-        """OpenAI/Gemini-style implicit caching: a repeated first message of 1024+ tokens."""
-        if not self.config.simulate_cache or call.fmt == "anthropic" or not call.messages:
-            return 0
-        first = call.messages[0]["content"]
-        prefix = len(get_encoding("o200k_base").encode_ordinary(first)) + 4
-        if prefix < _CACHE_MIN_TOKENS:
-            return 0
-        key = hashlib.sha256(f"{call.model}\0{first}".encode()).hexdigest()
-        if key not in self.seen_prefixes:
-            if len(self.seen_prefixes) > 100_000:
-                self.seen_prefixes.clear()
-            self.seen_prefixes.add(key)
-            return 0
-        return min(prompt_tokens, prefix) // _CACHE_STEP * _CACHE_STEP

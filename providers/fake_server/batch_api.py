@@ -20,7 +20,8 @@ from providers.fake_server.batch_store import (
     openai_lines_errors,
 )
 from providers.fake_server.config import FakeServerConfig
-from providers.fake_server.formats import Format, error_body
+from providers.fake_server.errors import error_body
+from providers.fake_server.formats import Format
 from providers.fake_server.wire import Request, Response
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Format = Literal["openai", "anthropic", "gemini"]
+TTLS = ("5m", "1h")  # Anthropic's cache lifetimes
 
 
 class BadCall(ValueError):
@@ -27,6 +28,9 @@ class Call:
     json_schema: dict[str, Any] | None = None
     json_mode: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+    stream: bool = False  # answer as server-sent events (streaming.py)
+    stream_usage: bool = False  # OpenAI: stream_options.include_usage, a last chunk with usage
+    cache_breakpoint: tuple[str, str] | None = None  # Anthropic: (marked prefix, ttl)
 
 
 @dataclass
@@ -39,6 +43,8 @@ class Outcome:
     finish: Literal["stop", "length"]
     logprobs: list[tuple[str, float]] | None
     request_id: str
+    cache_write_5m: int = 0  # Anthropic cache writes, part of prompt_tokens
+    cache_write_1h: int = 0
 
 
 def _text_of(content: Any) -> str:
@@ -72,13 +78,39 @@ def parse_openai(body: Any) -> Call:
         logprobs=bool(body.get("logprobs")),
         json_schema=schema,
         json_mode=isinstance(fmt, dict) and fmt.get("type") in ("json_object", "json_schema"),
+        stream=body.get("stream") is True,
+        stream_usage=bool((body.get("stream_options") or {}).get("include_usage")),
     )
 
 
-def parse_anthropic(body: Any) -> Call:
+def anthropic_breakpoint(body: dict[str, Any]) -> tuple[str, str] | None:
+    """(the text up to and including the last block marked `cache_control`, its ttl), or None
+    when nothing is marked. Order as the API caches: system, then messages."""
+    texts: list[str] = []
+    mark: tuple[int, str] | None = None
+    system = body.get("system")
+    blocks: list[Any] = list(system) if isinstance(system, list) else [system]
+    for message in body.get("messages") or []:
+        content = message.get("content") if isinstance(message, dict) else None
+        blocks += content if isinstance(content, list) else [content]
+    for block in blocks:
+        if isinstance(block, dict):
+            texts.append(str(block.get("text", "")))
+            control = block.get("cache_control")
+            if isinstance(control, dict):
+                mark = (len(texts), str(control.get("ttl", "5m")))
+        elif isinstance(block, str):
+            texts.append(block)
+    if mark is None:
+        return None
+    return "\n".join(texts[: mark[0]]), mark[1] if mark[1] in TTLS else "5m"
+
+
+def parse_anthropic(body: Any, *, count_only: bool = False) -> Call:
+    """A Messages request; `count_only` for /v1/messages/count_tokens (no max_tokens)."""
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
         raise BadCall("messages: Field required")
-    if not isinstance(body.get("max_tokens"), int):
+    if not count_only and not isinstance(body.get("max_tokens"), int):
         raise BadCall("max_tokens: Field required")
     if not body.get("model"):
         raise BadCall("model: Field required")
@@ -92,7 +124,15 @@ def parse_anthropic(body: Any) -> Call:
     ]
     fmt = (body.get("output_config") or {}).get("format") or {}
     schema = fmt.get("schema") if isinstance(fmt, dict) else None
-    return Call("anthropic", str(body["model"]), messages, body["max_tokens"], json_schema=schema)
+    return Call(
+        "anthropic",
+        str(body["model"]),
+        messages,
+        int(body.get("max_tokens") or 0),
+        json_schema=schema,
+        stream=body.get("stream") is True,
+        cache_breakpoint=anthropic_breakpoint(body),
+    )
 
 
 def parse_gemini(model: str, body: Any) -> Call:
@@ -116,6 +156,41 @@ def parse_gemini(model: str, body: Any) -> Call:
         json_schema=config.get("responseJsonSchema") or config.get("responseSchema"),
         json_mode=config.get("responseMimeType") == "application/json",
     )
+
+
+def anthropic_usage(out: Outcome) -> dict[str, Any]:
+    """Anthropic's usage block: input_tokens excludes cache reads and writes."""
+    written = out.cache_write_5m + out.cache_write_1h
+    return {
+        "input_tokens": out.prompt_tokens - out.cached_tokens - written,
+        "cache_creation_input_tokens": written,
+        "cache_read_input_tokens": out.cached_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": out.cache_write_5m,
+            "ephemeral_1h_input_tokens": out.cache_write_1h,
+        },
+        "output_tokens": out.output_tokens,
+        "service_tier": "standard",
+    }
+
+
+def openai_usage(out: Outcome) -> dict[str, Any]:
+    return {
+        "prompt_tokens": out.prompt_tokens,
+        "completion_tokens": out.output_tokens,
+        "total_tokens": out.prompt_tokens + out.output_tokens,
+        "prompt_tokens_details": {"cached_tokens": out.cached_tokens, "audio_tokens": 0},
+        "completion_tokens_details": {
+            "reasoning_tokens": out.reasoning_tokens,
+            "audio_tokens": 0,
+            "accepted_prediction_tokens": 0,
+            "rejected_prediction_tokens": 0,
+        },
+    }
+
+
+def anthropic_stop(out: Outcome) -> str:
+    return "end_turn" if out.finish == "stop" else "max_tokens"
 
 
 def success_body(call: Call, out: Outcome) -> dict[str, Any]:
@@ -152,18 +227,7 @@ def success_body(call: Call, out: Outcome) -> dict[str, Any]:
                     "finish_reason": out.finish,
                 }
             ],
-            "usage": {
-                "prompt_tokens": out.prompt_tokens,
-                "completion_tokens": out.output_tokens,
-                "total_tokens": out.prompt_tokens + out.output_tokens,
-                "prompt_tokens_details": {"cached_tokens": out.cached_tokens, "audio_tokens": 0},
-                "completion_tokens_details": {
-                    "reasoning_tokens": out.reasoning_tokens,
-                    "audio_tokens": 0,
-                    "accepted_prediction_tokens": 0,
-                    "rejected_prediction_tokens": 0,
-                },
-            },
+            "usage": openai_usage(out),
             "service_tier": "default",
             "system_fingerprint": "fp_fake",
         }
@@ -174,17 +238,9 @@ def success_body(call: Call, out: Outcome) -> dict[str, Any]:
             "role": "assistant",
             "model": call.model,
             "content": [{"type": "text", "text": out.text}] if out.text else [],
-            "stop_reason": "end_turn" if out.finish == "stop" else "max_tokens",
+            "stop_reason": anthropic_stop(out),
             "stop_sequence": None,
-            "usage": {
-                # Anthropic's input_tokens excludes cache reads and writes.
-                "input_tokens": out.prompt_tokens - out.cached_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": out.cached_tokens,
-                "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-                "output_tokens": out.output_tokens,
-                "service_tier": "standard",
-            },
+            "usage": anthropic_usage(out),
         }
     candidate: dict[str, Any] = {
         "content": {"parts": [{"text": out.text}] if out.text else [], "role": "model"},
@@ -212,162 +268,6 @@ def success_body(call: Call, out: Outcome) -> dict[str, Any]:
         "modelVersion": call.model,
         "responseId": out.request_id,
     }
-
-
-# (status, openai (type, code, message), anthropic (type, message), gemini (status, message))
-_ERRORS: dict[
-    str, tuple[int, tuple[str, str | None, str], tuple[str, str], tuple[int, str, str]]
-] = {
-    "rate_limit": (
-        429,
-        (
-            "requests",
-            "rate_limit_exceeded",
-            "Rate limit reached for {model} in organization "
-            "org-fake on requests per min (RPM): Limit {limit}, Used {limit}, Requested 1. Please "
-            "try again in {retry}s. Visit https://platform.openai.com/account/rate-limits to learn "
-            "more.",
-        ),
-        (
-            "rate_limit_error",
-            "This request would exceed the rate limit for your organization "
-            "of {limit} requests per minute. Please try again later.",
-        ),
-        (429, "RESOURCE_EXHAUSTED", "Resource has been exhausted (e.g. check quota)."),
-    ),
-    "quota": (
-        429,
-        (
-            "insufficient_quota",
-            "insufficient_quota",
-            "You exceeded your current quota, please check your plan and billing details.",
-        ),
-        ("rate_limit_error", "You have reached your specified API usage limits (spend limit)."),
-        (
-            429,
-            "RESOURCE_EXHAUSTED",
-            "You exceeded your current quota, please check your plan and billing details.",
-        ),
-    ),
-    "server_error": (
-        500,
-        (
-            "server_error",
-            None,
-            "The server had an error while processing your request. Sorry about that!",
-        ),
-        ("api_error", "Internal server error"),
-        (500, "INTERNAL", "An internal error has occurred. Please retry or report it."),
-    ),
-    "unavailable": (
-        503,
-        ("server_error", None, "Slow Down: the engine is currently overloaded."),
-        ("api_error", "Service unavailable"),
-        (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
-    ),
-    "overloaded": (
-        529,
-        ("server_error", None, "The engine is currently overloaded, please try again later."),
-        ("overloaded_error", "Overloaded"),
-        (503, "UNAVAILABLE", "The model is overloaded. Please try again later."),
-    ),
-    "timeout": (
-        408,
-        ("timeout", None, "Request timed out."),
-        ("timeout_error", "Request timed out"),
-        (504, "DEADLINE_EXCEEDED", "Deadline expired before operation could complete."),
-    ),
-    "bad_request": (
-        400,
-        ("invalid_request_error", None, "{detail}"),
-        ("invalid_request_error", "{detail}"),
-        (400, "INVALID_ARGUMENT", "{detail}"),
-    ),
-    "auth": (
-        401,
-        (
-            "invalid_request_error",
-            "invalid_api_key",
-            "Incorrect API key provided. You can find "
-            "your API key at https://platform.openai.com/account/api-keys.",
-        ),
-        ("authentication_error", "invalid x-api-key"),
-        (400, "INVALID_ARGUMENT", "API key not valid. Please pass a valid API key."),
-    ),
-    "not_found": (
-        404,
-        (
-            "invalid_request_error",
-            "model_not_found",
-            "The model `{model}` does not exist or you do not have access to it.",
-        ),
-        ("not_found_error", "model: {model}"),
-        (404, "NOT_FOUND", "models/{model} is not found for API version v1beta."),
-    ),
-    "context_length": (
-        400,
-        (
-            "invalid_request_error",
-            "context_length_exceeded",
-            "This model's maximum context "
-            "length is {window} tokens. However, your messages resulted in {tokens} tokens. "
-            "Please reduce the length of the messages.",
-        ),
-        ("invalid_request_error", "prompt is too long: {tokens} tokens > {window} maximum"),
-        (
-            400,
-            "INVALID_ARGUMENT",
-            "The input token count ({tokens}) exceeds the maximum number "
-            "of tokens allowed ({window}).",
-        ),
-    ),
-}
-
-
-def error_body(fmt: Format, kind: str, request_id: str, **info: Any) -> tuple[int, dict[str, Any]]:
-    """(status, body) of an error of `kind` in format `fmt`, with `info` filled into the text."""
-    info.setdefault("detail", "Invalid request.")
-    info.setdefault("model", "unknown")
-    status, openai, anthropic, gemini = _ERRORS[kind]
-    if fmt == "openai":
-        kind_, code, message = openai
-        param = "messages" if kind == "context_length" else None
-        return status, {
-            "error": {
-                "message": message.format(**info),
-                "type": kind_,
-                "param": param,
-                "code": code,
-            }
-        }
-    if fmt == "anthropic":
-        kind_, message = anthropic
-        error: dict[str, Any] = {"type": kind_, "message": message.format(**info)}
-        body: dict[str, Any] = {"type": "error", "error": error, "request_id": f"req_{request_id}"}
-        if kind == "quota":
-            error["details"] = {"error_code": "enforced_spend_limit_reached"}
-        return (504 if kind == "timeout" else status), body  # Anthropic: 504 timeout_error
-    gcode, gstatus, message = gemini
-    details: list[dict[str, Any]] = []
-    if kind == "rate_limit":
-        details.append(
-            {
-                "@type": "type.googleapis.com/google.rpc.RetryInfo",
-                "retryDelay": f"{info.get('retry', 1)}s",
-            }
-        )
-    if kind == "auth":
-        details.append(
-            {
-                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
-                "reason": "API_KEY_INVALID",
-                "domain": "googleapis.com",
-            }
-        )
-    error = {"code": gcode, "message": message.format(**info), "status": gstatus}
-    if details:
-        error["details"] = details
-    return gcode, {"error": error}
 
 
 def value_for_schema(schema: Any, text: str) -> Any:

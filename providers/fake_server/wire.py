@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -41,6 +41,10 @@ class Response:
     headers: dict[str, str] = field(default_factory=dict)
     truncate_to: int | None = None  # send only this many body bytes, then close the connection
     close: bool = False
+    # A streamed body (server-sent events), sent chunked as it is produced; `stream_cut` ends
+    # it without the closing chunk, as a connection that drops mid-answer.
+    stream: AsyncIterator[bytes] | None = None
+    stream_cut: bool = False
 
     @classmethod
     def json(cls, status: int, data: Any, headers: dict[str, str] | None = None) -> Response:
@@ -103,7 +107,10 @@ async def _read_request(reader: asyncio.StreamReader) -> Request | None:
 
 def _encode_head(response: Response, keep_alive: bool) -> bytes:
     headers = {"content-type": "application/json", **response.headers}
-    headers["content-length"] = str(len(response.body))
+    if response.stream is None:
+        headers["content-length"] = str(len(response.body))
+    else:
+        headers["transfer-encoding"] = "chunked"
     headers["connection"] = "keep-alive" if keep_alive else "close"
     lines = [f"HTTP/1.1 {response.status} {_reason(response.status)}"]
     lines += [f"{name}: {value}" for name, value in headers.items()]
@@ -132,7 +139,20 @@ async def handle_connection(
                 request.headers.get("connection", "").lower() != "close"
                 and response.truncate_to is None
                 and not response.close
+                and not response.stream_cut
             )
+            if response.stream is not None:
+                writer.write(_encode_head(response, keep_alive))
+                async for chunk in response.stream:
+                    writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                    await writer.drain()
+                if response.stream_cut:
+                    break  # no closing chunk: the client sees the body end early
+                writer.write(b"0\r\n\r\n")
+                await writer.drain()
+                if not keep_alive:
+                    break
+                continue
             body = response.body
             if response.truncate_to is not None:
                 body = body[: response.truncate_to]

@@ -10,6 +10,7 @@ lives in the module named for what it checks:
 | json, python | structured | JSON valid against a schema or pydantic model; Python that compiles and defines a function |
 | logprob | confidence | token logprob confidence above a threshold |
 | consensus | consensus | m of k answers agree (the worker collects the answers) |
+| router_score | learned | the fitted router's score of the item reaches a threshold (`batchrouter fit`) |
 | custom | custom | your own function, named by dotted path or entry point (host allow-list) |
 """
 
@@ -32,6 +33,7 @@ from routing.checks.confidence import NO_LOGPROBS, LogprobCheck
 from routing.checks.consensus import NORMALIZERS, ConsensusCheck, agreement
 from routing.checks.custom import CustomCheck
 from routing.checks.imports import resolve_allowed
+from routing.checks.learned import RouterScoreCheck
 from routing.checks.structured import JsonCheck, PythonCheck
 from routing.checks.text import (
     REFUSAL_PATTERNS,
@@ -51,6 +53,7 @@ AnyCheck = (
     | LogprobCheck
     | ConsensusCheck
     | CustomCheck
+    | RouterScoreCheck
 )
 CheckSpec = Annotated[AnyCheck, Field(discriminator="kind")]
 CHECK_KINDS = frozenset(cls.model_fields["kind"].default for cls in get_args(AnyCheck))
@@ -115,6 +118,7 @@ __all__ = [
     "NonEmptyCheck",
     "PythonCheck",
     "RegexCheck",
+    "RouterScoreCheck",
     "Verdict",
     "agreement",
     "extract_fenced",

@@ -30,6 +30,9 @@ def test_the_demo_runs_a_batch_to_the_cost_report(tmp_path: Path) -> None:
     out = result.stdout
     assert "500/500" in out
     assert "By tier" in out and "saving" in out and "sim provider" in out
+    # It ends with one line of advice read from the batch's ledger (batchrouter/learning/quick.py).
+    last = out.strip().splitlines()[-1]
+    assert last.startswith("advice: ") and not last.startswith("advice: none ("), out[-500:]
     assert (tmp_path / ".batchrouter" / "demo" / "ledger.db").is_file()
     # no server was used: the broker is a folder of message files
     assert (tmp_path / ".batchrouter" / "demo" / "broker").is_dir()

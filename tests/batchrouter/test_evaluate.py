@@ -120,6 +120,26 @@ def test_missing_recorded_outcomes_fail_the_item_and_are_counted(tmp_path: Path)
     assert "1 items met a call with no recorded outcome" in render_markdown(result)
 
 
+@pytest.mark.parametrize(("policy", "correct"), [("wait", 4), ("fail", 3)])
+def test_a_recorded_outage_does_what_the_pipeline_does_after_outage_wait_s(
+    tmp_path: Path, policy: str, correct: int
+) -> None:
+    """i4's cheap answer was a 503: its rung is down, and a replay's outage never ends, so the
+    item escalates (on_outage: wait) or fails (fail) as the pipeline's would once the wait is
+    over; it is not failed as "tier exhausted"."""
+    routing, gold = write_case(tmp_path)
+    routing.write_text(ROUTING + f"    on_outage: {policy}\n")
+    table = tmp_path / "outcomes.jsonl"
+    rows = [json.loads(line) for line in table.read_text().splitlines()]
+    for row in rows:
+        if (row["item_id"], row["model"]) == ("i4", "m-cheap"):
+            row.update(text=None, error_class="transient", error_message="HTTP 503")
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = evaluate_files(routing, "tickets", gold)
+    cascade = result.row("cascade")
+    assert (cascade.succeeded, cascade.correct) == (correct, correct)  # i4 right on mid
+
+
 def test_cli_evaluate_prints_json_and_markdown(tmp_path: Path) -> None:
     from batchrouter.cli import app
 

@@ -132,6 +132,7 @@ def test_flower_shows_tier_queues_workers_and_the_ledgers_task_counts(
             "recorded",
             "by_state",
             "escalated_to",
+            "waiting",
         }
         flower_items[kwargs["tier"]] += kwargs["item_ids"]
         messages[kwargs["tier"]].append(kwargs["item_ids"])

@@ -61,7 +61,7 @@ def test_pause_holds_the_batch_and_resume_finishes_it(env, tmp_path: Path) -> No
         resumed = cli("resume", submitted.batch_id, env=env)
         assert resumed.returncode == 0 and "100 queued items republished" in resumed.stderr
         status = wait_for_batch(submitted.batch_id, timeout=120)
-    assert status.done == 100 and status.state == "running"
+    assert status.done == 100 and status.state == "finished"  # resumed, then every item ended
 
 
 def test_cancel_drops_queued_items_and_ends_the_batch(env, tmp_path: Path) -> None:

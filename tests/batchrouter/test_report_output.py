@@ -87,6 +87,36 @@ def test_html_is_self_contained_with_charts(ledger: dict[str, str], tmp_path: Pa
     assert "Where the saving came from" in page and "0 cache hits" in page
 
 
+def test_html_shows_the_providers_latency_and_the_time_queued_in_the_worker(
+    ledger: dict[str, str], tmp_path: Path
+) -> None:
+    """Issue 19: the HTML page, like the terminal report, shows both, per deployment."""
+    from sqlalchemy import update
+
+    from ledger.db import session_scope
+    from ledger.models import Attempt
+
+    with session_scope() as session:
+        session.execute(
+            update(Attempt).where(Attempt.deployment == "sim-mini").values(queued_ms=450.0)
+        )
+    page_file = tmp_path / "report.html"
+    assert run("report", "--html", str(page_file), "--format", "json")[0] == 0
+    page = page_file.read_text()
+    page = page[page.index("<h2>Latency per deployment") : page.index("<h2>Details by")]
+    assert "<th class=''>queued in the worker, mean ms</th>" in page
+    rows = {
+        cells[0]: cells
+        for cells in (
+            re.findall(r"<td class='l?'>([^<]*)</td>", row)
+            for row in re.findall(r"<tr>(.*?)</tr>", page)
+        )
+        if cells
+    }
+    assert rows["sim-mini"][3] == "350" and rows["sim-mini"][-1] == "450"  # p50, queued
+    assert rows["sim-nano"][-1] == "-"  # attempts without a recorded queue time
+
+
 def test_bad_report_options_exit_2(ledger: dict[str, str]) -> None:
     assert run("report", "no-such-batch")[0] == 2
     assert run("report", "--by", "colour")[0] == 2

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, text
 
 from ledger.db import LedgerSchemaError, check_schema
 from ledger.errors import alembic_head, migration_head
+from ledger.money import money
 from tests.conftest import ROOT
 
 
@@ -72,7 +73,7 @@ def test_a_ledger_behind_the_head_is_refused(sqlite_url: str) -> None:
     engine.dispose()
 
 
-def fill(url: str) -> str:
+def fill(url: str, name: str = "nightly") -> str:
     """A batch of 7 items over two tiers and four states, written through the ledger's own
     functions; returns its id."""
     from ledger.batches import register_batch
@@ -89,7 +90,7 @@ def fill(url: str) -> str:
             entry_tier="tier0",
             config_yaml="",
             config_source="test",
-            name="nightly",
+            name=name,
         )
         for item_id, (tier, state) in zip(
             ids,
@@ -147,6 +148,41 @@ def test_status_counts_by_state_and_tier_in_the_same_json_shape(
 
 
 @pytest.mark.postgres
+def test_status_on_postgresql_loads_neither_typer_nor_pydantic_nor_sqlalchemy(
+    postgres_url: str, use_ledger
+) -> None:
+    """The quick path (batchrouter/cli/quick.py) answers, and prints what typer's would."""
+    from typer.testing import CliRunner
+
+    from batchrouter.cli import app
+
+    use_ledger(postgres_url)
+    batch_id = fill(postgres_url)
+    env = {**os.environ, "BATCHROUTER_DATABASE_URL": postgres_url, "COLUMNS": "120"}
+    for args in ([batch_id[:8]], [batch_id, "--format", "json"]):
+        code = (
+            "import sys, contextlib, io\n"
+            f"sys.argv = ['batchrouter', 'status', *{args!r}]\n"
+            "from batchrouter.cli import main\n"
+            "shown = io.StringIO()\n"
+            "with contextlib.redirect_stdout(shown), contextlib.suppress(SystemExit):\n"
+            "    main()\n"
+            "print(' '.join(sorted(sys.modules)))\n"
+            "print(shown.getvalue(), end='')"
+        )
+        loaded, _, shown = run(code, env).partition("\n")
+        modules = loaded.split()
+        assert "psycopg" in modules
+        for heavy in ("typer", "pydantic", "pydantic_settings", "sqlalchemy", "celery"):
+            assert heavy not in modules, f"`batchrouter status` imports {heavy}"
+        assert ("rich" in modules) == ("json" not in args)  # a table needs rich, JSON does not
+        through_typer = CliRunner().invoke(app, ["status", *args], terminal_width=120)
+        assert through_typer.exit_code == 0
+        assert shown.split() == through_typer.stdout.split()
+    assert "5/7 done" in shown or '"done": 5' in shown
+
+
+@pytest.mark.postgres
 def test_the_status_query_is_served_by_the_index_alone(postgres_url: str, use_ledger) -> None:
     use_ledger(postgres_url)
     batch_id = fill(postgres_url)
@@ -193,7 +229,7 @@ def test_the_direct_postgresql_read_agrees_with_the_sqlalchemy_path(
 
     use_ledger(postgres_url)
     batch_id = fill(postgres_url)
-    other = fill(postgres_url)  # a second batch of the same name, older by a moment
+    other = fill(postgres_url, name="older")  # older by an hour, paused, with a budget
     with session_scope(postgres_url) as session:
         row = session.get(Batch, other)
         assert row is not None
@@ -207,11 +243,11 @@ def test_the_direct_postgresql_read_agrees_with_the_sqlalchemy_path(
                                   expires_at=utcnow() - timedelta(minutes=5)),
             ]
         )  # fmt: skip
-    for ref in (batch_id, batch_id[:6], "nightly", other):
+    for ref in (batch_id, batch_id[:6], "nightly", other, "older"):
         with session_scope(postgres_url) as session:
             expected = batch_status(session, ref)
         assert read_status(postgres_url, ref) == expected, ref
-    assert read_status(postgres_url, batch_id).reserved_usd == pytest.approx(0.25)  # type: ignore[union-attr]
+    assert read_status(postgres_url, batch_id).reserved_usd == money(0.25)  # type: ignore[union-attr]
     with pytest.raises(UnknownBatch):
         read_status(postgres_url, "nope")
     assert read_status("sqlite:///x.db", batch_id) is None  # the SQLAlchemy path's

@@ -32,45 +32,24 @@ from providers.fake_server import (
     running_fake_server,
 )
 from tests.helpers.faults import (
+    PRICE_IN,
+    PRICE_OUT,
     assert_nothing_lost_or_charged_twice,
     many_tickets,
     reconciler_running,
+    summaries_routing_file,
     wait_until,
 )
 from tests.helpers.workers import running_workers
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(600)]
 ITEMS = 1200
-PRICE_IN, PRICE_OUT = 0.15, 0.60  # USD per 1M tokens
 # Median 300 ms, a long tail (p99 about 5 s): a chunk of 25 waits for its slowest call.
 TAILED = LatencyConfig(distribution="lognormal", ms=300, spread=1.2, max_ms=8000)
 
 
 def routing_file(path: Path, base_url: str) -> Path:
-    config = {
-        "deployments": {
-            "mini": {
-                "provider": "openai",
-                "model": "gpt-4o-mini",
-                "api_base": f"{base_url}/v1",
-                "api_key_env": "KILL_TEST_KEY",
-                "prices": {"input": PRICE_IN, "output": PRICE_OUT},
-                "max_output_tokens": 16,
-                "timeouts": {"read": 20.0},
-            }
-        },
-        "tiers": [{"name": "tier0", "deployments": ["mini"]}],
-        "task_types": {
-            "summaries": {
-                "ladder": ["tier0"],
-                "prompt": "Summarize: {text}",
-                "checks": [{"kind": "non_empty"}],
-                "cache": False,
-            }
-        },
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return summaries_routing_file(path, base_url, "KILL_TEST_KEY", {"read": 20.0})
 
 
 def provider_stats(base_url: str) -> dict:
@@ -194,10 +173,10 @@ def test_a_killed_workers_budget_holds_end_with_their_lease(
 
         batch = session.get(Batch, submitted.batch_id)
         assert batch is not None
-        assert batch.reserved_usd == pytest.approx(0.0, abs=1e-12)
+        assert batch.reserved_usd == 0
         spent = batch.spent_usd
     invoice = (billed["prompt_tokens"] * PRICE_IN + billed["output_tokens"] * PRICE_OUT) / 1e6
     assert spent >= invoice * (1 - 1e-9), (spent, invoice)
     # The budget's figure and the ledger's rows agree up to calls that ended in the last flush
     # window before the kill (settled at their cost, kept in the ledger at their estimate).
-    assert spent <= sum(row.cost_usd for row in rows) + 1e-12
+    assert spent <= sum(row.cost_usd for row in rows)  # exact decimals: no tolerance

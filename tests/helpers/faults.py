@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from ledger.db import session_scope
@@ -78,6 +79,45 @@ def this_process_publishes_to(broker_url: str) -> Iterator[str]:
         else:
             os.environ["BATCHROUTER_BROKER_URL"] = before_env
         get_settings.cache_clear()
+
+
+PRICE_IN, PRICE_OUT = 0.15, 0.60  # USD per 1M tokens: the fake provider's one model
+
+
+def summaries_routing_file(
+    path: Path, base_url: str, key_env: str, timeouts: dict[str, float]
+) -> Path:
+    """One tier, one deployment on the fake provider at `base_url`, a non-empty check, no
+    cache: every item makes calls the provider counts (its bill: `invoice`)."""
+    config = {
+        "deployments": {
+            "mini": {
+                "provider": "openai",
+                "model": "gpt-4o-mini",
+                "api_base": f"{base_url}/v1",
+                "api_key_env": key_env,
+                "prices": {"input": PRICE_IN, "output": PRICE_OUT},
+                "max_output_tokens": 16,
+                "timeouts": timeouts,
+            }
+        },
+        "tiers": [{"name": "tier0", "deployments": ["mini"]}],
+        "task_types": {
+            "summaries": {
+                "ladder": ["tier0"],
+                "prompt": "Summarize: {text}",
+                "checks": [{"kind": "non_empty"}],
+                "cache": False,
+            }
+        },
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def invoice(stats: dict) -> float:
+    """What the fake provider billed, from its /_stats, in USD."""
+    return (stats["prompt_tokens"] * PRICE_IN + stats["output_tokens"] * PRICE_OUT) / 1e6
 
 
 def assert_nothing_lost_or_charged_twice(batch_id: str, expected_items: int) -> dict[str, int]:

@@ -47,15 +47,16 @@ def _log_tail(path: Path, lines: int = 15) -> str:
 
 
 class RedisServer:
-    """A `redis-server` child process on 127.0.0.1, keeping nothing on disk."""
+    """A `redis-server` child process on 127.0.0.1 (or `host`), keeping nothing on disk."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, host: str = "127.0.0.1") -> None:
         self.folder = folder
+        self.host = host
         self.port = 0
         self.process: subprocess.Popen | None = None
 
     def url(self, db: int = 0) -> str:
-        return f"redis://127.0.0.1:{self.port}/{db}"
+        return f"redis://{self.host}:{self.port}/{db}"
 
     def start(self) -> None:
         """Start on a free port (the first time) or on the port it had (after `stop`)."""
@@ -65,9 +66,11 @@ class RedisServer:
         for _ in range(3 if self.port == 0 else 1):  # a free port may be taken before we bind
             port = self.port or free_port()
             log = self.folder / "redis.log"
-            command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--daemonize", "no"]
+            command = [binary, "--port", str(port), "--bind", self.host, "--daemonize", "no"]
             command += ["--dir", str(self.folder), "--logfile", str(log)]
             command += ["--save", "", "--appendonly", "no"]
+            if self.host != "127.0.0.1":  # a test network's address (tests/helpers/net.py),
+                command += ["--protected-mode", "no"]  # reachable from its namespaces only
             self.process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
             if self._wait_ready(port):
                 self.port = port
@@ -76,7 +79,9 @@ class RedisServer:
         raise ServerError(f"redis-server did not start on port {port}:\n{_log_tail(log)}")
 
     def _wait_ready(self, port: int, timeout: float = 10) -> bool:
-        client = redis.Redis(port=port, socket_connect_timeout=0.5, socket_timeout=0.5)
+        client = redis.Redis(
+            host=self.host, port=port, socket_connect_timeout=0.5, socket_timeout=0.5
+        )
         deadline = time.monotonic() + timeout
         try:
             while time.monotonic() < deadline and self.process and self.process.poll() is None:
@@ -116,10 +121,10 @@ class RedisServer:
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(host: str = "127.0.0.1") -> Iterator[RedisServer]:
     """A running RedisServer in a temporary folder; stopped and removed afterwards."""
     folder = Path(tempfile.mkdtemp(prefix="batchrouter-redis-"))
-    server = RedisServer(folder)
+    server = RedisServer(folder, host)
     try:
         server.start()
         yield server
@@ -212,8 +217,9 @@ class PostgresCluster:
     PostgreSQL refuses to run as root; as root, its commands run as the OS user
     BATCHROUTER_TEST_PG_OS_USER (default `postgres`) through `runuser`."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, host: str = "127.0.0.1") -> None:
         self.folder = folder
+        self.host = host  # the address it listens on; its /24 may connect without a password
         self.data = folder / "data"
         self.port = 0
         self.bindir = _pg_bindir()
@@ -223,7 +229,7 @@ class PostgresCluster:
 
     @property
     def admin_url(self) -> str:
-        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        return f"postgresql+psycopg://postgres@{self.host}:{self.port}/postgres"
 
     def _run(self, *command: str, timeout: float = 120) -> None:
         argv = [str(self.bindir / command[0]), *command[1:]]
@@ -252,7 +258,7 @@ class PostgresCluster:
         )  # fmt: skip
         # Throwaway data: no fsync. A fast restart is still a clean shutdown.
         settings = [
-            "listen_addresses = '127.0.0.1'",
+            f"listen_addresses = '{self.host}'",
             f"unix_socket_directories = '{self.folder}'",
             "fsync = off",
             "synchronous_commit = off",
@@ -260,6 +266,10 @@ class PostgresCluster:
         ]
         with (self.data / "postgresql.conf").open("a") as conf:
             conf.write("\n# batchrouter tests\n" + "\n".join(settings) + "\n")
+        if self.host != "127.0.0.1":  # hosts of a test network (tests/helpers/net.py)
+            network = self.host.rsplit(".", 1)[0] + ".0/24"
+            with (self.data / "pg_hba.conf").open("a") as hba:
+                hba.write(f"host all all {network} trust\n")
 
     def start(self) -> None:
         for _ in range(3 if self.port == 0 else 1):  # a free port may be taken before we bind
@@ -312,7 +322,7 @@ class PostgresCluster:
 
 
 @contextmanager
-def postgres_cluster() -> Iterator[PostgresCluster]:
+def postgres_cluster(host: str = "127.0.0.1") -> Iterator[PostgresCluster]:
     """A running PostgresCluster in a temporary folder; stopped and removed afterwards.
 
     The folder is made with mkdtemp (under /tmp, not pytest's tmp_path: PostgreSQL's OS user
@@ -320,7 +330,7 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     folder = Path(tempfile.mkdtemp(prefix="batchrouter-pg-"))
     cluster: PostgresCluster | None = None
     try:
-        cluster = PostgresCluster(folder)
+        cluster = PostgresCluster(folder, host)
         cluster.init()
         cluster.start()
         yield cluster

@@ -12,11 +12,12 @@ import json
 import threading
 import time
 from contextlib import ExitStack
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import func, select
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from batchrouter.api import batch_status, submit_batch, wait_for_batch
@@ -25,6 +26,7 @@ from ledger.batches import BatchStatus, live_reserved, register_batch
 from ledger.budgets import release_expired, reserve, set_project_budget, settle
 from ledger.db import session_scope
 from ledger.models import Attempt, Batch, ProjectBudget
+from ledger.money import money
 from routing.config import load_config
 from routing.types import InputItem
 from tests.conftest import EXAMPLES
@@ -82,13 +84,13 @@ def test_reservations_are_atomic_across_concurrent_writers(ledger_url: str) -> N
         batch = session.get(Batch, batch_id)
         project = session.get(ProjectBudget, "acme")
         assert batch is not None and project is not None
-        assert batch.reserved_usd == pytest.approx(7.0) == project.reserved_usd
+        assert batch.reserved_usd == money(7) == project.reserved_usd
         for _ in range(70):
             settle(session, batch_id, reserved=0.1, actual=0.05)
     with session_scope() as session:
         batch = session.get(Batch, batch_id)
         assert batch is not None
-        assert (batch.spent_usd, batch.reserved_usd) == (pytest.approx(3.5), pytest.approx(0))
+        assert (batch.spent_usd, batch.reserved_usd) == (money(3.5), money(0))
 
 
 # --- three real worker processes on one tier, PostgreSQL ----------------------------------
@@ -157,14 +159,10 @@ def wait_until_paused(batch_id: str, timeout: float = 120) -> BatchStatus:
     raise TimeoutError(f"batch {batch_id} did not pause: {batch_status(batch_id)}")
 
 
-def attempts_cost(batch_ids: list[str]) -> float:
+def attempts_cost(batch_ids: list[str]) -> Decimal:
     with session_scope() as session:
-        total = session.scalar(
-            select(func.coalesce(func.sum(Attempt.cost_usd), 0.0)).where(
-                Attempt.batch_id.in_(batch_ids)
-            )
-        )
-    return float(total or 0.0)
+        costs = session.scalars(select(Attempt.cost_usd).where(Attempt.batch_id.in_(batch_ids)))
+        return sum(costs, money(0))  # added in Python, exactly
 
 
 @pytest.fixture
@@ -201,9 +199,9 @@ MAX_IN_FLIGHT = WORKERS * CONCURRENCY * CHUNK
 def test_a_small_budget_pauses_the_batch_and_raising_it_resumes_to_the_end(
     workers_env: Path, tmp_path: Path
 ) -> None:
-    config, budget = workers_env, 0.40
+    config, budget = workers_env, Decimal("0.40")
     source = input_file(tmp_path / "tickets.jsonl", 150)
-    slack = MAX_IN_FLIGHT * max_call_estimate(config, source)
+    slack = money(MAX_IN_FLIGHT * max_call_estimate(config, source))
     runner = CliRunner()
     args = ["submit", str(source), "--type", "tickets", "--config", str(config)]
     submitted = runner.invoke(app, [*args, "--budget", str(budget), "--name", "capped"])
@@ -215,7 +213,7 @@ def test_a_small_budget_pauses_the_batch_and_raising_it_resumes_to_the_end(
     assert paused.paused_reason.startswith(f"budget of $0.4000 for batch {batch_id} exhausted")
     assert 0 < paused.done < 150 and paused.by_state.get("queued", 0) > 0
     assert paused.spent_usd <= budget + slack
-    assert paused.spent_usd == pytest.approx(attempts_cost([batch_id]), rel=1e-6)
+    assert paused.spent_usd == attempts_cost([batch_id])
     overshoot = paused.spent_usd - budget
     print(f"\nbatch budget ${budget}: spent ${paused.spent_usd:.4f} (overshoot ${overshoot:.4f})")
     shown = runner.invoke(app, ["status", batch_id])
@@ -226,9 +224,9 @@ def test_a_small_budget_pauses_the_batch_and_raising_it_resumes_to_the_end(
     assert raised.exit_code == 0, raised.output
     assert "resumed 1 paused batches" in raised.output
     final = wait_for_batch(batch_id, timeout=120)
-    assert final.done == 150 and final.state == "running"
-    assert final.spent_usd == pytest.approx(attempts_cost([batch_id]), rel=1e-6)
-    assert final.reserved_usd == pytest.approx(0, abs=1e-9) and final.spent_usd < 5
+    assert final.done == 150 and final.state == "finished"
+    assert final.spent_usd == attempts_cost([batch_id])
+    assert final.reserved_usd == 0 and final.spent_usd < 5
 
 
 @pytest.mark.redis
@@ -236,9 +234,9 @@ def test_a_small_budget_pauses_the_batch_and_raising_it_resumes_to_the_end(
 def test_a_project_budget_pauses_all_its_batches_and_raising_it_resumes_them(
     workers_env: Path, tmp_path: Path
 ) -> None:
-    config, budget = workers_env, 0.30
+    config, budget = workers_env, Decimal("0.30")
     source = input_file(tmp_path / "tickets.jsonl", 60)
-    slack = MAX_IN_FLIGHT * max_call_estimate(config, source)
+    slack = money(MAX_IN_FLIGHT * max_call_estimate(config, source))
     runner = CliRunner()
     assert runner.invoke(app, ["budget", "--project", "acme", "--set", str(budget)]).exit_code == 0
     ids = [
@@ -252,7 +250,7 @@ def test_a_project_budget_pauses_all_its_batches_and_raising_it_resumes_them(
         project = session.get(ProjectBudget, "acme")
         assert project is not None
         spent = project.spent_usd
-    assert spent == pytest.approx(attempts_cost(ids), rel=1e-6)
+    assert spent == attempts_cost(ids)
     assert spent <= budget + slack
     print(f"\nproject budget ${budget}: spent ${spent:.4f} (overshoot ${spent - budget:.4f})")
 
@@ -279,7 +277,7 @@ def test_examples_routing_file_still_loads() -> None:
     assert load_config(EXAMPLES / "routing.yaml").tier("tier0").strategy == "ordered"
 
 
-def _figures(batch_id: str) -> tuple[float, float, float]:
+def _figures(batch_id: str) -> tuple[Decimal, Decimal, Decimal]:
     """(spent, reserved counter, live reserved as status shows it)."""
     with session_scope() as session:
         batch = session.get(Batch, batch_id)
@@ -291,8 +289,8 @@ def test_a_hold_whose_worker_died_ends_with_its_lease_counted_as_spent(ledger_ur
     batch_id = _batch(budget=1.0)
     with session_scope() as session:
         assert reserve(session, batch_id, 0.6, lease_s=0.2).ok  # ... and its worker dies
-    assert _figures(batch_id) == pytest.approx((0.0, 0.6, 0.6))
-    assert batch_status(batch_id).reserved_usd == pytest.approx(0.6)
+    assert _figures(batch_id) == (0, money(0.6), money(0.6))
+    assert batch_status(batch_id).reserved_usd == money(0.6)
     time.sleep(0.3)
     # The lease is over: status no longer counts the hold, before anything released it.
     assert batch_status(batch_id).reserved_usd == 0.0
@@ -302,7 +300,7 @@ def test_a_hold_whose_worker_died_ends_with_its_lease_counted_as_spent(ledger_ur
         refused = reserve(session, batch_id, 0.6)
         assert not refused.ok and "spent $0.6000" in (refused.reason or "")
         assert reserve(session, batch_id, 0.4).ok
-    assert _figures(batch_id) == pytest.approx((0.6, 0.4, 0.4))
+    assert _figures(batch_id) == (money(0.6), money(0.4), money(0.4))
 
 
 def test_the_reconciler_releases_expired_holds_and_a_late_settle_corrects_the_spend(
@@ -318,12 +316,12 @@ def test_the_reconciler_releases_expired_holds_and_a_late_settle_corrects_the_sp
     with session_scope() as session:
         assert release_expired(session) == 1  # what the reconciler runs
         assert release_expired(session) == 0  # once only, from any number of hosts
-    assert _figures(batch_id) == pytest.approx((0.5, 0.25, 0.25))
+    assert _figures(batch_id) == (money(0.5), money(0.25), money(0.25))
     with session_scope() as session:
         # The slow worker was alive after all: its settle replaces the estimate with the cost.
         settle(session, batch_id, reserved=0.5, actual=0.2, reservation_id=slow.id)
         settle(session, batch_id, reserved=0.25, actual=0.25, reservation_id=live.id)
         project = session.get(ProjectBudget, "lease-test")
         assert project is not None
-        assert (project.spent_usd, project.reserved_usd) == pytest.approx((0.45, 0.0))
-    assert _figures(batch_id) == pytest.approx((0.45, 0.0, 0.0))
+        assert (project.spent_usd, project.reserved_usd) == (money(0.45), 0)
+    assert _figures(batch_id) == (money(0.45), 0, 0)

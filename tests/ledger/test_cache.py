@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from sqlalchemy import update
@@ -74,7 +75,9 @@ def test_store_lookup_expiry_and_purge(ledger: str) -> None:
         found = lookup(session, ["a" * 64, "b" * 64, "c" * 64])
         assert set(found) == {"a" * 64, "b" * 64}
         assert found["b" * 64].output == "refund_request"
-        assert found["a" * 64].token_logprobs == [-0.1] and found["a" * 64].cost_usd == 0.002
+        assert found["a" * 64].token_logprobs == [-0.1] and found["a" * 64].cost_usd == Decimal(
+            "0.002"
+        )
         # expire one entry: lookups no longer see it and purge removes it
         session.execute(
             update(CachedResponse)

@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from batchrouter.cli import app
 from ledger.db import session_scope
+from ledger.money import money
 from ledger.report import Report, build_report, run_report
 from ledger.report_queries import ReportFilter
 from tests.helpers.ledger_data import fill_lever_ledger
@@ -59,15 +61,13 @@ def test_saving_split_for_one_project(ledger: dict[str, str]) -> None:
     r = report(project="gamma")
     assert r.attempts == 9
     assert (r.cache_hits, r.deferred_calls) == (2, 2)
-    assert r.cost_usd == pytest.approx(GAMMA_COST)
-    assert r.premium_only_cost_usd == pytest.approx(GAMMA_PREMIUM)
-    assert r.cache_saving_usd == pytest.approx(GAMMA_CACHE)
-    assert r.deferral_saving_usd == pytest.approx(GAMMA_DEFERRAL)
-    assert r.routing_saving_usd == pytest.approx(GAMMA_ROUTING)
-    assert r.saving_usd == pytest.approx(GAMMA_PREMIUM - GAMMA_COST)
-    assert r.routing_saving_usd + r.deferral_saving_usd + r.cache_saving_usd == pytest.approx(
-        r.saving_usd
-    )
+    assert r.cost_usd == money(GAMMA_COST)
+    assert r.premium_only_cost_usd == money(GAMMA_PREMIUM)
+    assert r.cache_saving_usd == money(GAMMA_CACHE)
+    assert r.deferral_saving_usd == money(GAMMA_DEFERRAL)
+    assert r.routing_saving_usd == money(GAMMA_ROUTING)
+    assert r.saving_usd == money(GAMMA_PREMIUM - GAMMA_COST)
+    assert r.routing_saving_usd + r.deferral_saving_usd + r.cache_saving_usd == money(r.saving_usd)
     # billed tokens only: k2's and k5's cache hits carry tokens nobody paid for
     assert r.input_tokens == 10000 + (2000 + 2000) + 1500 * 3 + 2000
     assert r.output_tokens == 100 + (20 + 30) + 15 * 3 + 20
@@ -77,12 +77,10 @@ def test_saving_split_for_one_project(ledger: dict[str, str]) -> None:
 def test_negative_routing_saving_over_everything(ledger: dict[str, str]) -> None:
     r = report()
     assert (r.cache_hits, r.deferred_calls) == (2, 2)
-    assert r.premium_only_cost_usd == pytest.approx(GAMMA_PREMIUM + DELTA_PREMIUM)
-    assert r.routing_saving_usd == pytest.approx(GAMMA_ROUTING + DELTA_ROUTING)
+    assert r.premium_only_cost_usd == money(GAMMA_PREMIUM + DELTA_PREMIUM)
+    assert r.routing_saving_usd == money(GAMMA_ROUTING + DELTA_ROUTING)
     assert r.routing_saving_usd < 0
-    assert r.routing_saving_usd + r.deferral_saving_usd + r.cache_saving_usd == pytest.approx(
-        r.saving_usd
-    )
+    assert r.routing_saving_usd + r.deferral_saving_usd + r.cache_saving_usd == money(r.saving_usd)
     assert r.input_tokens == 20500 + 3 * 1000 and r.output_tokens == 215 + 3 * 10
     assert any("routing saving is negative" in note for note in r.notes)
 
@@ -90,10 +88,10 @@ def test_negative_routing_saving_over_everything(ledger: dict[str, str]) -> None
 def test_levers_per_group(ledger: dict[str, str]) -> None:
     tiers = {g.key["tier"]: g for g in report().groups}  # derived from the model lines
     assert (tiers["tier0"].cache_hits, tiers["tier0"].deferred_calls) == (1, 0)
-    assert tiers["tier0"].cache_saving_usd == pytest.approx(0.001)
+    assert tiers["tier0"].cache_saving_usd == money(0.001)
     assert (tiers["tier1"].cache_hits, tiers["tier1"].deferred_calls) == (1, 2)
-    assert tiers["tier1"].cache_saving_usd == pytest.approx(0.002)
-    assert tiers["tier1"].deferral_saving_usd == pytest.approx(GAMMA_DEFERRAL)
+    assert tiers["tier1"].cache_saving_usd == money(0.002)
+    assert tiers["tier1"].deferral_saving_usd == money(GAMMA_DEFERRAL)
     assert tiers["tier0"].input_tokens == 10000 + 2000 + 1500 + 2000 + 1000
     assert tiers["tier1"].routing_saving_usd is None  # premium-only is not defined per tier
 
@@ -101,21 +99,21 @@ def test_levers_per_group(ledger: dict[str, str]) -> None:
     deployments = {g.key["deployment"]: g for g in report(["deployment"]).groups}
     mini = deployments["sim-mini"]
     assert (mini.cache_hits, mini.deferred_calls) == (1, 2)
-    assert mini.cache_saving_usd == pytest.approx(0.002)
-    assert mini.deferral_saving_usd == pytest.approx(GAMMA_DEFERRAL)
+    assert mini.cache_saving_usd == money(0.002)
+    assert mini.deferral_saving_usd == money(GAMMA_DEFERRAL)
     assert mini.input_tokens == 2000 + 1500 + 1000  # k5's cache hit left out
     premium = deployments["sim-premium"]
     assert (premium.cache_hits, premium.deferred_calls, premium.cache_saving_usd) == (0, 0, 0)
 
     projects = {g.key["project"]: g for g in report(["project"]).groups}
     gamma, delta = projects["gamma"], projects["delta"]
-    assert gamma.routing_saving_usd == pytest.approx(GAMMA_ROUTING)
-    assert gamma.cache_saving_usd == pytest.approx(GAMMA_CACHE)
-    assert gamma.deferral_saving_usd == pytest.approx(GAMMA_DEFERRAL)
+    assert gamma.routing_saving_usd == money(GAMMA_ROUTING)
+    assert gamma.cache_saving_usd == money(GAMMA_CACHE)
+    assert gamma.deferral_saving_usd == money(GAMMA_DEFERRAL)
     assert gamma.routing_saving_usd + gamma.cache_saving_usd + gamma.deferral_saving_usd == (
-        pytest.approx(gamma.saving_usd)
+        money(gamma.saving_usd)
     )
-    assert delta.routing_saving_usd == pytest.approx(DELTA_ROUTING)
+    assert delta.routing_saving_usd == money(DELTA_ROUTING)
     assert (delta.cache_hits, delta.deferred_calls) == (0, 0)
 
     models = {m.deployment: m for m in report().by_model}
@@ -126,9 +124,9 @@ def test_the_one_batch_report_carries_the_split(ledger: dict[str, str]) -> None:
     with session_scope() as session:
         batch = build_report(session, "gamma")
     assert (batch.cache_hits, batch.deferred_calls) == (2, 2)
-    assert batch.routing_saving_usd == pytest.approx(GAMMA_ROUTING)
-    assert batch.cache_saving_usd == pytest.approx(GAMMA_CACHE)
-    assert batch.deferral_saving_usd == pytest.approx(GAMMA_DEFERRAL)
+    assert batch.routing_saving_usd == money(GAMMA_ROUTING)
+    assert batch.cache_saving_usd == money(GAMMA_CACHE)
+    assert batch.deferral_saving_usd == money(GAMMA_DEFERRAL)
 
 
 # --- every output shows it (the CLI, on SQLite) ---
@@ -149,13 +147,14 @@ def run(*args: str) -> str:
 
 
 def test_json_and_csv_have_the_split(sqlite_ledger: dict[str, str]) -> None:
-    data = json.loads(run("report", "--format", "json", "--by", "project"))
+    data = json.loads(run("report", "--format", "json", "--by", "project"), parse_float=Decimal)
     for name in ("routing_saving_usd", "deferral_saving_usd", "cache_saving_usd"):
         assert name in data and all(name in g for g in data["groups"])
     assert (data["cache_hits"], data["deferred_calls"]) == (2, 2)
-    assert data["routing_saving_usd"] + data["deferral_saving_usd"] + data[
-        "cache_saving_usd"
-    ] == pytest.approx(data["saving_usd"])
+    assert (
+        data["routing_saving_usd"] + data["deferral_saving_usd"] + data["cache_saving_usd"]
+        == data["saving_usd"]
+    )  # exact: the JSON numbers are the ledger's decimals
     assert {m["deployment"]: m["deferred_calls"] for m in data["by_model"]}["sim-mini"] == 2
 
     rows = list(csv.DictReader(io.StringIO(run("report", "--format", "csv", "--by", "tier"))))
@@ -174,14 +173,18 @@ def test_json_and_csv_have_the_split(sqlite_ledger: dict[str, str]) -> None:
         "cache_saving_usd",
         "cache_hits",
         "deferred_calls",
+        "cache_write_tokens",
+        "reasoning_tokens",
+        "unconfirmed_calls",
+        "unconfirmed_cost_usd",
     ]
     by_tier = {r["tier"]: r for r in rows}
     assert (by_tier["tier1"]["cache_hits"], by_tier["tier1"]["deferred_calls"]) == ("1", "2")
-    assert float(by_tier["tier1"]["deferral_saving_usd"]) == pytest.approx(GAMMA_DEFERRAL)
+    assert by_tier["tier1"]["deferral_saving_usd"] == "0.0035"  # exact: 0.002 + 0.0015
     assert by_tier["tier1"]["routing_saving_usd"] == ""  # not defined per tier
     total = by_tier["total"]
-    parts = sum(float(total[k]) for k in ("routing_saving_usd", "deferral_saving_usd"))
-    assert parts + float(total["cache_saving_usd"]) == pytest.approx(float(total["saving_usd"]))
+    parts = sum(Decimal(total[k]) for k in ("routing_saving_usd", "deferral_saving_usd"))
+    assert parts + Decimal(total["cache_saving_usd"]) == Decimal(total["saving_usd"])
 
 
 def test_table_and_html_show_where_the_saving_came_from(

@@ -135,3 +135,33 @@ def test_an_item_whose_worker_keeps_dying_fails_after_max_claims(ledger_url: str
         batch = session.get(Batch, batch_id)
         assert batch is not None and batch.finished_at is not None
     assert status.by_state == {"failed": 1}
+
+
+def test_a_round_that_waits_gives_its_claim_and_its_unbilled_outage_calls_back(
+    ledger_url: str,
+) -> None:
+    """An item waiting out an outage is claimed again and again: each waiting round gives its
+    claim back (so max_claims counts only claims that died) and its unbilled outage calls
+    leave the attempt cap (attempt numbers go on)."""
+    batch_id, ids = _register(1)
+    for round_no in range(1, 5):  # more rounds than max_claims
+        with session_scope() as session:
+            [claimed] = claim_items(session, ids, "t0", f"wait-{round_no}", max_claims=3)
+        assert (claimed.claim_no, claimed.attempts) == (1, 0)
+        assert claimed.attempt_no_base == round_no - 1
+        refused = AttemptRecord(
+            attempt_no=claimed.attempt_no_base + 1, tier="t0", deployment="d", provider="sim",
+            model="m", outcome="error", error_class="transient", error_message="refused",
+        )  # fmt: skip
+        waiting = ItemOutcome(
+            item_id=ids[0], batch_id=batch_id, tier="t0", attempts=[refused],
+            next_state="queued", next_tier="t0", error="tier t0 down", claim_no=claimed.claim_no,
+            parked=True, resume_in_s=5.0, attempts_given_back=1,
+        )  # fmt: skip
+        with session_scope() as session:
+            assert record_outcomes(session, [waiting]) == ([waiting], [])
+    with session_scope() as session:
+        [claimed] = claim_items(session, ids, "t0", "back", max_claims=3)
+        numbers = session.scalars(select(Attempt.attempt_no).where(Attempt.batch_id == batch_id))
+        assert sorted(numbers) == [1, 2, 3, 4]  # every call kept, numbered in order
+    assert (claimed.claim_no, claimed.attempts, claimed.attempt_no_base) == (1, 0, 4)

@@ -20,8 +20,7 @@ from providers.fake_server import (
     FakeServerConfig,
     running_fake_server,
 )
-
-KEY = "sk-fake-sdk-key-123456"
+from tests.providers.conftest import SDK_KEY as KEY
 
 
 @pytest.fixture(scope="module")
@@ -31,16 +30,6 @@ def url() -> Iterator[str]:
     )
     with running_fake_server(config) as base:
         yield base
-
-
-@pytest.fixture()
-def oai(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
-
-
-@pytest.fixture()
-def ant(url: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0)
 
 
 def line(custom_id: str, text: str, model: str = "gpt-4o-mini") -> dict[str, Any]:

@@ -15,8 +15,7 @@ from providers.fake_server import (
     LimitsConfig,
     running_fake_server,
 )
-
-KEY = "sk-fake-sdk-key-123456"
+from tests.providers.conftest import SDK_KEY as KEY
 
 
 @pytest.fixture(scope="module")
@@ -24,16 +23,6 @@ def url() -> Iterator[str]:
     config = FakeServerConfig(api_key=KEY, context_window=2000, answer=AnswerConfig(mode="echo"))
     with running_fake_server(config) as base:
         yield base
-
-
-@pytest.fixture()
-def oai(url: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=f"{url}/v1", api_key=KEY, max_retries=0)
-
-
-@pytest.fixture()
-def ant(url: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=url, api_key=KEY, max_retries=0)
 
 
 def test_openai_sdk_parses_completion_usage_and_logprobs(oai: openai.OpenAI) -> None:

@@ -57,11 +57,12 @@ def test_every_kind_loads_from_yaml(tmp_path: Path) -> None:
       - {{kind: logprob, measure: min, min_prob: 0.5, missing: pass}}
       - {{kind: consensus, k: 3, m: 2}}
       - {{kind: custom, function: "tests.routing.checkfixtures:mentions", options: {{word: x}}}}
+      - {{kind: router_score, file: fitted/t.json, sha256: "{"0" * 64}", min_score: 0.5}}
 """
     )
     kinds = [check.kind for check in config.task_type("tickets").checks]
     assert set(kinds) == CHECK_KINDS
-    assert len(kinds) == 11
+    assert len(kinds) == 12
 
 
 @pytest.mark.parametrize(

@@ -365,12 +365,12 @@ def test_an_item_that_cannot_be_prepared_fails_with_the_reason(
 def test_a_judge_that_crashes_after_a_paid_call_keeps_the_call(
     provider, config, monkeypatch
 ) -> None:
-    import worker.attempt as attempt
+    import worker.judging as judging
 
     def explode(*_args, **_kwargs):  # type: ignore[no-untyped-def]
         raise MemoryError("checks")
 
-    monkeypatch.setattr(attempt, "judge", explode)
+    monkeypatch.setattr(judging, "judge", explode)
     provider.scripts = {"a": ["billing"]}
     outcome = run(config, item())
     assert outcome.next_state == "failed" and "MemoryError" in (outcome.error or "")

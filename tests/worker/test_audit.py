@@ -14,6 +14,7 @@ from batchrouter.api import submit_batch, wait_for_batch
 from batchrouter.reports.terminal import print_report
 from ledger.db import session_scope
 from ledger.models import Attempt, Item
+from ledger.money import money
 from ledger.report import build_report
 from routing.audit import Audit, audited
 from tests.helpers.workers import running_workers
@@ -77,7 +78,7 @@ def test_an_audit_sample_measures_the_accepted_answers(
         ids = {r.id: r.external_id for r in rows}
         assert sorted(ids[a.item_id] for a in audits) == SAMPLE
         assert all(a.tier == "t_p" and a.deployment == "p" for a in audits)
-        assert sum(a.cost_usd for a in audits) == pytest.approx(4 * COST["p"])
+        assert sum(a.cost_usd for a in audits) == money(4 * COST["p"])
         report = build_report(session, submitted.batch_id)
 
     # a vs the premium (audit) answer: i1 x/X agree, i5 x/Y differ, i6 z/Z agree, i7 X./X agree
@@ -89,9 +90,9 @@ def test_an_audit_sample_measures_the_accepted_answers(
     assert cheap.below_target and quality.flagged == ["t_a"]  # 95.4% < the 97% target
     assert (premium.accepted, premium.sampled, premium.reference) == (0, 0, True)
     assert quality.estimated_accuracy == pytest.approx(0.75)
-    assert (quality.audit_calls, quality.audit_cost_usd) == (4, pytest.approx(0.2))
+    assert (quality.audit_calls, quality.audit_cost_usd) == (4, money(0.2))
     # The cost includes the audit: 8 cheap calls and 4 audit calls.
-    assert report.cost_usd == pytest.approx(8 * COST["a"] + 4 * COST["p"])
+    assert report.cost_usd == money(8 * COST["a"] + 4 * COST["p"])
     assert report.as_dict()["quality"]["rungs"][0]["right"] == 3
 
     console = Console(record=True, width=160)
@@ -99,7 +100,7 @@ def test_an_audit_sample_measures_the_accepted_answers(
     shown = console.export_text()
     assert "30.1% - 95.4% BELOW TARGET" in shown
     assert "audit -$0.2000 (4 audit calls)" in shown  # its own line of the saving split
-    assert (report.audit_calls, report.audit_cost_usd) == (4, pytest.approx(0.2))
+    assert (report.audit_calls, report.audit_cost_usd) == (4, money(0.2))
     assert "estimated accuracy 75.0%; target 97.0%; audit 50% to t_p: 4 calls, $0.2000" in shown
     # The funnel is the route's: the audit calls are not escalations.
     tiers = {line.tier: line for line in report.by_tier}

@@ -12,6 +12,7 @@ from ledger.batches import batch_status, register_batch
 from ledger.budgets import reserve, set_project_budget, settle
 from ledger.db import session_scope
 from ledger.models import Batch, ProjectBudget
+from ledger.money import money
 from ledger.outcomes import ClaimedItem
 from ledger.transitions import record_outcomes
 from providers import base
@@ -154,12 +155,12 @@ def test_a_refusing_project_takes_the_batch_reservation_back(ledger: str) -> Non
         "budget of $1.0000 for project acme exhausted "
         "(spent $0.5000, $0.4000 held by calls in flight)"
     )
-    assert figures(batch_id) == (10.0, 0.0, pytest.approx(0.4))  # only the first reservation
+    assert figures(batch_id) == (10, 0, money(0.4))  # only the first reservation
     with session_scope() as session:
         settle(session, batch_id, 0.4, 0.1)
         project = session.get(ProjectBudget, "acme")
         assert project is not None
-        assert (project.spent_usd, project.reserved_usd) == (pytest.approx(0.6), 0.0)
+        assert (project.spent_usd, project.reserved_usd) == (money(0.6), 0)
 
 
 def test_each_call_reserves_its_estimate_and_settles_its_cost(ledger: str, provider) -> None:
@@ -173,10 +174,10 @@ def test_each_call_reserves_its_estimate_and_settles_its_cost(ledger: str, provi
     outcome = run(claimed(batch_id), config(), [BudgetGuard(), Spy()])
     assert outcome.next_state == "succeeded"
     [(spent, reserved)] = seen
-    assert spent == 0 and reserved == pytest.approx((10 * 1 + 100 * 10) / 1e6, rel=0.3)
-    assert figures(batch_id) == (1.0, pytest.approx(outcome.attempts[0].cost_usd), 0.0)
+    assert spent == 0 and float(reserved) == pytest.approx((10 * 1 + 100 * 10) / 1e6, rel=0.3)
+    assert figures(batch_id) == (1, money(outcome.attempts[0].cost_usd), 0)
     with session_scope() as session:
-        assert batch_status(session, batch_id).spent_usd == pytest.approx(30 / 1e6)
+        assert batch_status(session, batch_id).spent_usd == money(30 / 1e6)
 
 
 def test_an_exhausted_budget_parks_the_item_and_pauses_the_batch(ledger: str, provider) -> None:
@@ -197,7 +198,7 @@ def test_an_exhausted_budget_parks_the_item_and_pauses_the_batch(ledger: str, pr
     with session_scope() as session:
         status = batch_status(session, batch_id)
     assert (status.state, status.paused_reason) == ("paused", outcome.pause_reason)
-    assert status.as_dict()["budget_usd"] == 0.0005 and status.reserved_usd == 0
+    assert status.as_dict()["budget_usd"] == money(0.0005) and status.reserved_usd == 0
 
 
 def test_a_later_denial_gives_the_reservation_back(ledger: str, provider) -> None:
@@ -258,7 +259,7 @@ def test_a_call_refused_for_what_others_hold_waits_for_them_to_settle(
     guard = BudgetGuard(wait_s=10, poll_s=0.05)
     outcome = run(claimed(batch_id), config(), [guard])
     assert outcome.next_state == "succeeded" and provider.calls == 1
-    assert figures(batch_id) == (0.0015, pytest.approx(0.0002 + 30 / 1e6), 0.0)
+    assert figures(batch_id) == (money(0.0015), money(0.0002) + money(30 / 1e6), 0)
 
 
 def test_a_call_that_cannot_fit_even_after_the_others_pauses_at_once(ledger: str, provider) -> None:
@@ -293,6 +294,6 @@ def test_a_budget_set_on_a_running_batch_starts_from_its_recorded_calls(ledger: 
     with session_scope() as session:
         batch = set_batch_budget(session, batch_id, 1.0)
         assert budget_applies(session, batch_id)
-        assert batch.spent_usd == pytest.approx(0.30)
+        assert batch.spent_usd == money(0.30)
         project = set_project_budget(session, "acme", 5.0)
-        assert project.spent_usd == pytest.approx(0.30)  # the batch's tracked figure now
+        assert project.spent_usd == money(0.30)  # the batch's tracked figure now

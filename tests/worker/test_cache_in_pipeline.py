@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
-from batchrouter.api import submit_batch, wait_for_batch
+from batchrouter.api import batch_report, submit_batch, wait_for_batch
 from ledger.batches import batch_status, register_batch
 from ledger.db import session_scope
 from ledger.lifecycle import cancel_batch, retry_failed
 from ledger.models import Attempt, CachedResponse, Item
-from ledger.outcomes import AttemptRecord, ItemOutcome
+from ledger.outcomes import USAGE_KEYS, AttemptRecord, ItemOutcome
 from ledger.transitions import claim_items, record_outcomes
 from producers.readers import read_items
 from routing.config import load_config
@@ -115,12 +116,18 @@ def test_a_second_batch_is_served_from_the_cache(
             (a.tier, a.deployment, a.outcome) for a in rows1
         ]
         assert all(a.cache_hit for a in rows2)
-        assert [a.saved_usd for a in rows2] == pytest.approx([a.cost_usd for a in rows1])
+        assert [a.saved_usd for a in rows2] == [a.cost_usd for a in rows1]
+        # Issue 16: each hit carries the usage of the call that earned it, not a re-estimate.
+        assert [[getattr(a, key) for key in USAGE_KEYS] for a in rows2] == [
+            [getattr(a, key) for key in USAGE_KEYS] for a in rows1
+        ]
         assert (item.state, item.output, item.tier) == (before.state, before.output, before.tier)
         served_whole += 1
     assert served_whole >= 20
     with session_scope() as session:
         assert session.scalar(select(func.sum(CachedResponse.hits))) == hits
+    # The same items price the same premium-only figure whether paid for or served.
+    assert batch_report(second).premium_only_cost_usd == batch_report(first).premium_only_cost_usd
 
 
 def test_cache_false_makes_fresh_calls(sqlite_ledger: str, redis_url: str, tmp_path: Path) -> None:
@@ -160,7 +167,7 @@ def test_duplicates_in_a_batch_are_called_once(
         )
         [row] = attempts[item.id]
         assert row.cache_hit and row.cost_usd == 0 and row.attempt_no == 1
-        assert row.saved_usd == pytest.approx(leader.cost_usd)
+        assert row.saved_usd == leader.cost_usd
         assert row.outcome == ("passed" if leader.state == "succeeded" else row.outcome)
     with session_scope() as session:
         status = batch_status(session, batch_id)
@@ -221,7 +228,7 @@ def test_a_failed_leader_fails_its_followers_and_retry_frees_them(
             LADDER[-1],
         )
         [row] = attempts[follower.id]
-        assert row.cache_hit and row.outcome == "check_failed" and row.saved_usd == 0.001
+        assert row.cache_hit and row.outcome == "check_failed" and row.saved_usd == Decimal("0.001")
     with session_scope() as session:
         status = batch_status(session, batch_id)
         assert status.by_state == {"failed": 3, "running": 1, "waiting": 2}

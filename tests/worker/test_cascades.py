@@ -23,6 +23,7 @@ from batchrouter.api import submit_batch, wait_for_batch
 from batchrouter.evaluate import evaluate_files, is_correct
 from ledger.db import session_scope
 from ledger.models import Attempt, Item
+from ledger.money import money
 from providers import replay
 from routing.config import ConfigError, parse_config
 from tests.helpers.workers import running_workers
@@ -241,7 +242,7 @@ def test_real_workers_give_the_same_figures_with_the_cache_off_cold_and_warm(
                     assert hits == expected.calls and figures.cost_usd == 0, where
                 else:
                     assert hits == 0, where
-                    assert figures.cost_usd == pytest.approx(expected.cost_usd, abs=1e-12), where
+                    assert figures.cost_usd == money(expected.cost_usd), where  # exact
 
 
 def test_a_rung_whose_consensus_counts_a_deployment_above_it_is_refused(tmp_path: Path) -> None:

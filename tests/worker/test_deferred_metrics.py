@@ -84,7 +84,7 @@ def test_an_attempt_task_counts_its_calls_and_returns_counts_only(
     returned = tasks.attempt([1, 2, 3], "t-flower")
     assert returned == {
         "tier": "t-flower", "received": 3, "claimed": 2, "recorded": 2,
-        "by_state": {"succeeded": 2}, "escalated_to": {},
+        "by_state": {"succeeded": 2}, "escalated_to": {}, "waiting": 0,
     }  # fmt: skip
     assert "m-flower" not in repr(returned) and "0.125" not in repr(returned)
     assert _value("batchrouter_cost_usd_total", cost) == before + 0.25

@@ -114,12 +114,12 @@ def test_consecutive_failures_cool_a_deployment_and_a_success_resets_them(make_s
     store = make_store()
 
     async def scenario():  # type: ignore[no-untyped-def]
-        cooled = [await store.end("a", "t", None, "fail", 3, 30) for _ in range(2)]
-        cooled.append(await store.end("a", "t", None, "ok", 3, 30))  # resets the count
-        cooled += [await store.end("a", "t", None, "fail", 3, 30) for _ in range(2)]
-        cooled.append(await store.end("a", "t", None, "other", 3, 30))  # a 400 says nothing
+        cooled = [(await store.end("a", "t", None, "fail", 3, 30)).cooled for _ in range(2)]
+        cooled.append((await store.end("a", "t", None, "ok", 3, 30)).cooled)  # resets the count
+        cooled += [(await store.end("a", "t", None, "fail", 3, 30)).cooled for _ in range(2)]
+        cooled.append((await store.end("a", "t", None, "other", 3, 30)).cooled)  # a 400: nothing
         now, before = await store.read(["a"])
-        cooled.append(await store.end("a", "t", None, "fail", 3, 30))
+        cooled.append((await store.end("a", "t", None, "fail", 3, 30)).cooled)
         now, after = await store.read(["a"])
         return cooled, before, after, now
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
@@ -15,16 +14,15 @@ from batchrouter.api import submit_batch, wait_for_batch
 from ledger.db import session_scope
 from ledger.models import Attempt
 from tests.conftest import EXAMPLES
-from tests.helpers.net import free_port, poll
-from tests.helpers.workers import running_workers
+from tests.helpers.workers import workers_with_metrics
 from worker.metrics import PRIORITY_SEP, queue_depths
 
 pytestmark = [pytest.mark.redis, pytest.mark.timeout(180)]
 LADDER = ["tier0", "tier1", "tier2"]
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+def scrape(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = httpx.get(url, timeout=5).text
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
@@ -55,26 +53,12 @@ def test_metrics_scraped_from_running_workers(
     url = use_ledger(sqlite_url)
     source = tmp_path / "tickets.jsonl"
     source.write_text("".join((EXAMPLES / "tickets.jsonl").read_text().splitlines(True)[:150]))
-    ports = {tier: free_port() for tier in LADDER}
-    with ExitStack() as stack:
-        for tier, port in ports.items():
-            stack.enter_context(
-                running_workers(
-                    [tier],
-                    database_url=url,
-                    broker_url=redis_url,
-                    log_dir=tmp_path,
-                    extra_env={
-                        "BATCHROUTER_METRICS_PORT": str(port),
-                        "BATCHROUTER_CONFIG": str(EXAMPLES / "routing.yaml"),
-                    },
-                )
-            )
-        for port in ports.values():
-            poll(lambda port=port: scrape(port), 30, f"the metrics endpoint on :{port}")
+    with workers_with_metrics(
+        LADDER, database_url=url, broker_url=redis_url, log_dir=tmp_path
+    ) as urls:
         submitted = submit_batch(source, "ticket_classification", config=EXAMPLES / "routing.yaml")
         status = wait_for_batch(submitted.batch_id, timeout=120)
-        samples = [scrape(port) for port in ports.values()]
+        samples = [scrape(metrics_url) for metrics_url in urls.values()]
 
     with session_scope() as session:
         attempts, cost = session.execute(
@@ -90,7 +74,7 @@ def test_metrics_scraped_from_running_workers(
             ).all()
         )
     assert total(samples, "batchrouter_attempts_total") == attempts
-    assert total(samples, "batchrouter_cost_usd_total") == pytest.approx(cost, rel=1e-6)
+    assert total(samples, "batchrouter_cost_usd_total") == pytest.approx(float(cost), rel=1e-6)
     assert total(samples, "batchrouter_items_total", state="succeeded") == status.succeeded
     assert total(samples, "batchrouter_items_total", state="failed") == status.failed
     # sim never errors, so every escalated item is attempted on the next tier

@@ -51,6 +51,7 @@ from worker.deferred.ingest import outcomes_from_results
 from worker.deferred.requests import batch_request, deferred_deployment
 from worker.pipeline import batch_configs, call_facts, refusal
 from worker.publish import publish_items
+from worker.savings import premium_equivalent_usd
 
 log = logging.getLogger("batchrouter.deferred")
 
@@ -73,6 +74,7 @@ class PollSummary:
     # for metrics (worker/metrics.py): the ingested calls, and items settled by tier and state
     calls: list[dict] = field(default_factory=list)
     items_by_tier: dict[str, dict[str, int]] = field(default_factory=dict)
+    premium_usd: dict[str, float] = field(default_factory=dict)  # tier -> worker/savings.py
     # Set when another poll held the lock: this one did nothing (and its counts are not news).
     locked_by: str | None = None
 
@@ -380,6 +382,8 @@ def _ingest(
         summary.settled[outcome.next_state] = summary.settled.get(outcome.next_state, 0) + 1
         by_state[outcome.next_state] = by_state.get(outcome.next_state, 0) + 1
         summary.calls.extend(call_facts(a) for a in outcome.attempts)
+        premium = premium_equivalent_usd(outcome, config, task_name)
+        summary.premium_usd[pb.tier] = summary.premium_usd.get(pb.tier, 0.0) + premium
         if outcome.next_state == ItemState.QUEUED.value and not outcome.parked:
             requeue[outcome.next_tier].append(outcome.item_id)
             if outcome.next_tier == pb.tier and not outcome.attempts:

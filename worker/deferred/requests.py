@@ -59,7 +59,7 @@ def batch_prices(config: RoutingConfig, deployment_name: str) -> Prices:
     deployment = config.deployments[deployment_name]
     if deployment.prices is not None:
         return scaled_prices(deployment.prices, price_table().batch_multiplier, "batch")
-    return lookup_prices(deployment.model, batch=True)
+    return lookup_prices(deployment.model, batch=True, provider=deployment.provider)
 
 
 def price_deferred_call(
