@@ -48,8 +48,13 @@ unit: $(VENV)/.installed-dev
 # The throughput suite (issue 5): prints each target's figure, baseline and ratio and writes
 # docs/benchmarks.md. Starts its own redis-server; needs PostgreSQL (throwaway databases).
 # `make bench ARGS="--quick"` for a smoke run, ARGS="--only P1,P3" for some targets.
-bench: $(VENV)/.installed-dev
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench $(ARGS)
+
+# The `bench` extra: LiteLLM for P2's peer line (bench/peers.py); never a user's dependency.
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/activate
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	touch $(VENV)/.installed $(VENV)/.installed-dev $@
 
 clean:
 	rm -rf .batchrouter .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,28 @@ class FakeRun:
     log_bytes: int = 0  # what the workers wrote to stdout and stderr, at `loglevel`
     latency_p50_ms: float = 0.0  # the ledger's attempts: the provider's latency, median
     queued_p50_ms: float = 0.0  # and the time calls waited in the worker, median
+    # The fake server's CPU while the batch ran, as a share of one core (it runs on one): near
+    # 1.0 the server, not the workers, would be the limit.
+    server_cpu: float = 0.0
+
+
+def server_config(latency_ms: float, limits: dict | None = None) -> dict:
+    """The fake provider's config for a benchmark batch: answers one of the labels."""
+    return {
+        "latency": {"ms": latency_ms},
+        "answer": {"mode": "label", "labels": LABELS},
+        "limits": limits or {},
+        "api_key": "bench-key",
+        "seed": 1,
+    }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU a process has used so far."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def fake_batch(
@@ -54,20 +77,19 @@ def fake_batch(
     in_flight_mark: int = 0,
     timeout: float = 900,
     loglevel: str = "WARNING",
+    server: tuple[subprocess.Popen, str] | None = None,
 ) -> FakeRun:
+    """`server`: a fake provider already running (started with server_config(latency_ms,
+    limits)), which the caller stops; else one is started and stopped here."""
     import psutil
 
     from producers.submit import submit_batch
     from routing.settings import get_settings
 
-    server_config = {
-        "latency": {"ms": latency_ms},
-        "answer": {"mode": "label", "labels": LABELS},
-        "limits": limits or {},
-        "api_key": "bench-key",
-        "seed": 1,
-    }
-    server, url = start_fake_server(server_config, tmp / "fake-server.log")
+    owned = server is None
+    if server is None:
+        server = start_fake_server(server_config(latency_ms, limits), tmp / "fake-server.log")
+    server_process, url = server
     deployment = {
         "provider": "openai",
         "model": "gpt-4o-mini",
@@ -103,6 +125,7 @@ def fake_batch(
             run = FakeRun(items, 0.0, 0.0)
             run.idle_rss_mb = max(h.memory_info().rss for h in handles) / 2**20
             run.stats_before = fake_stats(url)
+            server_cpu_before, began = cpu_seconds(server_process.pid), time.perf_counter()
             stop_sampling = threading.Event()
 
             def sample() -> None:
@@ -147,13 +170,16 @@ def fake_batch(
             sampler.join(5)
             run.seconds = now - first[0]
             run.rate = (items - first[1]) / max(run.seconds, 1e-6)
+            run.server_cpu = (cpu_seconds(server_process.pid) - server_cpu_before) / (
+                time.perf_counter() - began
+            )
             run.stats_after = fake_stats(url)
             run.latency_p50_ms, run.queued_p50_ms = ledger_latency(db)
             stop(processes)
             processes = []
             run.log_bytes = sum((tmp / f"w{i}.log").stat().st_size for i in range(workers))
     finally:
-        stop(processes + [server])
+        stop(processes + ([server_process] if owned else []))
         flush_redis()
     return run
 

@@ -35,10 +35,12 @@ from routing.deployments import Deployment, Timeouts
 from routing.types import CompletionRequest, ErrorClass, ProviderError, Usage
 
 # The worker keeps hundreds of calls in flight per process; the pool must not be the bottleneck.
-# httpcore's pool does work proportional to (open connections x queued requests) on every
-# request and release, so one pool of 1,000 connections spends ~12 ms of CPU per call (measured:
-# 1,000 concurrent calls took 12-30 s). The client's transport therefore spreads requests
-# round-robin over SHARDS small pools: the same total capacity, ~1 ms per call.
+# The default transport is aiohttp's (providers/aiohttp_transport.py: constant-time pool, the
+# least CPU per call). The fallback (BATCHROUTER_HTTP_CLIENT=httpx) is httpcore's, which does
+# work proportional to (open connections x queued requests) on every request and release, so
+# one pool of 1,000 connections spends ~12 ms of CPU per call (measured: 1,000 concurrent calls
+# took 12-30 s). ShardedTransport therefore spreads requests round-robin over SHARDS small
+# pools: the same total capacity, ~1 ms per call.
 SHARDS = 64
 CONNECTIONS_PER_SHARD = 32
 MAX_CONNECTIONS = SHARDS * CONNECTIONS_PER_SHARD  # 2048
@@ -100,9 +102,23 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             await shard.aclose()
 
 
+def default_transport() -> httpx.AsyncBaseTransport:
+    """The network transport BATCHROUTER_HTTP_CLIENT names (aiohttp unless it says httpx)."""
+    from routing.settings import get_settings
+
+    settings = get_settings()
+    if settings.http_client == "httpx":
+        return ShardedTransport()
+    from providers.aiohttp_transport import AiohttpTransport
+
+    # Never fewer connections than calls a worker may hold open (BATCHROUTER_MAX_IN_FLIGHT).
+    limit = max(MAX_CONNECTIONS, settings.max_in_flight)
+    return AiohttpTransport(limit=limit, keepalive_expiry=KEEPALIVE_EXPIRY_S, tls=_tls_context())
+
+
 def _new_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(
-        transport=_transport or ShardedTransport(),
+        transport=_transport or default_transport(),
         timeout=httpx_timeout(None),
         # Keys are read from the environment by the adapters, never from a proxy/netrc setting.
         trust_env=False,
@@ -114,6 +130,9 @@ def _new_client() -> httpx.AsyncClient:
 def get_client() -> httpx.AsyncClient:
     """The client bound to the running event loop, created on first use inside that loop."""
     loop = asyncio.get_running_loop()
+    client = _clients.get(loop)  # every call passes here: no lock or sweep when it is there
+    if client is not None and not client.is_closed:
+        return client
     with _lock:
         for other in [lp for lp in _clients if lp.is_closed()]:
             # Its loop is gone, so it cannot be closed properly; let the GC reclaim the sockets.
@@ -214,7 +233,7 @@ async def send(
     """
     client = get_client()
     started = time.perf_counter()
-    sent: list[float] = []  # when the request's headers started going out (httpcore's trace)
+    sent: list[float] = []  # when the request's headers went out (the transport's trace)
 
     async def trace(event: str, _info: dict[str, Any]) -> None:
         if not sent and event.endswith(".send_request_headers.started"):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
     log_calls: bool = False
     # Provider calls one worker process runs at once, over all its task slots (bounds memory).
     max_in_flight: int = Field(default=500, ge=1)
+    # The HTTP client under the adapters (providers/http.py): aiohttp's connection pool, or
+    # httpx's own (sharded httpcore pools), the fallback; both behind the same httpx API.
+    http_client: Literal["aiohttp", "httpx"] = "aiohttp"
     # Global RPM/TPM buckets (worker/ratelimit.py): the Redis holding them (default: the broker,
     # when it is Redis; else per-process buckets), the burst a bucket allows (seconds of its
     # per-minute rate), and how far ahead a waiting call may be given a slot.

@@ -3,16 +3,17 @@ namespaces (root only) for partition tests."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -36,6 +37,20 @@ def poll(check: Callable[[], T | None], timeout: float, what: str, every: float 
             last_error = exc
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout} s waiting for {what} ({last_error!r})")
+
+
+def run_closing_client(coro: Coroutine[Any, Any, T]) -> T:
+    """asyncio.run(coro), then close that loop's pooled provider client (providers/http.py), so
+    no socket outlives its loop."""
+    from providers import http
+
+    async def main() -> T:
+        try:
+            return await coro
+        finally:
+            await http.aclose_client()
+
+    return asyncio.run(main())
 
 
 # --- Hosts in network namespaces (tests/faults/test_partition.py) -----------------------------

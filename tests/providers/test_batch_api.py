@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import urllib.request
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from providers import http
 from providers.batch_api import (
     BatchClient,
     BatchRequest,
@@ -38,20 +37,10 @@ from routing.types import (
     Message,
     ProviderError,
 )
+from tests.helpers.net import run_closing_client as run
 
-T = TypeVar("T")
 KEY = "sk-fake-key-for-tests-000000"  # what conftest puts in the key variables
 MODELS = {"openai": "gpt-4o-mini", "anthropic": "claude-3-5-haiku-latest"}
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    async def main() -> T:
-        try:
-            return await coro
-        finally:
-            await http.aclose_client()
-
-    return asyncio.run(main())
 
 
 def post(url: str) -> Any:
