@@ -31,7 +31,6 @@ from routing.deployments import Deployment
 from routing.policy import (
     RETRYABLE,
     Step,
-    after_check_failure,
     after_error,
     fits_context,
     next_tier,
@@ -50,7 +49,7 @@ from routing.types import (
 )
 from worker.cache_hits import hit_record
 from worker.journal import CallJournal, LedgerUnavailable
-from worker.judging import best_record, judge_and_decide
+from worker.judging import best_record, judge_and_decide, resume
 from worker.middleware import CallContext, Denied, Middleware, installed
 from worker.outage import RungHealth, outage_outcome
 from worker.requests import build_request, cache_policy, fill_usage, item_messages
@@ -289,25 +288,6 @@ def _failed_before_round(item: ClaimedItem, run: _Run | None, reason: str) -> It
         error=reason,
         claim_no=item.claim_no,
     )
-
-
-def resume(run: _Run) -> ItemOutcome | None:
-    """The outcome of a round that an earlier claim left unfinished after a call reached a
-    verdict: the item needs no new call. None when it must call (again)."""
-    tier = run.item.tier
-    for record in run.records:
-        if record.outcome == "passed":
-            return run.outcome(ItemState.SUCCEEDED, tier, None, record)
-    rejected = next((r for r in reversed(run.records) if r.outcome == "check_failed"), None)
-    if rejected is None:
-        return None
-    failed = [
-        f"{v.get('check')}: {v.get('reason')}" for v in rejected.verdicts if not v.get("passed")
-    ]
-    reason = "; ".join(failed) or "a check failed"
-    if after_check_failure(run.task, tier) is Step.ESCALATE:
-        return run.outcome(ItemState.QUEUED, next_tier(run.task, tier) or tier, reason, rejected)
-    return run.outcome(ItemState.FAILED, tier, f"last tier failed its checks: {reason}", rejected)
 
 
 async def _round(

@@ -107,3 +107,22 @@ async def audit_accepted(run: Round, checks: list, accepted: str) -> None:
             }
         ]
     run.settle(record)
+
+
+def resume(run: Round) -> ItemOutcome | None:
+    """The outcome of a round that an earlier claim left unfinished after a call reached a
+    verdict: the item needs no new call. None when it must call (again)."""
+    tier = run.item.tier
+    for record in run.records:
+        if record.outcome == "passed":
+            return run.outcome(ItemState.SUCCEEDED, tier, None, record)
+    rejected = next((r for r in reversed(run.records) if r.outcome == "check_failed"), None)
+    if rejected is None:
+        return None
+    failed = [
+        f"{v.get('check')}: {v.get('reason')}" for v in rejected.verdicts if not v.get("passed")
+    ]
+    reason = "; ".join(failed) or "a check failed"
+    if after_check_failure(run.task, tier) is Step.ESCALATE:
+        return run.outcome(ItemState.QUEUED, next_tier(run.task, tier) or tier, reason, rejected)
+    return run.outcome(ItemState.FAILED, tier, f"last tier failed its checks: {reason}", rejected)
