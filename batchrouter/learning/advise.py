@@ -5,7 +5,10 @@ Every what-if is a real `evaluate` run (batchrouter/evaluate.py: the worker's ow
 over the `replay` provider) of the current routing file and of the changed one, over the same
 held-out items. The recorded answers come from the replay table given, or from the ledger
 (exported as a replay table: an answer the ledger never bought, such as the top rung's for an
-item accepted lower, is missing there, and the what-if says how many calls found none).
+item accepted lower, is missing there). A what-if compares the two rule sets on the held-out
+items whose every call, under both, found a recorded answer, and says how many it left out: an
+unknown answer priced at nothing and counted wrong would make any rule that asks the missing
+model look cheaper and worse than it is.
 
 Recommendations:
 - the fitted rules (calibrated acceptance and the pre-call router), from `batchrouter fit`;
@@ -16,6 +19,7 @@ Recommendations:
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +27,14 @@ from typing import Any
 
 import yaml
 
-from batchrouter.evaluate import Evaluation, StrategyResult, evaluate
+from batchrouter.evaluate import (
+    Evaluation,
+    ItemResult,
+    StrategyResult,
+    evaluate,
+    run_strategy,
+    summarize,
+)
 from batchrouter.learning.fit import Fit
 from routing.config import RoutingConfig, parse_config
 from routing.types import InputItem
@@ -39,6 +50,7 @@ class Advice:
     before: StrategyResult | None = None
     after: StrategyResult | None = None
     note: str = ""
+    left_out: int = 0  # held-out items a call of either rule set found no recorded answer for
 
     @property
     def saves(self) -> float:
@@ -50,8 +62,7 @@ class Advice:
         if self.before is None or self.after is None:
             return f"{self.title}: {self.note}"
         b, a = self.before, self.after
-        missing = a.missing_outcomes + b.missing_outcomes
-        gap = f"{missing} calls found no recorded answer" if missing else ""
+        gap = f"{self.left_out} left out: a call found no recorded answer" if self.left_out else ""
         said = "; ".join(part for part in (self.note, gap) if part)
         change = -100 * self.saves / b.cost_usd if b.cost_usd else 0.0
         return (
@@ -83,8 +94,38 @@ def replay_config(config: RoutingConfig, table: str | Path) -> RoutingConfig:
     return config.model_copy(update={"deployments": deployments})
 
 
-def cascade(config: RoutingConfig, task: str, items: Sequence[InputItem]) -> StrategyResult:
-    return evaluate(config, task, items, baselines=False).row("cascade")
+def walk(config: RoutingConfig, task: str, items: Sequence[InputItem]) -> list[ItemResult]:
+    """Each item's walk up the ladder under `config` (batchrouter/evaluate.py)."""
+    return asyncio.run(run_strategy(config, task, items))
+
+
+@dataclass
+class Baseline:
+    """The current rules' walks of the held-out items, which every what-if is paired with."""
+
+    config: RoutingConfig
+    task: str
+    items: Sequence[InputItem]
+    walks: list[ItemResult]
+
+
+def what_if(
+    title: str, now: Baseline, proposed_yaml: str, table: str | Path, note: str = ""
+) -> Advice | None:
+    """The proposed routing file against the current rules, on the held-out items whose every
+    call found a recorded answer under both (None: no such item)."""
+    proposed = replay_config(parse_config(proposed_yaml, resolve_code=False), table)
+    walks = walk(proposed, now.task, now.items)
+    pairs = [
+        (b, a)
+        for b, a in zip(now.walks, walks, strict=True)
+        if not (b.missing_outcome or a.missing_outcome)
+    ]
+    if not pairs:
+        return None
+    before = summarize("cascade", "cascade", now.config, now.task, [b for b, _ in pairs])
+    after = summarize("cascade", "cascade", proposed, now.task, [a for _, a in pairs])
+    return Advice(title, proposed_yaml, before, after, note, left_out=len(walks) - len(pairs))
 
 
 def advise(
@@ -98,18 +139,21 @@ def advise(
     config = replay_config(parse_config(config_text, resolve_code=False), table)
     current = evaluate(config, task, held_out)
     now = current.row("cascade")
-    found: list[Advice] = []
+    baseline = Baseline(config, task, held_out, walk(config, task, held_out))
+    found: list[Advice | None] = []
     if fitted is not None and fitted.routing_yaml:
-        after = cascade(replay_config(parse_config(fitted.routing_yaml), table), task, held_out)
         found.append(
-            Advice("use the fitted rules", fitted.routing_yaml, now, after, _fit_note(fitted))
+            what_if("use the fitted rules", baseline, fitted.routing_yaml, table, _fit_note(fitted))
         )
-    found += _skip_rungs(config_text, config, task, table, held_out, now)
-    found += _cheaper_deployments(config_text, config, task, table, held_out, now, current)
+    found += _skip_rungs(config_text, baseline, table, now)
+    found += _cheaper_deployments(config_text, baseline, table, current)
     found += _cache(config_text, config, task, held_out)
-    found = [a for a in found if _helps(a)]
+    return _best_first([a for a in found if a is not None and _helps(a)]), current
+
+
+def _best_first(found: list[Advice]) -> list[Advice]:
     found.sort(key=lambda a: (a.after is None, -a.saves))
-    return found, current
+    return found
 
 
 def _helps(advice: Advice) -> bool:
@@ -137,15 +181,10 @@ def _edited(config_text: str, task: str, change: Any) -> str:
 
 
 def _skip_rungs(
-    text: str,
-    config: RoutingConfig,
-    task: str,
-    table: str | Path,
-    items: Sequence[InputItem],
-    now: StrategyResult,
-) -> list[Advice]:
+    text: str, now: Baseline, table: str | Path, current: StrategyResult
+) -> list[Advice | None]:
     out = []
-    for flow in now.tiers[:-1]:
+    for flow in current.tiers[:-1]:
         if not flow.reached or 1 - flow.rate >= RARELY_PASSES:
             continue
 
@@ -154,24 +193,16 @@ def _skip_rungs(
                 r for r in spec["ladder"] if (r if isinstance(r, str) else r["tier"]) != tier
             ]
 
-        proposed = _edited(text, task, drop)
-        after = cascade(
-            replay_config(parse_config(proposed, resolve_code=False), table), task, items
-        )
         share = f"it accepts {100 * (1 - flow.rate):.0f}% of the items that reach it"
-        out.append(Advice(f"skip rung {flow.tier}", proposed, now, after, share))
+        out.append(
+            what_if(f"skip rung {flow.tier}", now, _edited(text, now.task, drop), table, share)
+        )
     return out
 
 
 def _cheaper_deployments(
-    text: str,
-    config: RoutingConfig,
-    task: str,
-    table: str | Path,
-    items: Sequence[InputItem],
-    now: StrategyResult,
-    current: Evaluation,
-) -> list[Advice]:
+    text: str, now: Baseline, table: str | Path, current: Evaluation
+) -> list[Advice | None]:
     # A model whose answers the history lacks for some items (the ledger holds the top rung's
     # answer only for items that climbed or were audited) cannot be compared: its accuracy
     # there counts the missing answers as wrong.
@@ -193,17 +224,12 @@ def _cheaper_deployments(
                     tier["deployments"] = [b if d == a else d for d in tier["deployments"]]
                     tier["deployments"] = list(dict.fromkeys(tier["deployments"]))
 
-            proposed = _edited(text, task, swap)
+            note = f"alone: {_pct(cheap.accuracy)} vs {_pct(dear.accuracy)}"
+            title = f"use {cheap.name} instead of {dear.name}"
             try:
-                after = cascade(
-                    replay_config(parse_config(proposed, resolve_code=False), table), task, items
-                )
+                out.append(what_if(title, now, _edited(text, now.task, swap), table, note))
             except Exception:  # a swap that leaves the file invalid (a consensus of one model)
                 continue
-            note = f"alone: {_pct(cheap.accuracy)} vs {_pct(dear.accuracy)}"
-            out.append(
-                Advice(f"use {cheap.name} instead of {dear.name}", proposed, now, after, note)
-            )
     return out
 
 

@@ -129,7 +129,11 @@ def from_ledger(batch_ids: Sequence[str]) -> tuple[str, RoutingConfig, list[Hist
                 raise ValueError(
                     f"batch {batch.id} is of task type {batch.task_type!r}, not {task_name!r}"
                 )
-            items = session.scalars(select(Item).where(Item.batch_id == batch.id)).all()
+            # In line order: the fit's split is by a seed over this list, so the same ledger
+            # gives the same split and the same rules, whatever order its rows are stored in.
+            items = session.scalars(
+                select(Item).where(Item.batch_id == batch.id).order_by(Item.line_no, Item.id)
+            ).all()
             by_item: dict[int, list[Attempt]] = {}
             for attempt in session.scalars(
                 select(Attempt).where(Attempt.batch_id == batch.id).order_by(Attempt.attempt_no)

@@ -255,3 +255,40 @@ def test_advise_finds_a_rung_to_skip_a_cheaper_model_and_the_cache(tmp_path: Pat
     assert "33% of the items repeat" in found[titles.index("turn the cache on")].line()
     assert current.row("premium").accuracy == 1.0
     assert not any("instead of mid" in title for title in titles)
+
+
+def test_a_what_if_compares_only_items_whose_answers_are_all_recorded(tmp_path: Path) -> None:
+    """A ledger history lacks the premium answer of items accepted cheaply. Skipping the junk
+    rung would ask premium for all 10 items, but only 4 have its answer: the what-if compares
+    the two rule sets on those 4 and says it left 6 out, instead of pricing 6 unknown answers
+    at nothing and counting them wrong."""
+    from batchrouter.learning.advise import Baseline, walk, what_if
+    from batchrouter.learning.advise import replay_config as replayed
+    from routing.config import parse_config
+    from routing.types import InputItem
+
+    rows, items = [], []
+    for number in range(10):
+        items.append(InputItem(f"q{number}", f"question {number}", number + 1, expected="x"))
+        # junk: a well-formed label, wrong on the first 4 items; premium answered only those 4
+        junk = "y" if number < 4 else "x"
+        rows.append({"item_id": f"q{number}", "model": "m-junk", "text": junk, "cost_usd": 0.001})
+        if number < 4:
+            rows.append(
+                {"item_id": f"q{number}", "model": "m-premium", "text": "x", "cost_usd": 0.02}
+            )
+    table = tmp_path / "answers.jsonl"
+    table.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    text = ADVICE_ROUTING.format(table=table)
+    config = replayed(parse_config(text, resolve_code=False), table)
+    now = Baseline(config, "mcq", items, walk(config, "mcq", items))
+    premium_only = text.replace("ladder: [t_junk, ", "ladder: [")
+    advice = what_if("skip rung t_junk", now, premium_only, table)
+    assert advice is not None and advice.before is not None and advice.after is not None
+    assert advice.left_out == 6
+    assert advice.before.items == advice.after.items == 4
+    # Hand-worked, on the 4 kept: now 4 x 0.001, all wrong; premium alone 4 x 0.02, all right.
+    assert advice.before.cost_usd == pytest.approx(0.004)
+    assert advice.after.cost_usd == pytest.approx(0.08)
+    assert (advice.before.accuracy, advice.after.accuracy) == (0.0, 1.0)
+    assert "on 4 unseen items" in advice.line() and "6 left out" in advice.line()
