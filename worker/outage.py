@@ -58,7 +58,10 @@ class RungDown:
     resume_in_s: float = 0.0  # WAIT: come back after this long
     # WAIT with every down deployment's circuit open: the round's unbilled transient failures
     # are given back to the item's attempt cap (the outage is bounded by outage_wait_s, on
-    # the circuits' clock). Without an open circuit the cap still bounds the retries.
+    # the circuits' clock). Without an open circuit all but one are: each such round costs
+    # the item one attempt, so the cap still bounds a deployment that fails for it alone,
+    # and an item whose first rounds met an outage before its circuit opened (or while the
+    # statistics' Redis was unreachable) is not failed by the outage's first seconds.
     give_back: bool = False
 
 
@@ -89,7 +92,7 @@ def outage_outcome(
     if outage.step is Step.WAIT:
         waiting = run.parked(Denied(outage.reason))
         waiting.resume_in_s = outage.resume_in_s
-        waiting.attempts_given_back = calls_given_back(run.records) if outage.give_back else 0
+        waiting.attempts_given_back = calls_given_back(run.records, all_of_them=outage.give_back)
         return waiting
     if outage.step is Step.ESCALATE:
         return run.outcome(ItemState.QUEUED, next_tier(task, tier) or tier, outage.reason, None)
@@ -123,10 +126,12 @@ def rung_down(
     return RungDown(step, f"tier {tier.name} down for {down_for:.0f} s: {what}; {verb} ({policy})")
 
 
-def calls_given_back(records: list[AttemptRecord]) -> int:
+def calls_given_back(records: list[AttemptRecord], *, all_of_them: bool = True) -> int:
     """The calls of a round that the outage took and did not bill: they stay in the ledger
-    but do not count towards max_attempts (ledger/transitions.py moves `retry_base`)."""
-    return sum(1 for r in records if r.error_class == ErrorClass.TRANSIENT and r.cost_usd == 0)
+    but do not count towards max_attempts (ledger/transitions.py moves `retry_base`). Not
+    `all_of_them` (no circuit is known open): all but one, the round's own attempt."""
+    unbilled = sum(1 for r in records if r.error_class == ErrorClass.TRANSIENT and r.cost_usd == 0)
+    return unbilled if all_of_them else max(unbilled - 1, 0)
 
 
 def _max_wait_s() -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 
@@ -109,7 +110,8 @@ def test_items_of_a_rung_that_is_down_wait_without_spending_attempts(provider) -
 
     assert [r.error_class for r in first.attempts] == ["transient"] * 3
     assert (first.next_state, first.next_tier, first.parked) == ("queued", "t0", True)
-    assert first.attempts_given_back == 0  # no circuit refused it: the cap still counts them
+    # No circuit refused it: the cap counts one call of the round, not the outage's three.
+    assert first.attempts_given_back == 2
     assert provider.calls == ["a"] * 3  # ten more items, not one more call
     for outcome in later:
         assert (outcome.next_state, outcome.next_tier, outcome.attempts) == ("queued", "t0", [])
@@ -142,6 +144,39 @@ def test_calls_an_outage_cut_before_the_circuit_opened_are_given_back(provider) 
     outcome = world.run(item(1))
     assert [r.error_class for r in outcome.attempts] == ["transient"]  # its retry was refused
     assert outcome.parked and outcome.attempts_given_back == 1
+
+
+def test_without_a_circuit_each_round_costs_one_attempt_and_the_cap_still_ends_it(
+    provider,
+) -> None:
+    """No statistics at all (none shared: the circuit is never known open). A round cut by
+    the outage costs the item one attempt, not its three unbilled calls: the first seconds of
+    an outage do not fail it, and a deployment that fails for it alone still ends at the cap
+    (max_attempts 6: four rounds of one, then the fifth round's two calls reach it)."""
+    world, provider.down = World(), {"a"}
+    counted, rounds = 0, []
+    for _ in range(10):
+        claimed = replace(item(1), attempts=counted)
+        outcome = asyncio.run(
+            run_item(
+                claimed,
+                world.config,
+                "tickets",
+                sleep=_no_sleep,
+                rng=random.Random(2),
+                middleware=[],
+            )
+        )
+        rounds.append(outcome)
+        if not outcome.parked:
+            break
+        counted += len(outcome.attempts) - outcome.attempts_given_back
+    assert [len(r.attempts) - r.attempts_given_back for r in rounds[:-1]] == [1] * 4
+    assert rounds[-1].next_state == "failed" and "attempt cap reached" in (rounds[-1].error or "")
+
+
+async def _no_sleep(_seconds: float) -> None:
+    return None
 
 
 def rule():  # type: ignore[no-untyped-def]
