@@ -160,7 +160,7 @@ def run_report(session: Session, f: ReportFilter, by: list[str] | None = None) -
     details = Details.total(models)
     audit_calls, audit_cost = found["audit"]
     # What the audit spent measures quality; the route's saving is counted without it.
-    routing = routing_saving(premium_cost, cost - audit_cost, levers)
+    routing = routing_saving(premium_cost, cost, levers)
     premium_tiers = sorted({f"{p.tier} ({p.deployment})" for p in premiums.values() if p})
     simulated = found["simulated"]
     notes = [

@@ -35,6 +35,9 @@ DEFERRED: ColumnElement[bool] = and_(Attempt.provider_batch_id.is_not(None), ~CA
 # A failed call billed at its estimate because nobody knows whether the provider processed it
 # (a timeout, or a call in flight when its worker died): the conservative bound is in the cost,
 # and reported apart as "estimated, unconfirmed" so the ledger can be reconciled with an invoice.
+# A call made to measure quality (routing/audit.py): in the cost, never a step of the route, so
+# the routing saving is counted without it in every grouping (a batch, a tier, a day...).
+AUDIT: ColumnElement[bool] = Attempt.outcome == "audit"
 UNCONFIRMED: ColumnElement[bool] = and_(
     Attempt.outcome == "error", Attempt.usage_estimated.is_(True), ~CACHED
 )
@@ -46,12 +49,14 @@ def billed(column: Any) -> ColumnElement[Any]:
 
 
 def lever_columns() -> list[ColumnElement[Any]]:
-    """cache hits, deferred calls, cache saving, deferral saving: four aggregates, in order."""
+    """cache hits, deferred calls, cache saving, deferral saving, audit cost: five aggregates,
+    in order (`Levers.of`)."""
     return [
         func.coalesce(func.sum(case((CACHED, 1), else_=0)), 0),
         func.coalesce(func.sum(case((DEFERRED, 1), else_=0)), 0),
         money_sum(case((CACHED, Attempt.saved_usd), else_=ZERO)),
         money_sum(case((DEFERRED, Attempt.saved_usd), else_=ZERO)),
+        money_sum(case((AUDIT, Attempt.cost_usd), else_=ZERO)),
     ]
 
 
@@ -94,12 +99,13 @@ class Levers:
     deferred_calls: int = 0
     cache_saving_usd: Decimal = ZERO
     deferral_saving_usd: Decimal = ZERO
+    audit_cost_usd: Decimal = ZERO  # part of the cost: spent to measure quality
 
     @classmethod
     def of(cls, values: Any) -> Levers:
-        """From the four `lever_columns` values of a result row."""
-        hits, deferred, cache, deferral = values
-        return cls(int(hits), int(deferred), money(cache), money(deferral))
+        """From the five `lever_columns` values of a result row."""
+        hits, deferred, cache, deferral, audit = values
+        return cls(int(hits), int(deferred), money(cache), money(deferral), money(audit))
 
     @classmethod
     def total(cls, parts: Any) -> Levers:
@@ -116,12 +122,15 @@ def _total(out: Any, parts: Any) -> Any:
 
 
 def routing_saving(premium_usd: Decimal, cost_usd: Decimal, levers: Levers) -> Decimal:
-    """premium-only - (actual + cache saving + deferral saving): the cascade's own saving.
+    """premium-only - (actual - audit + cache saving + deferral saving): the cascade's own
+    saving.
 
     actual + both savings is what the same calls would have cost at immediate prices with no
-    cache, so the three savings add up to the total (premium-only - actual) by construction.
+    cache, so the three savings minus the audit's cost add up to the total (premium-only -
+    actual) by construction. The audit's calls measure quality; they are not the route's.
     """
-    return premium_usd - (cost_usd + levers.cache_saving_usd + levers.deferral_saving_usd)
+    route = cost_usd - levers.audit_cost_usd
+    return premium_usd - (route + levers.cache_saving_usd + levers.deferral_saving_usd)
 
 
 def saving_notes(routing_usd: Decimal) -> list[str]:

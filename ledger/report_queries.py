@@ -156,8 +156,8 @@ def grouped(session: Session, f: ReportFilter, by: list[str]) -> list[GroupRow]:
                 int(c),
                 int(o),
                 money(cost),
-                Levers.of(values[len(by) + 8 : len(by) + 12]),
-                Details.of(values[len(by) + 12 :]),
+                Levers.of(values[len(by) + 8 : len(by) + 13]),
+                Details.of(values[len(by) + 13 :]),
             )
         )
     return rows
@@ -165,8 +165,8 @@ def grouped(session: Session, f: ReportFilter, by: list[str]) -> list[GroupRow]:
 
 def by_model(session: Session, f: ReportFilter) -> list[tuple[Any, ...]]:
     """(tier, deployment, model, attempts, passed, input, cached, output, cost, errors,
-    cache hits, deferred calls, cache saving, deferral saving, cache-write tokens, reasoning
-    tokens, unconfirmed calls, unconfirmed cost): `ModelLine`'s fields in order.
+    cache hits, deferred calls, cache saving, deferral saving, audit cost, cache-write tokens,
+    reasoning tokens, unconfirmed calls, unconfirmed cost): `ModelLine`'s fields in order.
 
     Token sums count billed calls only (report_levers.billed).
     """

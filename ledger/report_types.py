@@ -41,6 +41,7 @@ class ModelLine:
     deferred_calls: int = 0  # calls billed at a provider batch API's prices
     cache_saving_usd: Decimal = ZERO  # what the reused calls cost
     deferral_saving_usd: Decimal = ZERO  # immediate minus batch prices of the deferred calls
+    audit_cost_usd: Decimal = ZERO  # of the cost, the audit calls' (routing/audit.py)
     # ledger.report_levers.Details: cache-write and reasoning tokens (billed calls; reasoning is
     # part of the output), failed calls billed at an estimate (part of the cost)
     cache_write_tokens: int = 0

@@ -113,6 +113,19 @@ def test_money_is_exact_decimal(batch_id: str) -> None:
     ]
 
 
+def test_each_grouping_counts_the_routing_saving_without_the_audit(batch_id: str) -> None:
+    """`report --by batch` (or task type, project) gives a group's routing saving by the same
+    rule as the batch's: the audit's 0.003 measures quality and is no step of the route."""
+    with session_scope() as session:
+        for by in (["batch"], ["task_type"], ["batch", "project"]):
+            (group,) = run_report(session, ReportFilter(batch_ids=(batch_id,)), by=by).groups
+            assert (group.cost_usd, group.premium_only_cost_usd) == (COST, PREMIUM), by
+            assert group.routing_saving_usd == ROUTING, by  # not 0.001 - 0.003
+            assert group.saving_usd == SAVING, by
+    premium = {m.deployment: m for m in report(batch_id).by_model}["sim-premium"]
+    assert premium.audit_cost_usd == D("0.003")  # of its 0.00445
+
+
 def test_a_consensus_sample_does_not_hide_that_the_item_resolved(batch_id: str) -> None:
     tiers = [
         (t.tier, t.items_received, t.attempts, t.cost_usd, t.resolved, t.escalated, t.failed)
