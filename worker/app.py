@@ -13,8 +13,11 @@ from celery.app import trace
 from celery.signals import after_setup_logger
 
 from routing.settings import Settings, get_settings
+from worker import kombu_fixes
 from worker.connections import redis_socket_options
 from worker.queues import CONTROL_QUEUE
+
+kombu_fixes.install()  # a Redis restart must not end the worker process (worker/kombu_fixes.py)
 
 # Celery logs every task's return value at INFO; ours are counts the pipeline logs itself
 # already. Keep the line, drop the value.
