@@ -21,12 +21,14 @@ not Redis (the embedded demo on a filesystem broker) the statistics live in this
 memory: correct for one worker process, not shared between several. Statistics are advice:
 when Redis is unreachable the strategy runs on what it has and no call is held up.
 
-The Redis pool has a connection for every call the process may have in flight
-(BATCHROUTER_MAX_IN_FLIGHT, plus a few): each call holds at most one statistics script at a
-time, so no call waits for a connection another call holds while a busy event loop reads its
-reply (issue 19: a pool of 16 ran dry at 250 calls in flight). Connections open only when
-needed. Every update that is skipped anyway (Redis down or slow) is counted in
-`batchrouter_deployment_stats_skipped_total{op, reason}` and in `DeploymentStats.skipped`.
+The scripts that the calls of one event-loop tick issue travel to Redis together, as one
+pipeline (worker/script_batch.py: each still atomic, each caller its own reply): at hundreds
+of calls in flight, one round trip per call took 30% of a busy worker's event loop (issue 17).
+The Redis pool still has a connection for every call the process may have in flight
+(BATCHROUTER_MAX_IN_FLIGHT, plus a few; issue 19: a pool of 16 ran dry at 250 calls in
+flight), opened only when needed. Every update that is skipped anyway (Redis down or slow)
+is counted in `batchrouter_deployment_stats_skipped_total{op, reason}` and in
+`DeploymentStats.skipped`.
 """
 
 from __future__ import annotations

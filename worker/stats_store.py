@@ -23,6 +23,7 @@ from typing import Protocol
 
 from routing.policy import circuit_open_s
 from routing.selection import LiveStats
+from worker.script_batch import ScriptBatch
 
 KEY_PREFIX = "batchrouter:deployment:"
 STATS_TTL_S = 24 * 3600  # statistics of a deployment nobody called for a day are dropped
@@ -202,7 +203,7 @@ class RedisStats:
         self.max_connections = max_connections
         self._scripts: dict[asyncio.AbstractEventLoop, tuple] = {}
 
-    def _for_loop(self) -> tuple:  # (client, read, begin, end)
+    def _for_loop(self) -> tuple:  # (batch, read, begin, end)
         loop = asyncio.get_running_loop()
         found = self._scripts.get(loop)
         if found is None:
@@ -222,7 +223,9 @@ class RedisStats:
                 health_check_interval=25,
             )
             client = aioredis.Redis(connection_pool=pool)
-            found = (client, *(client.register_script(s) for s in (READ_LUA, BEGIN_LUA, END_LUA)))
+            scripts = (client.register_script(s) for s in (READ_LUA, BEGIN_LUA, END_LUA))
+            # The calls of one loop tick go to Redis together (worker/script_batch.py).
+            found = (ScriptBatch(client), *scripts)
             self._scripts[loop] = found
         return found
 
@@ -230,15 +233,15 @@ class RedisStats:
         """Close the running loop's client (tests, and callers running their own loops)."""
         found = self._scripts.pop(asyncio.get_running_loop(), None)
         if found is not None:
-            await found[0].aclose()
+            await found[0].client.aclose()
 
     def _keys(self, name: str) -> list[str]:
         return [f"{self.prefix}{name}", f"{self.prefix}{name}:inflight"]
 
     async def read(self, names: list[str]) -> tuple[float, dict[str, LiveStats]]:
-        _, script, _, _ = self._for_loop()
+        batch, script, _, _ = self._for_loop()
         keys = [key for name in names for key in self._keys(name)]
-        reply = await script(keys=keys)
+        reply = await batch.call(script, keys)
         now, stats = float(reply[0]), {}
         for index, name in enumerate(names):
             in_flight, ewma, cooling = reply[1 + 3 * index : 4 + 3 * index]
@@ -250,8 +253,8 @@ class RedisStats:
         return now, stats
 
     async def begin(self, name: str, token: str, ttl_s: float) -> Admission:
-        _, _, script, _ = self._for_loop()
-        verdict, now, down_since, until = await script(keys=self._keys(name), args=[token, ttl_s])
+        batch, _, script, _ = self._for_loop()
+        verdict, now, down_since, until = await batch.call(script, self._keys(name), [token, ttl_s])
         return Admission(
             verdict.decode() if isinstance(verdict, bytes) else str(verdict),
             _number(now) or 0.0,
@@ -269,11 +272,11 @@ class RedisStats:
         cooldown_s: float,
         circuit: CircuitRule = CircuitRule(),
     ) -> Ended:
-        _, _, _, script = self._for_loop()
+        batch, _, _, script = self._for_loop()
         latency = -1.0 if latency_ms is None else latency_ms
         args = [token, latency, outcome, self.alpha, threshold, cooldown_s, STATS_TTL_S]
         args += [circuit.after_failures, circuit.open_s, circuit.open_max_s]
-        cooled, event, open_for, down_since = await script(keys=self._keys(name), args=args)
+        cooled, event, open_for, down_since = await batch.call(script, self._keys(name), args)
         return Ended(
             bool(cooled),
             event.decode() if isinstance(event, bytes) else str(event),
