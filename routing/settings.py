@@ -22,6 +22,10 @@ class Settings(BaseSettings):
     broker_url: str | None = None  # default: filesystem broker in <home>/broker
     config: Path = Path("examples/routing.yaml")  # the routing file
     chunk_size: int = Field(default=25, ge=1, le=1000)  # item ids per broker message
+    # Seconds a finished item's outcome may wait to be written with others of its chunk
+    # (worker/recorder.py): a chunk's finished items are recorded within about this, not
+    # when its slowest item ends; 0 writes each as it finishes.
+    record_flush_s: float = Field(default=0.5, ge=0)
     # Celery task slots per worker process; each runs a chunk's items concurrently on the
     # process's loop, so up to concurrency x chunk_size calls are open (capped by max_in_flight).
     concurrency: int = Field(default=20, ge=1)

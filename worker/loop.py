@@ -77,6 +77,22 @@ def run(coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
             _running.discard(future)
 
 
+def start(coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+    """Like `run`, without waiting: the caller works while the coroutine runs (a chunk records
+    its items as they finish) and must pass the future to `settled` when it is done with it.
+    `cancel_running` reaches it meanwhile."""
+    future = asyncio.run_coroutine_threadsafe(coro, get_loop())
+    with _running_lock:
+        _running.add(future)
+    return future
+
+
+def settled(future: concurrent.futures.Future) -> None:
+    """The caller of `start` no longer waits for `future`."""
+    with _running_lock:
+        _running.discard(future)
+
+
 def cancel_running() -> int:
     """Cancel every coroutine a task is waiting for (a stopping worker's time is up); return
     how many. Their tasks see `concurrent.futures.CancelledError`."""

@@ -1,8 +1,9 @@
 """A chunk of item ids on one tier: claim, run every item concurrently, record, escalate.
 
 Each call is journaled as it happens (worker/journal.py): a row before it, its outcome within
-about a second after it. The chunk's outcomes are then written in one transaction (commit,
-then publish): a redelivered message finds its items settled and does nothing; an item whose
+about a second after it. The items' outcomes are written in groups as they finish, each group
+in one transaction (commit, then publish; worker/recorder.py): a redelivered message finds the
+recorded items settled and continues the rest; an item whose
 worker died mid-round is claimed again and continues from the calls its dead round made; an
 escalated item is queued on the next tier in the ledger before its message is published.
 A failure preparing one item (its batch's stored routing file, its template) fails that item
@@ -14,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import queue
 import threading
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from sqlalchemy import select
@@ -36,6 +39,7 @@ from worker.callbacks import notify_batch_finished
 from worker.journal import CallJournal, LedgerUnavailable, current_journal
 from worker.lease import current_lease
 from worker.publish import publish_items
+from worker.recorder import record_as_finished
 from worker.savings import premium_equivalent_usd
 
 log = logging.getLogger("batchrouter.worker")
@@ -112,13 +116,43 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
     if not claimed:
         return summary  # a duplicate delivery: its work is done or owned by another worker
 
+    # Outcomes are written in groups as items finish (worker/recorder.py); each group is
+    # committed, then published, before the next is written.
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    future = loop.start(_run_all(claimed, batches, cached, on_finished=finished.put))
     try:
-        outcomes, journal = loop.run(_run_all(claimed, batches, cached))
+        record_as_finished(
+            future,
+            finished,
+            len(claimed),
+            lambda group: _record_group(group, batches, summary),
+            settings.record_flush_s,
+        )
+        future.result()  # LedgerUnavailable: the unwritten items come back with the message
     except concurrent.futures.CancelledError:
-        # The worker is stopping and its soft-shutdown time is up: record nothing; the
-        # message goes back to the queue and its items, claimed again by the same token,
-        # continue from what the journal kept of this round.
-        raise HandBack(f"tier {tier}: {len(claimed)} items handed back unfinished") from None
+        # The worker is stopping and its soft-shutdown time is up: the message goes back to
+        # the queue; the groups written stay settled, and the other items, claimed again by
+        # the same token, continue from what the journal kept of this round.
+        left = len(claimed) - summary.recorded
+        raise HandBack(f"tier {tier}: {left} items handed back unfinished") from None
+    finally:
+        loop.settled(future)
+    # The one INFO line of a chunk (per-call lines are DEBUG: worker/attempt.py).
+    log.info(
+        "tier %s: %d received, %d claimed, %d recorded %s",
+        tier,
+        summary.received,
+        summary.claimed,
+        summary.recorded,
+        {str(state): count for state, count in summary.by_state.items()},
+    )
+    return summary
+
+
+def _record_group(outcomes: list[ItemOutcome], batches: Configs, summary: ChunkSummary) -> None:
+    """Write one group of finished outcomes in one transaction, then publish what follows."""
+    settings = get_settings()
+    tier = summary.tier
 
     def record() -> tuple[list[ItemOutcome], list[str]]:
         with session_scope() as session:
@@ -126,8 +160,8 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
 
     written, finished_batches = with_db_retry(record, what="record")
     # Recorded: these items' journal entries need no write of their own.
-    loop.get_loop().call_soon_threadsafe(journal.forget, [o.item_id for o in outcomes])
-    summary.recorded = len(written)
+    loop.get_loop().call_soon_threadsafe(_forget, [o.item_id for o in outcomes])
+    summary.recorded += len(written)
 
     escalations: dict[str, list[int]] = defaultdict(list)
     waiting: list[ItemOutcome] = []
@@ -143,39 +177,45 @@ def process_chunk(item_ids: list[int], tier: str, token: str) -> ChunkSummary:
             summary.premium_usd[tier] = summary.premium_usd.get(tier, 0.0) + premium
     for next_tier, ids in escalations.items():
         publish_items(ids, next_tier, settings.chunk_size)
-        summary.escalated_to[next_tier] = len(ids)
+        summary.escalated_to[next_tier] = summary.escalated_to.get(next_tier, 0) + len(ids)
     # Items whose tier is down come back later, together, as one delayed message (worker/
-    # outage.py): no worker slot is held while they wait, and a chunk stays a chunk (one
+    # outage.py): no worker slot is held while they wait, and a group stays a group (one
     # message per item's own jitter made ever smaller messages, and a slow recovery). The
-    # latest delay of the chunk, so none comes back before its circuit lets a probe through.
+    # latest delay of the group, so none comes back before its circuit lets a probe through.
     # A publish lost here (a crash between the commit and this line) is repaired by the
     # reconciler, which republishes queued items that no message names.
     if waiting:
         delay = max(o.resume_in_s or 0.0 for o in waiting)
         publish_items([o.item_id for o in waiting], tier, settings.chunk_size, countdown=delay)
-        summary.waiting = len(waiting)
+        summary.waiting += len(waiting)
     for batch_id in finished_batches:
         notify_batch_finished(batch_id)
-    # The one INFO line of a chunk (per-call lines are DEBUG: worker/attempt.py).
-    log.info(
-        "tier %s: %d received, %d claimed, %d recorded %s",
-        tier,
-        summary.received,
-        summary.claimed,
-        summary.recorded,
-        {str(state): count for state, count in summary.by_state.items()},
-    )
-    return summary
+
+
+def _forget(item_ids: list[int]) -> None:
+    """On the loop's thread: the running loop's journal drops these recorded items' finals."""
+    current_journal().forget(item_ids)
 
 
 async def _run_all(
-    claimed: list[ClaimedItem], batches: Configs, cached: Prefetched | None = None
+    claimed: list[ClaimedItem],
+    batches: Configs,
+    cached: Prefetched | None = None,
+    on_finished: Callable[[ItemOutcome], object] | None = None,
 ) -> tuple[list[ItemOutcome], CallJournal]:
+    """Run the items concurrently; each outcome goes to `on_finished` (from the loop's thread)
+    as soon as its item ends, so the chunk's thread can record it (worker/recorder.py)."""
     slots = loop.in_flight_slots()
     journal = current_journal()
     cached = cached or {}
 
     async def one(item: ClaimedItem) -> ItemOutcome:
+        outcome = await run_one(item)
+        if on_finished is not None:
+            on_finished(outcome)
+        return outcome
+
+    async def run_one(item: ClaimedItem) -> ItemOutcome:
         found = batches[item.batch_id]
         if isinstance(found, str):  # its batch's routing file no longer loads
             return outcome_without_call(item, ItemState.FAILED.value, found)
