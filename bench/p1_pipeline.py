@@ -1,4 +1,4 @@
-"""P1: items/s through the whole pipeline over bare Celery no-op tasks/s (bar 1.0x, goal 2x).
+"""P1: items/s through the whole pipeline over bare Celery no-op tasks/s (bar 1.5x since issue 17, goal 2x).
 
 Both run on the same Redis in the same run, with two worker processes each (this machine has
 2 cores). Ours: Redis broker, PostgreSQL ledger, the claim / call / quality checks / record
@@ -30,7 +30,7 @@ from bench.common import (
     write_routing,
 )
 
-BAR, GOAL = 1.0, 2.0
+BAR, GOAL = 1.5, 2.0  # issue 17 raised the bar from 1.0x
 
 
 def noop_rate(count: int, log: Path) -> float:
