@@ -33,6 +33,13 @@ DeltaOption = Annotated[float, typer.Option(help="... with probability at least 
 HoldoutOption = Annotated[float, typer.Option(help="share of items the fit never sees")]
 SeedOption = Annotated[int, typer.Option(help="seed of the split")]
 OutDirOption = Annotated[Path, typer.Option(help="folder for the fitted artefact")]
+BackendOption = Annotated[
+    str,
+    typer.Option(
+        "--router-backend",
+        help="tfidf (TF-IDF + logistic regression) or lsa (an LSA embedding between them)",
+    ),
+]
 
 
 def _source(
@@ -64,12 +71,21 @@ def _source(
 
 
 def _fit(
-    source: Source, alpha: float, delta: float, holdout: float, seed: int, out_dir: Path
+    source: Source,
+    alpha: float,
+    delta: float,
+    holdout: float,
+    seed: int,
+    out_dir: Path,
+    backend: str = "tfidf",
 ) -> Fit:
     from batchrouter.learning import fit as fitting
 
     if not (0 < alpha < 1 and 0 < delta < 1 and 0 < holdout < 1):
         raise fail("--alpha, --delta and --holdout must be between 0 and 1")
+    if backend not in fitting.ROUTER_BACKENDS:
+        choices = ", ".join(fitting.ROUTER_BACKENDS)
+        raise fail(f"--router-backend {backend!r}: choose from {choices}")
     from routing.config import parse_config
 
     ladder = fitting.ladder_of(
@@ -84,6 +100,7 @@ def _fit(
             delta=delta,
             holdout=holdout,
             seed=seed,
+            router_backend=backend,
         )
     except RuntimeError as exc:  # scikit-learn missing: the `learning` extra
         raise fail(str(exc)) from None
@@ -107,11 +124,12 @@ def fit(
     holdout: HoldoutOption = 0.3,
     seed: SeedOption = 0,
     out_dir: OutDirOption = Path("fitted"),
+    router_backend: BackendOption = "tfidf",
     write: Annotated[Path | None, typer.Option(help="write the proposed routing file here")] = None,
 ) -> None:
     """Fit the pre-call router and calibrate each rung's acceptance to the error bound alpha."""
     source = _source(task_type, config, replay, items, batch)
-    result = _fit(source, alpha, delta, holdout, seed, out_dir)
+    result = _fit(source, alpha, delta, holdout, seed, out_dir, router_backend)
     console.print(
         f"fitted {task_type} on {len(source.history)} items ({len(result.held_out)} held out)"
     )
@@ -130,7 +148,7 @@ def fit(
             else "every item starts on the first rung"
         )
         console.print(
-            f"  router: TF-IDF + logistic regression, {len(result.router.vocabulary)} terms; {start}"
+            f"  router: {_router_name(result.router)}, {len(result.router.vocabulary)} terms; {start}"
         )
     for name, figures in (("fixed rules", result.fixed), ("fitted rules", result.fitted)):
         console.print(
@@ -155,6 +173,7 @@ def advise(
     holdout: HoldoutOption = 0.3,
     seed: SeedOption = 0,
     out_dir: OutDirOption = Path("fitted"),
+    router_backend: BackendOption = "tfidf",
     write: Annotated[
         Path | None, typer.Option(help="write the first advice's routing file")
     ] = None,
@@ -164,7 +183,7 @@ def advise(
     from batchrouter.learning.advise import advise as recommend
 
     source = _source(task_type, config, replay, items, batch)
-    result = _fit(source, alpha, delta, holdout, seed, out_dir)
+    result = _fit(source, alpha, delta, holdout, seed, out_dir, router_backend)
     held_out = [h.item for h in result.held_out]
     try:
         found, _current = recommend(source.config_text, task_type, source.table, held_out, result)
@@ -191,6 +210,12 @@ def advise(
             raise fail("no advice with a routing file to write")
         write.write_text(chosen.routing_yaml, encoding="utf-8")
         errors.print(f"wrote the routing file of advice 1 ({chosen.title}) to {write}")
+
+
+def _router_name(router) -> str:  # type: ignore[no-untyped-def]
+    if router.components:
+        return f"TF-IDF + {len(router.components)}-dimension LSA embedding + logistic regression"
+    return "TF-IDF + logistic regression"
 
 
 def register(app: typer.Typer) -> None:

@@ -98,8 +98,20 @@ def split(
     return rest[:half], rest[half:], held_out
 
 
-def fit_router(items: Sequence[HistoryItem], tier: str) -> TextRouter | None:
-    """TF-IDF + logistic regression on "the first rung's answer passed and was right"."""
+ROUTER_BACKENDS = ("tfidf", "lsa")
+LSA_DIMENSIONS = 64  # at most; fewer when the history has fewer items or terms
+LSA_TERMS = 5_000  # the artefact stores dimensions x terms numbers: about 6 MB of JSON at most
+
+
+def fit_router(
+    items: Sequence[HistoryItem], tier: str, backend: str = "tfidf"
+) -> TextRouter | None:
+    """TF-IDF (then, with `lsa`, an LSA embedding) + logistic regression on "the first rung's
+    answer passed and was right"."""
+    if backend not in ROUTER_BACKENDS:
+        raise ValueError(
+            f"unknown router backend {backend!r}; choose from {', '.join(ROUTER_BACKENDS)}"
+        )
     known = [h for h in items if tier in h.answers]
     labels = [int(h.answers[tier].passed_checks and h.answers[tier].correct) for h in known]
     if len(known) < 20 or len(set(labels)) < 2:
@@ -112,9 +124,21 @@ def fit_router(items: Sequence[HistoryItem], tier: str) -> TextRouter | None:
             "fitting a router needs scikit-learn: pip install 'batchrouter[learning]'"
         ) from None
     vectorizer = TfidfVectorizer(
-        ngram_range=(1, 2), sublinear_tf=True, min_df=2, max_features=50_000
+        ngram_range=(1, 2),
+        sublinear_tf=True,
+        min_df=2,
+        max_features=LSA_TERMS if backend == "lsa" else 50_000,
     )
     matrix = vectorizer.fit_transform([h.item.text for h in known])
+    components: tuple[tuple[float, ...], ...] = ()
+    dimensions = min(LSA_DIMENSIONS, matrix.shape[1] - 1, len(known) - 1)
+    if backend == "lsa" and dimensions >= 2:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.preprocessing import normalize
+
+        svd = TruncatedSVD(n_components=dimensions, random_state=0)
+        matrix = normalize(svd.fit_transform(matrix))
+        components = tuple(tuple(float(x) for x in row) for row in svd.components_)
     model = LogisticRegression(C=4.0, max_iter=2000)
     model.fit(matrix, labels)
     return TextRouter(
@@ -124,6 +148,7 @@ def fit_router(items: Sequence[HistoryItem], tier: str) -> TextRouter | None:
         intercept=float(model.intercept_[0]),
         ngram_max=2,
         sublinear_tf=True,
+        components=components,
     )
 
 
@@ -245,9 +270,11 @@ def fit(
     holdout: float = 0.3,
     seed: int = 0,
     use_router: bool = True,
+    router_backend: str = "tfidf",
 ) -> Fit:
     train, calibration, held_out = split(history, holdout, seed)
-    router = fit_router(train, ladder[0]) if use_router and len(ladder) > 1 else None
+    use_router = use_router and len(ladder) > 1
+    router = fit_router(train, ladder[0], router_backend) if use_router else None
     if router is not None:
         add_router_scores(calibration + held_out, router, ladder[0])
     level = delta / max(len(ladder) - 1, 1)  # Bonferroni across the rungs

@@ -87,6 +87,45 @@ def test_fit_keeps_the_bound_on_unseen_items_for_less_than_the_premium_model(
     assert accepted_cheap.reached > 0 and fitted.cost_usd > CHEAP_COST * fitted.items
 
 
+def test_the_lsa_router_backend_fits_offline_and_keeps_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--router-backend lsa`: an LSA embedding fitted on the history itself (no download);
+    the fitted rules keep premium's accuracy on unseen items at well under its cost."""
+    monkeypatch.chdir(tmp_path)
+    routing, table, items = write_history(tmp_path)
+    out = run(
+        "fit", "mcq", "--config", str(routing), "--replay", str(table), "--items", str(items),
+        "--alpha", "0.05", "--delta", "0.1", "--router-backend", "lsa", "--write", "lsa.yaml",
+    )  # fmt: skip
+    assert "-dimension LSA embedding + logistic regression" in out
+    ref = parse_config((tmp_path / "lsa.yaml").read_text()).task_type("mcq").router
+    assert ref is not None
+    assert json.loads(Path(ref.file).read_text())["router"]["kind"] == "lsa-logreg"
+    unseen = held_out_items(tmp_path, Path(ref.file))
+    result = evaluate_files(tmp_path / "lsa.yaml", "mcq", unseen)
+    fitted, premium = result.row("cascade"), result.row("premium")
+    assert fitted.accuracy is not None and premium.accuracy is not None
+    assert fitted.accuracy >= premium.accuracy - 0.02
+    assert fitted.cost_usd < 0.7 * premium.cost_usd
+    bad = CliRunner().invoke(
+        app,
+        [
+            "fit",
+            "mcq",
+            "--config",
+            str(routing),
+            "--replay",
+            str(table),
+            "--items",
+            str(items),
+            "--router-backend",
+            "bert",
+        ],
+    )
+    assert bad.exit_code == 2 and "choose from tfidf, lsa" in bad.output
+
+
 def test_a_changed_artefact_is_refused_and_an_older_one_still_replays(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
