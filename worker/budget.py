@@ -76,6 +76,9 @@ class BudgetGuard(Middleware):
         # A budget set on a running batch takes effect within `recheck_s`.
         self.recheck_s = recheck_s
         self._applies: dict[str, tuple[bool, float]] = {}
+        # The lookup under way per batch: the calls that find the answer stale meanwhile
+        # (hundreds at once in a busy worker) wait for it instead of each asking the ledger.
+        self._looking: dict[str, asyncio.Future[bool]] = {}
         self._reserved: dict[int, str | None] = {}  # id() of a holding context -> reservation
 
     def _budget_applies(self, batch_id: str) -> bool:
@@ -88,10 +91,21 @@ class BudgetGuard(Middleware):
     async def _limited(self, batch_id: str) -> bool:
         known = self._applies.get(batch_id)
         now = time.monotonic()
-        if known is None or now - known[1] > self.recheck_s:
-            applies = await asyncio.to_thread(self._budget_applies, batch_id)
-            self._applies[batch_id] = known = (applies, now)
-        return known[0]
+        if known is not None and now - known[1] <= self.recheck_s:
+            return known[0]
+        looking = self._looking.get(batch_id)
+        if looking is None or looking.get_loop() is not asyncio.get_running_loop():
+            looking = asyncio.ensure_future(asyncio.to_thread(self._budget_applies, batch_id))
+            self._looking[batch_id] = looking
+
+            def done(found: asyncio.Future[bool], batch: str = batch_id) -> None:
+                if self._looking.get(batch) is found:
+                    del self._looking[batch]
+                if not found.cancelled() and found.exception() is None:
+                    self._applies[batch] = (found.result(), now)
+
+            looking.add_done_callback(done)
+        return await asyncio.shield(looking)  # one waiter cancelled does not cancel the others'
 
     def _reserve(self, batch_id: str, amount: float, lease_s: float) -> Reservation:
         def work() -> Reservation:
