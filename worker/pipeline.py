@@ -36,7 +36,7 @@ from worker import loop
 from worker.attempt import run_item
 from worker.cache_hits import Prefetched, prefetch
 from worker.callbacks import notify_batch_finished
-from worker.journal import CallJournal, LedgerUnavailable, current_journal
+from worker.journal import current_journal
 from worker.lease import current_lease
 from worker.publish import publish_items
 from worker.recorder import record_as_finished
@@ -200,19 +200,17 @@ def _forget(item_ids: list[int]) -> None:
 async def _run_all(
     claimed: list[ClaimedItem],
     batches: Configs,
-    cached: Prefetched | None = None,
-    on_finished: Callable[[ItemOutcome], object] | None = None,
-) -> tuple[list[ItemOutcome], CallJournal]:
+    cached: Prefetched,
+    on_finished: Callable[[ItemOutcome], object],
+) -> None:
     """Run the items concurrently; each outcome goes to `on_finished` (from the loop's thread)
     as soon as its item ends, so the chunk's thread can record it (worker/recorder.py)."""
     slots = loop.in_flight_slots()
     journal = current_journal()
-    cached = cached or {}
 
     async def one(item: ClaimedItem) -> ItemOutcome:
         outcome = await run_one(item)
-        if on_finished is not None:
-            on_finished(outcome)
+        on_finished(outcome)
         return outcome
 
     async def run_one(item: ClaimedItem) -> ItemOutcome:
@@ -234,11 +232,9 @@ async def _run_all(
                 item, config, task_name, journal=journal, cached=cached.get(item.id)
             )
 
-    try:
-        outcomes = await asyncio.gather(*(one(item) for item in claimed))
-    except LedgerUnavailable:
-        raise  # the chunk records nothing; its message comes back (at least once)
-    return list(outcomes), journal
+    # LedgerUnavailable from one item ends the run: the groups written stay settled, the
+    # other items come back with the message (at least once).
+    await asyncio.gather(*(one(item) for item in claimed))
 
 
 def counts_votes(item: ClaimedItem, batches: Configs) -> bool:
