@@ -52,7 +52,18 @@ DEFAULT_TIMEOUTS = Timeouts()
 
 _lock = threading.Lock()
 _clients: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
+# Each client's transport: `send` hands requests to it directly (see there).
+_transports: dict[httpx.AsyncClient, httpx.AsyncBaseTransport] = {}
 _transport: httpx.AsyncBaseTransport | None = None  # tests: httpx.MockTransport
+
+# The headers every request carries: httpx.AsyncClient's defaults, with our user agent.
+# Content decoding is httpx.Response's own, which always handles gzip and deflate.
+BASE_HEADERS = {
+    "accept": "*/*",
+    "accept-encoding": "gzip, deflate",
+    "connection": "keep-alive",
+    "user-agent": "batchrouter",
+}
 
 
 def httpx_timeout(timeouts: Timeouts | None) -> httpx.Timeout:
@@ -60,9 +71,18 @@ def httpx_timeout(timeouts: Timeouts | None) -> httpx.Timeout:
     return httpx.Timeout(connect=t.connect, read=t.read, write=t.write, pool=t.pool)
 
 
-def timeout_for(deployment: Deployment) -> httpx.Timeout:
-    """The per-request timeout of a deployment (passed to each request, not the client)."""
-    return httpx_timeout(deployment.timeouts)
+def _timeout_extension(timeouts: Timeouts | None) -> dict[str, float | None]:
+    """httpx's per-request "timeout" extension for a deployment's timeouts (cached: a process
+    has a handful of deployments, and every call passes here). Read-only by its users."""
+    t = timeouts or DEFAULT_TIMEOUTS
+    return _timeout_dict(t.connect, t.read, t.write, t.pool)
+
+
+@functools.lru_cache(maxsize=256)
+def _timeout_dict(
+    connect: float, read: float, write: float, pool: float
+) -> dict[str, float | None]:
+    return httpx.Timeout(connect=connect, read=read, write=write, pool=pool).as_dict()
 
 
 def use_transport(transport: httpx.AsyncBaseTransport | None) -> None:
@@ -72,6 +92,7 @@ def use_transport(transport: httpx.AsyncBaseTransport | None) -> None:
     with _lock:
         _transport = transport
         _clients.clear()
+        _transports.clear()
 
 
 @functools.cache
@@ -117,14 +138,17 @@ def default_transport() -> httpx.AsyncBaseTransport:
 
 
 def _new_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=_transport or default_transport(),
+    transport = _transport or default_transport()
+    client = httpx.AsyncClient(
+        transport=transport,
         timeout=httpx_timeout(None),
         # Keys are read from the environment by the adapters, never from a proxy/netrc setting.
         trust_env=False,
         follow_redirects=False,
-        headers={"user-agent": "batchrouter"},
+        headers=BASE_HEADERS,
     )
+    _transports[client] = transport
+    return client
 
 
 def get_client() -> httpx.AsyncClient:
@@ -136,7 +160,7 @@ def get_client() -> httpx.AsyncClient:
     with _lock:
         for other in [lp for lp in _clients if lp.is_closed()]:
             # Its loop is gone, so it cannot be closed properly; let the GC reclaim the sockets.
-            del _clients[other]
+            _transports.pop(_clients.pop(other), None)
         client = _clients.get(loop)
         if client is None or client.is_closed:
             client = _new_client()
@@ -149,6 +173,8 @@ async def aclose_client() -> None:
     loop = asyncio.get_running_loop()
     with _lock:
         client = _clients.pop(loop, None)
+        if client is not None:
+            _transports.pop(client, None)
     if client is not None:
         await client.aclose()
 
@@ -261,16 +287,20 @@ async def send(
         )
 
     try:
-        req = client.build_request(
+        # Straight to the client's transport, not through AsyncClient.send: its auth, redirect,
+        # cookie and URL-merging steps (none of which a provider call uses: no redirects
+        # followed, no cookies kept, keys in our headers) were a tenth of a busy worker's event
+        # loop (issue 17). The request is what build_request makes: the same default headers,
+        # and the timeouts as the extension every httpx transport reads.
+        req = httpx.Request(
             method,
             url,
-            headers=headers,
             params=params or None,
-            timeout=timeout_for(deployment),
-            extensions={"trace": trace},
+            headers={**BASE_HEADERS, **headers},
+            extensions={"timeout": _timeout_extension(deployment.timeouts), "trace": trace},
             **body,
         )
-        response = await client.send(req, stream=True)
+        response = await _transports[client].handle_async_request(req)
     except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.WriteTimeout) as exc:
         raise fail(exc, ErrorClass.TRANSIENT, billed=False) from None
     except httpx.TimeoutException as exc:  # read timeout: it has the request and is working

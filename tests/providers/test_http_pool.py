@@ -25,13 +25,41 @@ def _request(i: int = 0) -> CompletionRequest:
     )
 
 
-def test_default_read_timeout_suits_llm_calls() -> None:
-    timeout = http.timeout_for(Deployment(provider="openai", model="gpt-4o"))
-    assert timeout.read is not None and timeout.read >= 60 and timeout.connect == 5.0
-    custom = http.timeout_for(
-        Deployment(provider="openai", model="x", timeouts=Timeouts(connect=1, read=300))
-    )
-    assert (custom.connect, custom.read) == (1, 300)
+def test_a_request_carries_its_deployments_timeouts_and_the_default_headers() -> None:
+    """`send` hands the request straight to the transport (not through AsyncClient.send): what
+    build_request would add must still be there, or a transport would use httpx's 5 s."""
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"ok": True})
+
+    http.use_transport(httpx.MockTransport(handler))
+    try:
+        for timeouts in (None, Timeouts(connect=1, read=300)):
+            dep = Deployment(provider="openai", model="gpt-4o", timeouts=timeouts or Timeouts())
+            raw = asyncio.run(
+                http.send(
+                    "openai", "POST", "https://api.example.com/v1/chat/completions",
+                    headers={"authorization": "Bearer k"}, params={"api-version": "1"},
+                    deployment=dep, json={"a": 1},
+                )
+            )  # fmt: skip
+            assert raw.status == 200 and raw.body == {"ok": True}
+    finally:
+        http.use_transport(None)
+    default, custom = (request.extensions["timeout"] for request in seen)
+    assert default == {"connect": 5.0, "read": 120.0, "write": 10.0, "pool": 10.0}
+    assert (custom["connect"], custom["read"]) == (1, 300)
+    request = seen[0]
+    assert str(request.url) == "https://api.example.com/v1/chat/completions?api-version=1"
+    assert request.headers["user-agent"] == "batchrouter"
+    assert request.headers["host"] == "api.example.com"
+    assert request.headers["authorization"] == "Bearer k"
+    assert request.headers["accept-encoding"] == "gzip, deflate"
+    assert request.headers["content-type"] == "application/json"
+    assert request.content == b'{"a":1}'
+    assert "trace" in request.extensions  # the provider's latency is timed from it
 
 
 # Clients of loops closed by asyncio.run cannot be closed any more; their sockets are reclaimed
