@@ -45,15 +45,23 @@ def record_as_finished(
     while arrived < total and not ended:
         wait = None if not pending else max(0.0, oldest + flush_s - time.monotonic())
         try:
-            got = finished.get(timeout=wait)
+            got = [finished.get(timeout=wait)]
         except queue.Empty:
-            got = None  # the oldest pending outcome has waited long enough
-        if got is _ENDED:
-            ended = True
-        elif got is not None:
+            got = []  # the oldest pending outcome has waited long enough
+        # Everything that arrived meanwhile too: the items of a chunk end in bursts (one loop
+        # tick answers many), and a wake-up per outcome was a thread switch per item.
+        while got and arrived + len(got) < total and got[-1] is not _ENDED:
+            try:
+                got.append(finished.get_nowait())
+            except queue.Empty:
+                break
+        for one in got:
+            if one is _ENDED:
+                ended = True
+                break
             if not pending:
                 oldest = time.monotonic()
-            pending.append(got)
+            pending.append(one)
             arrived += 1
         due = pending and (arrived == total or time.monotonic() - oldest >= flush_s)
         if due and failed is None and not ended:

@@ -23,6 +23,24 @@ def test_outcomes_that_arrive_together_are_one_group() -> None:
     assert groups == [[0, 1, 2, 3, 4]]
 
 
+def test_a_burst_is_taken_in_one_wake_up_even_with_no_flush_wait() -> None:
+    """Outcomes queued while the thread was busy are read together: with flush_s=0 each read
+    is written at once, so one group means one read (one thread switch), not one per item."""
+    future: concurrent.futures.Future = concurrent.futures.Future()
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+    groups: list[list] = []
+    gate = threading.Event()
+
+    def write(group: list) -> None:
+        groups.append(group)
+        gate.wait(5)  # a slow first write: the rest of the chunk ends meanwhile
+
+    finished.put("first")
+    threading.Timer(0.2, lambda: ([finished.put(n) for n in range(4)], gate.set())).start()
+    assert record_as_finished(future, finished, 5, write, flush_s=0) == 5
+    assert groups == [["first"], [0, 1, 2, 3]]
+
+
 def test_a_late_item_does_not_hold_the_finished_ones() -> None:
     future: concurrent.futures.Future = concurrent.futures.Future()
     finished: queue.SimpleQueue = queue.SimpleQueue()
