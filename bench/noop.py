@@ -4,6 +4,8 @@
                                                    sets it to the Redis it started or claimed)
 
 Celery's defaults otherwise (prefork, early acks, prefetch 4): the fastest plain Celery gets.
+P1 also runs it as our workers run (two processes, `-P threads -c 20`), as a second reading:
+the counter is one INCR, safe from any number of threads.
 """
 
 from __future__ import annotations
