@@ -39,8 +39,9 @@ typecheck: $(VENV)/.installed-dev
 # The whole suite: lint, types, unit tests, and integration tests against a redis-server the
 # suite starts itself and the machine's PostgreSQL (throwaway databases); nothing of the
 # machine's is stopped or flushed (README). CI=true makes a missing service fail, not skip.
+# --durations: the slowest tests are printed, so the suite's time stays watched.
 test: lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
 unit: $(VENV)/.installed-dev
 	$(BIN)/pytest -q tests -m "not redis and not postgres"
