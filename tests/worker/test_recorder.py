@@ -29,14 +29,21 @@ def test_a_burst_is_taken_in_one_wake_up_even_with_no_flush_wait() -> None:
     future: concurrent.futures.Future = concurrent.futures.Future()
     finished: queue.SimpleQueue = queue.SimpleQueue()
     groups: list[list] = []
-    gate = threading.Event()
+    writing, gate = threading.Event(), threading.Event()
 
     def write(group: list) -> None:
         groups.append(group)
+        writing.set()
         gate.wait(5)  # a slow first write: the rest of the chunk ends meanwhile
 
+    def rest_of_the_chunk() -> None:
+        writing.wait(5)  # however loaded the machine, only after the first write began
+        for n in range(4):
+            finished.put(n)
+        gate.set()
+
     finished.put("first")
-    threading.Timer(0.2, lambda: ([finished.put(n) for n in range(4)], gate.set())).start()
+    threading.Thread(target=rest_of_the_chunk, daemon=True).start()
     assert record_as_finished(future, finished, 5, write, flush_s=0) == 5
     assert groups == [["first"], [0, 1, 2, 3]]
 
