@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from ledger.models import Attempt, Item, ItemState, utcnow
 from ledger.outcomes import USAGE_KEYS, AttemptRecord, ClaimedItem
+from ledger.upserts import upsert
 
 IN_FLIGHT = "in_flight"
 LOST_CLASS = "lost_in_flight"
@@ -75,29 +76,7 @@ def attempt_row(
 def upsert_attempts(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert attempt rows; a row the journal already wrote (same item and attempt number) is
     overwritten with these values, so a call is never recorded twice."""
-    if not rows:
-        return
-    session.execute(_upsert_statement(session.get_bind().dialect.name), rows)
-
-
-_UPSERTS: dict[str, Any] = {}
-
-
-def _upsert_statement(dialect_name: str) -> Any:
-    """The upsert, built once per dialect: a Core statement on the table (not the ORM
-    entity), so an executemany skips the ORM's bulk-insert bookkeeping (a P1 profile put a
-    fifth of the worker's ledger time there) and reuses SQLAlchemy's compiled form."""
-    statement = _UPSERTS.get(dialect_name)
-    if statement is None:
-        from sqlalchemy.dialects import postgresql, sqlite
-
-        dialect = postgresql if dialect_name == "postgresql" else sqlite
-        insert = dialect.insert(cast(Table, Attempt.__table__))
-        statement = _UPSERTS[dialect_name] = insert.on_conflict_do_update(
-            index_elements=["item_id", "attempt_no"],
-            set_={name: insert.excluded[name] for name in RECORD_COLUMNS},
-        )
-    return statement
+    upsert(session, Attempt, ("item_id", "attempt_no"), RECORD_COLUMNS, rows)
 
 
 @dataclass(frozen=True)
