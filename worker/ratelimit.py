@@ -179,7 +179,7 @@ class RateLimiter(Middleware):
             import redis.asyncio as aioredis
 
             from routing.settings import get_settings
-            from worker.connections import redis_socket_options
+            from worker.connections import packed_by_hiredis, redis_socket_options
 
             for old in [lp for lp in self._clients if lp.is_closed()]:
                 self._clients.pop(old, None)
@@ -195,7 +195,7 @@ class RateLimiter(Middleware):
                 timeout=settings.redis_timeout_s,
                 **redis_socket_options(settings),
             )
-            client = aioredis.Redis(connection_pool=pool)
+            client = aioredis.Redis(connection_pool=packed_by_hiredis(pool))
             script = client.register_script(LUA)
             self._clients[loop], self._scripts[loop] = client, script
         return script

@@ -214,6 +214,8 @@ class RedisStats:
             # One connection per call in flight at most, opened when first needed: a script
             # takes well under a millisecond, but its connection stays held until the busy
             # loop reads the reply, so a smaller pool makes calls wait on each other.
+            from worker.connections import packed_by_hiredis
+
             pool = aioredis.BlockingConnectionPool.from_url(
                 self.url,
                 max_connections=self.max_connections,
@@ -222,7 +224,7 @@ class RedisStats:
                 socket_connect_timeout=2.0,
                 health_check_interval=25,
             )
-            client = aioredis.Redis(connection_pool=pool)
+            client = aioredis.Redis(connection_pool=packed_by_hiredis(pool))
             scripts = (client.register_script(s) for s in (READ_LUA, BEGIN_LUA, END_LUA))
             # The calls of one loop tick go to Redis together (worker/script_batch.py).
             found = (ScriptBatch(client), *scripts)
