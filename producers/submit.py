@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from ledger.batches import register_batch
+from ledger.batches import refresh_item_statistics, register_batch
 from ledger.db import session_scope, upgrade_schema
 from ledger.models import Batch, Item
 from producers.readers import InputError, read_items
@@ -98,6 +98,7 @@ def submit_batch(
         if entry_tiers is not None:
             by_tier = _ids_by_tier(session, batch_id, item_ids)
     report("ledger", total, total)
+    _refresh_statistics(batch_id)
     published = 0
 
     def on_publish(count: int) -> None:
@@ -130,6 +131,16 @@ def submit_batch(
         entry_tier=entry_tier,
         duplicates=total - len(item_ids),
     )
+
+
+def _refresh_statistics(batch_id: str) -> None:
+    """Before the workers claim the new items: see ledger.batches.refresh_item_statistics. A
+    failure (a lock wait timed out, a role that may not analyze) costs speed, not the batch."""
+    try:
+        with session_scope() as session:
+            refresh_item_statistics(session)
+    except Exception as exc:
+        log.warning("batch %s: the items table's statistics were not refreshed (%s)", batch_id, exc)
 
 
 def _routed_entry_tiers(
