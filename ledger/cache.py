@@ -102,22 +102,30 @@ def request_key(namespace: str, deployment_name: str, request: CompletionRequest
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+_CACHE = cast(Table, CachedResponse.__table__)
+# Built once: a claim runs it for every chunk (see ledger/upserts.py on statements built anew).
+_LOOKUP = select(
+    _CACHE.c.key, _CACHE.c.deployment, _CACHE.c.model, _CACHE.c.output,
+    _CACHE.c.token_logprobs, _CACHE.c.cost_usd, _CACHE.c.usage,
+).where(
+    _CACHE.c.key.in_(bindparam("l_keys", expanding=True)),
+    _CACHE.c.expires_at > bindparam("l_now"),
+)  # fmt: skip
+
+
+_COUNT_HITS = (
+    update(_CACHE)
+    .where(_CACHE.c.key == bindparam("h_key"))
+    .values(hits=_CACHE.c.hits + bindparam("h_count"))
+)
+
+
 def lookup(session: Session, keys: Iterable[str]) -> dict[str, CachedAnswer]:
     """The unexpired entries among `keys`, in one query."""
     wanted = sorted(set(keys))
     if not wanted:
         return {}
-    rows = session.execute(
-        select(
-            CachedResponse.key,
-            CachedResponse.deployment,
-            CachedResponse.model,
-            CachedResponse.output,
-            CachedResponse.token_logprobs,
-            CachedResponse.cost_usd,
-            CachedResponse.usage,
-        ).where(CachedResponse.key.in_(wanted), CachedResponse.expires_at > utcnow())
-    ).all()
+    rows = session.execute(_LOOKUP, {"l_keys": wanted, "l_now": utcnow()}).all()
     return {
         row.key: CachedAnswer(
             key=row.key,
@@ -178,13 +186,7 @@ def count_hits(session: Session, keys: Sequence[str]) -> None:
     counts: dict[str, int] = {}
     for key in keys:
         counts[key] = counts.get(key, 0) + 1
-    table = cast(Table, CachedResponse.__table__)
-    session.execute(
-        update(table)
-        .where(table.c.key == bindparam("h_key"))
-        .values(hits=table.c.hits + bindparam("h_count")),
-        [{"h_key": key, "h_count": counts[key]} for key in sorted(counts)],
-    )
+    session.execute(_COUNT_HITS, [{"h_key": key, "h_count": counts[key]} for key in sorted(counts)])
 
 
 def purge_expired(session: Session) -> int:

@@ -26,7 +26,8 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from ledger.models import Attempt, Item, ItemState, utcnow
+from ledger.held import lock_held
+from ledger.models import Attempt, Item, utcnow
 from ledger.outcomes import USAGE_KEYS, AttemptRecord, ClaimedItem
 from ledger.upserts import upsert
 
@@ -97,18 +98,7 @@ def write_intents(session: Session, intents: Sequence[Intent]) -> set[tuple[int,
     either sees these rows or refuses them."""
     if not intents:
         return set()
-    held = {
-        (item_id, tier, claims)
-        for item_id, tier, claims in session.execute(
-            select(Item.id, Item.tier, Item.claims)
-            .where(
-                Item.id.in_(sorted({i.item_id for i in intents})),
-                Item.state == ItemState.RUNNING.value,
-            )
-            .order_by(Item.id)
-            .with_for_update()
-        )
-    }
+    held = {(r.id, r.tier, r.claims) for r in lock_held(session, (i.item_id for i in intents))}
     now = utcnow()
     accepted = [i for i in intents if (i.item_id, i.tier, i.claim_no) in held]
     upsert_attempts(
