@@ -26,11 +26,14 @@ from routing.settings import Settings
 
 BAR, GOAL = 0.70, 0.90  # of the bare-aiohttp baseline
 LATENCY_MS = 1000
+# The tail line: real providers' latency is long-tailed. Lognormal, median 1 s, sigma 1: the
+# mean is 1.65 s, one call in a hundred takes over 10 s (capped at 10 s here).
+TAIL = {"distribution": "lognormal", "ms": LATENCY_MS, "spread": 1.0, "max_ms": 10_000}
 WORKERS = 2
 WORKER_ENV = {  # the defaults, spelled out so the doc shows them
-    "BATCHROUTER_CONCURRENCY": "20",
-    "BATCHROUTER_CHUNK_SIZE": "25",
-    "BATCHROUTER_MAX_IN_FLIGHT": "500",
+    "BATCHROUTER_CONCURRENCY": str(Settings.model_fields["concurrency"].default),
+    "BATCHROUTER_CHUNK_SIZE": str(Settings.model_fields["chunk_size"].default),
+    "BATCHROUTER_MAX_IN_FLIGHT": str(Settings.model_fields["max_in_flight"].default),
 }
 
 
@@ -75,6 +78,7 @@ def run(quick: bool = False, **env: str) -> list[Result]:
                 peer = measure("litellm", url, process.pid, source, **shape)
         finally:
             stop([process])
+        tail = _tail(folder, source, items // 2, settings, shape)
     knobs = ", ".join(f"{k.removeprefix('BATCHROUTER_').lower()}={v}" for k, v in settings.items())
     share = fake.rate / ceiling.rate if ceiling.rate else 0.0
     results = [
@@ -98,6 +102,7 @@ def run(quick: bool = False, **env: str) -> list[Result]:
             ],
         )
     ]
+    results.append(tail)
     if peer is None:
         results[0].notes.append("LiteLLM peer not run: `pip install -e '.[bench]'`")
     else:
@@ -115,3 +120,33 @@ def run(quick: bool = False, **env: str) -> list[Result]:
             )
         )
     return results
+
+
+def _tail(folder: Path, source: Path, items: int, settings: dict, shape: dict) -> Result:
+    """P2 again with long-tailed latency, against bare aiohttp on the same server. A task slot
+    holds its chunk until the chunk's slowest item ends; this line shows what that costs."""
+    config = server_config(LATENCY_MS)
+    process, url = server = start_fake_server({**config, "latency": TAIL}, folder / "tail.log")
+    try:
+        ceiling = measure("aiohttp", url, process.pid, source, **shape)
+        httpx.post(f"{url}/_reset", timeout=10)
+        fake = fake_batch(
+            folder, items=items, workers=WORKERS, latency_ms=LATENCY_MS, worker_env=settings,
+            server=server,
+        )  # fmt: skip
+    finally:
+        stop([process])
+    return Result(
+        "P2 tail",
+        f"P2 with long-tailed latency (lognormal, median {LATENCY_MS / 1000:g} s, sigma 1)",
+        fake.rate,
+        "items/s",
+        ceiling.rate,
+        "calls/s bare aiohttp, same server",
+        "none (shows what stragglers cost)",
+        True,
+        [
+            f"{items:,} items in {fake.seconds:.1f} s; peak calls in flight at the server "
+            f"{fake.peak_in_flight}; baseline {_line(ceiling)}"
+        ],
+    )

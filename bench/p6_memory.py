@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bench.common import Result
 from bench.fake_run import fake_batch
+from routing.settings import Settings
 
 BAR_MB, GOAL_MB = 250.0, 150.0
 IN_FLIGHT = 500
@@ -21,8 +22,8 @@ IN_FLIGHT = 500
 
 def run(quick: bool = False, **env: str) -> Result:
     settings = {
-        "BATCHROUTER_CONCURRENCY": "20",
-        "BATCHROUTER_CHUNK_SIZE": "25",
+        "BATCHROUTER_CONCURRENCY": str(Settings.model_fields["concurrency"].default),
+        "BATCHROUTER_CHUNK_SIZE": str(Settings.model_fields["chunk_size"].default),
         "BATCHROUTER_MAX_IN_FLIGHT": str(IN_FLIGHT),
         **env,
     }

@@ -21,7 +21,12 @@ class Settings(BaseSettings):
     database_url: str | None = None  # default: sqlite:///<home>/ledger.db
     broker_url: str | None = None  # default: filesystem broker in <home>/broker
     config: Path = Path("examples/routing.yaml")  # the routing file
-    chunk_size: int = Field(default=25, ge=1, le=1000)  # item ids per broker message
+    # Item ids per broker message. A task slot holds its chunk until the chunk's slowest item
+    # ends, so concurrency x chunk_size (2,000) claims four times max_in_flight: the calls of
+    # a chunk waiting on a straggler leave their in-flight places to other chunks' items.
+    # docs/benchmarks.md, session 7: 2x a long-tailed batch's throughput of 25 x 20, and a
+    # quarter of the per-message ledger work on instant calls.
+    chunk_size: int = Field(default=100, ge=1, le=1000)
     # Seconds a finished item's outcome may wait to be written with others of its chunk
     # (worker/recorder.py): a chunk's finished items are recorded within about this, not
     # when its slowest item ends; 0 writes each as it finishes.
