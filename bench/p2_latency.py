@@ -78,7 +78,7 @@ def run(quick: bool = False, **env: str) -> list[Result]:
                 peer = measure("litellm", url, process.pid, source, **shape)
         finally:
             stop([process])
-        tail = _tail(folder, source, items // 2, settings, shape)
+        tail = _tail(folder, items // 2, settings, shape)
     knobs = ", ".join(f"{k.removeprefix('BATCHROUTER_').lower()}={v}" for k, v in settings.items())
     share = fake.rate / ceiling.rate if ceiling.rate else 0.0
     results = [
@@ -122,9 +122,11 @@ def run(quick: bool = False, **env: str) -> list[Result]:
     return results
 
 
-def _tail(folder: Path, source: Path, items: int, settings: dict, shape: dict) -> Result:
-    """P2 again with long-tailed latency, against bare aiohttp on the same server. A task slot
-    holds its chunk until the chunk's slowest item ends; this line shows what that costs."""
+def _tail(folder: Path, items: int, settings: dict, shape: dict) -> Result:
+    """P2 again with long-tailed latency, against bare aiohttp on the same server over as many
+    items (the last stragglers weigh the same on both). A task slot holds its chunk until the
+    chunk's slowest item ends; this line shows what that costs."""
+    source = write_items(folder / "tail.jsonl", items)
     config = server_config(LATENCY_MS)
     process, url = server = start_fake_server({**config, "latency": TAIL}, folder / "tail.log")
     try:
