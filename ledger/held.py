@@ -18,25 +18,19 @@ from ledger.models import Item, ItemState
 
 _ITEMS = cast(Table, Item.__table__)
 _COLUMNS = (_ITEMS.c.id, _ITEMS.c.tier, _ITEMS.c.claims, _ITEMS.c.duplicates)
+
+
+def _locking(*held_by: Any) -> Any:
+    """The rows among `h_ids` that `held_by` says are held, locked in id order."""
+    wanted = _ITEMS.c.id.in_(bindparam("h_ids", expanding=True))
+    return select(*_COLUMNS).where(wanted, *held_by).order_by(_ITEMS.c.id).with_for_update()
+
+
 # Built once (a statement built per chunk had its cache key computed again every time).
-_RUNNING = (
-    select(*_COLUMNS)
-    .where(
-        _ITEMS.c.id.in_(bindparam("h_ids", expanding=True)),
-        _ITEMS.c.state == ItemState.RUNNING.value,
-    )
-    .order_by(_ITEMS.c.id)
-    .with_for_update()
-)
-_IN_PROVIDER_BATCH = (
-    select(*_COLUMNS)
-    .where(
-        _ITEMS.c.id.in_(bindparam("h_ids", expanding=True)),
-        _ITEMS.c.state == ItemState.DEFERRED.value,
-        _ITEMS.c.provider_batch_id == bindparam("h_provider_batch"),
-    )
-    .order_by(_ITEMS.c.id)
-    .with_for_update()
+_RUNNING = _locking(_ITEMS.c.state == ItemState.RUNNING.value)
+_IN_PROVIDER_BATCH = _locking(
+    _ITEMS.c.state == ItemState.DEFERRED.value,
+    _ITEMS.c.provider_batch_id == bindparam("h_provider_batch"),
 )
 
 

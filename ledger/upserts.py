@@ -15,7 +15,7 @@ from typing import Any, cast
 from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
-_BUILT: dict[tuple[str, str], Any] = {}
+_BUILT: dict[tuple[str, str, tuple[str, ...], tuple[str, ...]], Any] = {}
 
 
 def upsert(
@@ -30,7 +30,10 @@ def upsert(
 def _statement(session: Session, entity: Any, keys: Sequence[str], refreshed: Sequence[str]) -> Any:
     table = cast(Table, entity.__table__)
     dialect_name = session.get_bind().dialect.name
-    found = _BUILT.get((table.name, dialect_name))
+    # Keyed by everything the statement is built from: a second caller of the same table with
+    # other keys or columns gets its own statement, not the first caller's.
+    built = (table.name, dialect_name, tuple(keys), tuple(refreshed))
+    found = _BUILT.get(built)
     if found is None:
         from sqlalchemy.dialects import postgresql, sqlite
 
@@ -38,7 +41,7 @@ def _statement(session: Session, entity: Any, keys: Sequence[str], refreshed: Se
             raise NotImplementedError(f"no upsert for {dialect_name}")
         dialect = postgresql if dialect_name == "postgresql" else sqlite
         insert = dialect.insert(table)
-        found = _BUILT[(table.name, dialect_name)] = insert.on_conflict_do_update(
+        found = _BUILT[built] = insert.on_conflict_do_update(
             index_elements=list(keys), set_={name: insert.excluded[name] for name in refreshed}
         )
     return found
